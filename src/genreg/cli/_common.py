@@ -1,0 +1,100 @@
+"""Shared CLI plumbing: opening the registry, JSON output, option parsing, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from genreg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genreg.service import Registry
+
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON only.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+ProgressCallback = Callable[[str, int, int | None], None]
+
+
+def open_registry() -> Registry:
+    from genreg.service import Registry
+
+    return Registry()
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def echo(text: str = "") -> None:
+    typer.echo(text)
+
+
+def parse_kv(items: list[str] | None, what: str = "--tag") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r}: expected key=value")
+        out[key] = value
+    return out
+
+
+def load_vars(pairs: list[str] | None, files: list[Path] | None) -> dict[str, Any]:
+    """Variables from ``--vars file.json`` (merged in order) then ``--var k=v``."""
+    values: dict[str, Any] = {}
+    for f in files or []:
+        try:
+            data = json.loads(Path(f).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"--vars {f}: file not found") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--vars {f}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--vars {f}: expected a JSON object")
+        values.update(data)
+    values.update(parse_kv(pairs, "--var"))
+    return values
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+@contextmanager
+def progress(quiet: bool = False) -> Iterator[ProgressCallback | None]:
+    """A ``(stage, done, total)`` callback drawing rich progress bars on a TTY, else None."""
+    if not show_progress(quiet):
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A plain aligned table (no colour codes, so output is stable in logs and tests)."""
+    if not rows:
+        echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())

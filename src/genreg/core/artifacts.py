@@ -1,0 +1,139 @@
+"""Per-kind parsing into canonical bytes, decoding, pretty forms and kind detection."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genreg.core.evalset import EvalSet, diff_rows, parse_evalset
+from genreg.core.hashing import canonical_json, digest_bytes
+from genreg.core.prompt import Prompt, parse_prompt_data, parse_prompt_file
+from genreg.core.routing import Routing, parse_routing_data, parse_routing_file
+from genreg.errors import InvalidArtifact, InvalidRef
+
+FILE_KINDS = ("prompt", "evalset", "routing")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Validated content in canonical form: ``digest`` is ``sha256:`` of ``data``."""
+
+    kind: str
+    data: bytes
+    summary: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        return digest_bytes(self.data)
+
+
+def _prompt_summary(p: Prompt) -> dict[str, Any]:
+    return {
+        "type": p.type,
+        "variables": sorted(p.declared()),
+        "model": p.model.get("model"),
+    }
+
+
+def parse_file(kind: str, path: Path) -> Parsed:
+    if kind == "prompt":
+        p = parse_prompt_file(path)
+        return Parsed(kind, canonical_json(p.to_content()), _prompt_summary(p))
+    if kind == "evalset":
+        e = parse_evalset(path)
+        return Parsed(kind, e.to_bytes(), e.summary())
+    if kind == "routing":
+        r = parse_routing_file(path)
+        return Parsed(kind, canonical_json(r.config), _routing_summary(r))
+    raise InvalidRef(f"kind {kind!r} cannot be registered from a file (use 'genreg corpus snapshot')")
+
+
+def parse_payload(kind: str, payload: Any, where: str = "request") -> Parsed:
+    """Content given as data (API bodies, imports) rather than a file."""
+    if kind == "prompt":
+        p = parse_prompt_data(payload, where)
+        return Parsed(kind, canonical_json(p.to_content()), _prompt_summary(p))
+    if kind == "routing":
+        r = parse_routing_data(payload, where)
+        return Parsed(kind, canonical_json(r.config), _routing_summary(r))
+    if kind == "evalset":
+        from genreg.core.evalset import build
+
+        if not isinstance(payload, list):
+            raise InvalidArtifact(f"{where}: an eval set payload must be a list of rows")
+        e = build((where, i, row) for i, row in enumerate(payload, start=1))
+        return Parsed(kind, e.to_bytes(), e.summary())
+    raise InvalidRef(f"kind {kind!r} cannot be registered from a payload")
+
+
+def _routing_summary(r: Routing) -> dict[str, Any]:
+    return {
+        "routes": [x["name"] for x in r.routes()],
+        "models": sorted({x["target"]["model"] for x in r.routes()} | {r.config["default"]["target"]["model"]}),
+    }
+
+
+def decode(kind: str, data: bytes) -> Any:
+    if kind == "prompt":
+        return Prompt.from_content(json.loads(data))
+    if kind == "evalset":
+        return EvalSet.from_bytes(data)
+    if kind == "routing":
+        return Routing(json.loads(data))
+    return json.loads(data)
+
+
+def content_json(kind: str, data: bytes) -> Any:
+    """The content as plain JSON (for ``show --json`` and the API)."""
+    if kind == "evalset":
+        return EvalSet.from_bytes(data).rows
+    return json.loads(data)
+
+
+def pretty(kind: str, data: bytes) -> str:
+    """A stable, human-readable text form, used for ``show`` and unified diffs."""
+    import yaml
+
+    if kind == "evalset":
+        return data.decode("utf-8")
+    obj = json.loads(data)
+    if kind == "prompt":
+        obj = {k: v for k, v in obj.items() if v is not None}
+    return yaml.safe_dump(obj, sort_keys=True, allow_unicode=True, default_flow_style=False, width=100)
+
+
+def diff(kind: str, a: bytes, b: bytes, label_a: str, label_b: str) -> dict[str, Any]:
+    if kind == "evalset":
+        return {"kind": kind, "rows": diff_rows(EvalSet.from_bytes(a), EvalSet.from_bytes(b))}
+    import difflib
+
+    lines = difflib.unified_diff(
+        pretty(kind, a).splitlines(keepends=True),
+        pretty(kind, b).splitlines(keepends=True),
+        fromfile=label_a,
+        tofile=label_b,
+    )
+    return {"kind": kind, "unified": "".join(lines)}
+
+
+def detect_kind(path: Path) -> str | None:
+    """Kind of a file under the project's conventional folders, or None to skip it.
+
+    ``registry/prompts/**`` -> prompt, ``registry/routing/**`` -> routing,
+    ``evals/sets/**`` (``*.jsonl`` or a BEIR directory) -> evalset.
+    """
+    parts = [p.lower() for p in path.parts]
+    suffix = path.suffix.lower()
+    if "prompts" in parts and suffix in {".yaml", ".yml", ".json", ".txt", ".j2", ".jinja", ".jinja2"}:
+        return "prompt"
+    if "routing" in parts and suffix in {".yaml", ".yml", ".json"}:
+        return "routing"
+    if "sets" in parts and (suffix == ".jsonl" or (path.is_dir() and (path / "qrels").is_dir())):
+        return "evalset"
+    return None
+
+
+def name_from_path(path: Path) -> str:
+    return path.name if path.is_dir() else path.name.split(".")[0]

@@ -1,0 +1,177 @@
+"""Prompt templates: parse, validate, and render in a sandboxed Jinja2 environment.
+
+Canonical content (what is hashed)::
+
+    {"type": "text"|"chat", "template": str|None, "messages": [{"role","content"}]|None,
+     "variables": <JSON Schema>, "model": {...}, "metadata": {...}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from genreg.core.validation import parse_structured, read_text, schema_errors
+from genreg.errors import InvalidArtifact, RenderError
+
+TEXT_SUFFIXES = {".txt", ".j2", ".jinja", ".jinja2", ".tmpl"}
+
+
+@lru_cache(maxsize=1)
+def _env() -> Any:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
+
+
+def template_variables(source: str, where: str) -> set[str]:
+    """Names a template reads from its context; syntax errors name the line."""
+    from jinja2 import TemplateSyntaxError, meta
+
+    env = _env()
+    try:
+        ast = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise InvalidArtifact(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+    return set(meta.find_undeclared_variables(ast))
+
+
+@dataclass
+class Prompt:
+    type: str  # "text" | "chat"
+    template: str | None
+    messages: list[dict[str, str]] | None
+    variables: dict[str, Any]
+    model: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_content(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "template": self.template,
+            "messages": self.messages,
+            "variables": self.variables,
+            "model": self.model,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_content(cls, c: dict[str, Any]) -> Prompt:
+        return cls(
+            type=c["type"],
+            template=c.get("template"),
+            messages=c.get("messages"),
+            variables=c.get("variables") or {"type": "object"},
+            model=c.get("model") or {},
+            metadata=c.get("metadata") or {},
+        )
+
+    def sources(self) -> list[tuple[str, str]]:
+        if self.type == "text":
+            return [("template", self.template or "")]
+        return [(f"messages.{i}.content", m["content"]) for i, m in enumerate(self.messages or [])]
+
+    def declared(self) -> set[str]:
+        return set((self.variables.get("properties") or {}).keys())
+
+    def validate_variables(self, values: dict[str, Any]) -> None:
+        """Raise :class:`RenderError` naming every missing or wrong variable."""
+        from jsonschema import Draft202012Validator
+
+        problems = []
+        for e in sorted(
+            Draft202012Validator(self.variables).iter_errors(values), key=lambda e: list(e.path)
+        ):
+            if e.validator == "required":
+                missing = [r for r in e.validator_value if r not in values]
+                problems.extend(f"{m}: missing" for m in missing)
+            else:
+                where = ".".join(str(p) for p in e.path) or "(variables)"
+                problems.append(f"{where}: {e.message}")
+        if problems:
+            raise RenderError(
+                "invalid variables: " + "; ".join(problems),
+                details={"errors": problems},
+            )
+
+    def render(self, values: dict[str, Any]) -> str | list[dict[str, str]]:
+        """Validate ``values`` then render. Chat prompts give OpenAI-style messages."""
+        from jinja2 import TemplateError
+        from jinja2.exceptions import SecurityError
+
+        self.validate_variables(values)
+        env = _env()
+        try:
+            if self.type == "text":
+                return env.from_string(self.template or "").render(values)
+            return [
+                {"role": m["role"], "content": env.from_string(m["content"]).render(values)}
+                for m in self.messages or []
+            ]
+        except SecurityError as exc:
+            raise RenderError(f"template refused by the sandbox: {exc}") from None
+        except TemplateError as exc:
+            raise RenderError(f"render failed: {exc}") from None
+
+
+def _check(prompt: Prompt, where: str) -> Prompt:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(prompt.variables)
+    except SchemaError as exc:
+        raise InvalidArtifact(f"{where}: variables is not a valid JSON Schema: {exc.message}") from None
+    declared = prompt.declared()
+    for field_name, src in prompt.sources():
+        used = template_variables(src, where)
+        undeclared = sorted(used - declared)
+        if undeclared:
+            raise InvalidArtifact(
+                f"{where}: {field_name} uses undeclared variable(s) {', '.join(undeclared)}; "
+                "declare them under variables.properties"
+            )
+    return prompt
+
+
+def parse_prompt_file(path: Path) -> Prompt:
+    """A YAML/JSON prompt file, or a plain text template (all variables required strings)."""
+    where = str(path)
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        text = read_text(path)
+        names = sorted(template_variables(text, where))
+        variables = {
+            "type": "object",
+            "properties": {n: {"type": "string"} for n in names},
+            "required": names,
+        }
+        return _check(Prompt("text", text, None, variables), where)
+    data = parse_structured(path)
+    return parse_prompt_data(data, where)
+
+
+def parse_prompt_data(data: Any, where: str) -> Prompt:
+    if not isinstance(data, dict):
+        raise InvalidArtifact(f"{where}: a prompt file must be a mapping with 'template' or 'messages'")
+    errors = schema_errors("prompt", data)
+    if errors:
+        raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})
+    variables = data.get("variables") or {"type": "object", "properties": {}}
+    variables.setdefault("type", "object")
+    kind = "text" if "template" in data else "chat"
+    prompt = Prompt(
+        type=kind,
+        template=data.get("template"),
+        messages=[{"role": m["role"], "content": m["content"]} for m in data["messages"]]
+        if kind == "chat"
+        else None,
+        variables=variables,
+        model=data.get("model") or {},
+        metadata=data.get("metadata") or {},
+    )
+    return _check(prompt, where)

@@ -1,0 +1,18 @@
+"""The service layer: the one entry point the CLI, the API and the runner go through.
+
+:class:`Registry` is composed of one mixin per concern, each in its own module:
+
+- :mod:`genreg.service.artifacts` -- register, resolve, history, diff, aliases, push, export
+"""
+
+from __future__ import annotations
+
+from genreg.service.artifacts import ArtifactService
+from genreg.service.base import ServiceBase
+
+
+class Registry(ArtifactService, ServiceBase):
+    """A genreg registry: metadata database + object store, opened (and migrated) once."""
+
+
+__all__ = ["Registry"]

@@ -1,0 +1,284 @@
+"""Registering, resolving and aliasing versions of prompts, eval sets and routing configs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genreg.core import artifacts as kinds
+from genreg.core.hashing import digest_bytes, strip_prefix
+from genreg.core.refs import LATEST, Ref, parse_ref, validate_kind, validate_name
+from genreg.core.types import AliasEvent, ArtifactInfo, RegisterResult, VersionInfo
+from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, InvalidName, NotFound
+
+if TYPE_CHECKING:
+    from genreg.core.evalset import EvalSet
+    from genreg.core.prompt import Prompt
+    from genreg.core.routing import Decision, Routing
+    from genreg.store.fastread import FastReader
+    from genreg.store.objects import ObjectStore
+    from genreg.store.repo import Repo
+
+EXPORT_FORMAT = "genreg-export/1"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    path: str
+    kind: str
+    name: str
+    version: int
+    digest: str
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "status": "created" if self.created else "unchanged"}
+
+
+def as_ref(ref: str | Ref, kind: str | None = None) -> Ref:
+    return ref if isinstance(ref, Ref) else parse_ref(ref, kind=kind)
+
+
+class ArtifactService:
+    repo: Repo
+    objects: ObjectStore
+    fast: FastReader | None
+
+    settings: Any
+    if TYPE_CHECKING:
+
+        def author(self, explicit: str | None = None) -> str: ...
+
+    # ---- registration ---------------------------------------------------------------
+    def register_parsed(
+        self,
+        name: str,
+        parsed: kinds.Parsed,
+        *,
+        message: str = "",
+        tags: dict[str, Any] | None = None,
+        author: str | None = None,
+    ) -> RegisterResult:
+        """Store the canonical bytes (durably) first, then insert the version row. A failure
+        at any point leaves no visible version."""
+        validate_name(name)
+        obj = self.objects.put_bytes(parsed.data)
+        info, created = self.repo.add_version(
+            parsed.kind,
+            name,
+            digest=parsed.digest,
+            object_digest=obj,
+            author=self.author(author),
+            message=message,
+            tags=dict(tags or {}),
+            summary=parsed.summary,
+        )
+        return RegisterResult(info, created)
+
+    def register(
+        self,
+        kind: str,
+        name: str,
+        path: str | Path,
+        *,
+        message: str = "",
+        tags: dict[str, Any] | None = None,
+        author: str | None = None,
+    ) -> RegisterResult:
+        """Register the file (or BEIR directory, for eval sets) at ``path`` as ``kind:name``."""
+        validate_kind(kind)
+        validate_name(name)
+        parsed = kinds.parse_file(kind, Path(path))
+        return self.register_parsed(name, parsed, message=message, tags=tags, author=author)
+
+    def register_content(
+        self, kind: str, name: str, content: Any, *, message: str = "", tags: dict[str, Any] | None = None,
+        author: str | None = None,
+    ) -> RegisterResult:
+        """Register content given as data (a prompt/routing mapping, or eval-set rows)."""
+        validate_kind(kind)
+        validate_name(name)
+        parsed = kinds.parse_payload(kind, content, where=f"{kind}:{name}")
+        return self.register_parsed(name, parsed, message=message, tags=tags, author=author)
+
+    # ---- reading --------------------------------------------------------------------
+    def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo:
+        """The exact version a reference names (raises NotFound / AmbiguousRef)."""
+        r = as_ref(ref, kind)
+        fast = self.fast
+        return fast.resolve(r) if fast is not None else self.repo.resolve(r)
+
+    def history(self, ref: str | Ref) -> list[VersionInfo]:
+        r = as_ref(ref)
+        return self.repo.history(r.kind, r.name)
+
+    def list(self, kind: str | None = None) -> list[ArtifactInfo]:
+        if kind is not None:
+            validate_kind(kind)
+        return self.repo.list_artifacts(kind)
+
+    def content(self, ref: str | Ref | VersionInfo) -> bytes:
+        info = ref if isinstance(ref, VersionInfo) else self.resolve(ref)
+        data = self.objects.get_bytes(info.object_digest)
+        if digest_bytes(data) != info.digest and info.kind != "corpus":
+            raise IntegrityError(f"{info.ref}: content does not match its digest {info.digest}")
+        return data
+
+    def show(self, ref: str | Ref) -> tuple[VersionInfo, Any]:
+        info = self.resolve(ref)
+        return info, kinds.content_json(info.kind, self.content(info))
+
+    def load_prompt(self, ref: str | Ref) -> Prompt:
+        return kinds.decode("prompt", self.content(self.resolve(ref, "prompt")))  # type: ignore[no-any-return]
+
+    def load_routing(self, ref: str | Ref) -> Routing:
+        return kinds.decode("routing", self.content(self.resolve(ref, "routing")))  # type: ignore[no-any-return]
+
+    def load_evalset(self, ref: str | Ref) -> EvalSet:
+        """The eval set's rows; a ``#split`` in the ref selects that split."""
+        r = as_ref(ref, "evalset")
+        es: EvalSet = kinds.decode("evalset", self.content(self.resolve(r)))
+        return es.select(r.split)
+
+    def render(self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any) -> str | list[dict[str, str]]:
+        """Render a prompt; chat prompts give OpenAI-style ``[{role, content}]`` messages."""
+        return self.load_prompt(ref).render({**(variables or {}), **kw})
+
+    def explain_route(self, ref: str | Ref, query: str, tags: list[str] | None = None) -> Decision:
+        return self.load_routing(ref).choose(query, tags)
+
+    def diff(self, a: str | Ref, b: str | Ref) -> dict[str, Any]:
+        va, vb = self.resolve(a), self.resolve(b)
+        if va.kind != vb.kind:
+            raise ConfigError(f"cannot diff a {va.kind} with a {vb.kind}")
+        out = kinds.diff(va.kind, self.content(va), self.content(vb), va.ref, vb.ref)
+        out.update(a=va.ref, b=vb.ref, a_digest=va.digest, b_digest=vb.digest, identical=va.digest == vb.digest)
+        return out
+
+    # ---- aliases --------------------------------------------------------------------
+    def set_alias(
+        self, ref: str | Ref, alias: str, *, reason: str = "", actor: str | None = None, run_id: str | None = None
+    ) -> AliasEvent:
+        """Point ``alias`` at the version ``ref`` resolves to; journaled."""
+        validate_name(alias, "alias")
+        if alias == LATEST or (alias[0] == "v" and alias[1:].isdigit()):
+            raise InvalidName(f"invalid alias {alias!r}: 'latest' and vN are reserved")
+        info = self.resolve(ref)
+        return self.repo.set_alias(
+            info.kind, info.name, alias, info.version, actor=self.author(actor), reason=reason, run_id=run_id
+        )
+
+    def remove_alias(self, artifact: str | Ref, alias: str, *, reason: str = "", actor: str | None = None) -> AliasEvent:
+        r = as_ref(artifact)
+        return self.repo.remove_alias(r.kind, r.name, alias, actor=self.author(actor), reason=reason)
+
+    def alias_history(self, artifact: str | Ref, alias: str | None = None) -> list[AliasEvent]:
+        r = as_ref(artifact)
+        return self.repo.alias_history(r.kind, r.name, alias)
+
+    # ---- files in git ---------------------------------------------------------------
+    def push(self, paths: list[str | Path] | None = None, *, message: str = "", author: str | None = None,
+             root: Path | None = None) -> list[PushResult]:
+        """Register every prompt/routing/eval-set file under ``paths`` whose content changed.
+
+        Default paths: ``registry/`` and ``evals/`` of the project (the folder holding the
+        registry home). A second push of unchanged files creates nothing. All files are
+        validated before anything is registered, so one bad file registers nothing.
+        """
+        base = root or self._project_root()
+        targets = [Path(p) for p in paths] if paths else [base / "registry", base / "evals"]
+        found: list[tuple[Path, str]] = []
+        for t in targets:
+            if not t.exists():
+                if paths:
+                    raise NotFound(f"{t}: no such file or directory")
+                continue
+            found.extend(self._discover(t))
+        parsed = [(p, kinds.name_from_path(p), kinds.parse_file(k, p)) for p, k in found]
+        for p, name, _ in parsed:
+            try:
+                validate_name(name)
+            except InvalidName as exc:
+                raise InvalidName(f"{p}: {exc}") from None
+        out = []
+        for p, name, pa in parsed:
+            res = self.register_parsed(name, pa, message=message or f"push {p.name}", author=author)
+            v = res.version
+            out.append(PushResult(str(p), v.kind, v.name, v.version, v.digest, res.created))
+        return out
+
+    def _project_root(self) -> Path:
+        home: Path = self.settings.home  # type: ignore[attr-defined]
+        return home.parent
+
+    @staticmethod
+    def _discover(target: Path) -> list[tuple[Path, str]]:
+        if target.is_file() or (target.is_dir() and (target / "qrels").is_dir()):
+            k = kinds.detect_kind(target)
+            if k is None:
+                raise InvalidArtifact(
+                    f"{target}: cannot tell its kind; put it under registry/prompts, registry/routing "
+                    "or evals/sets, or use 'genreg register KIND NAME FILE'"
+                )
+            return [(target, k)]
+        out = []
+        for p in sorted(target.rglob("*")):
+            if any(part.startswith(".") for part in p.relative_to(target).parts):
+                continue
+            if p.is_dir() and not (p / "qrels").is_dir():
+                continue
+            if any(q in p.parents for q, _ in out if q.is_dir()):
+                continue
+            k = kinds.detect_kind(p)
+            if k is not None:
+                out.append((p, k))
+        return out
+
+    # ---- export / import ------------------------------------------------------------
+    def export(self, ref: str | Ref) -> dict[str, Any]:
+        """A self-contained, digest-checked bundle of one version."""
+        info = self.resolve(ref)
+        if info.kind == "corpus":
+            raise ConfigError("use 'genreg corpus export REF DIR' for corpus snapshots")
+        data = self.content(info)
+        return {
+            "format": EXPORT_FORMAT,
+            "kind": info.kind,
+            "name": info.name,
+            "version": info.version,
+            "digest": info.digest,
+            "author": info.author,
+            "message": info.message,
+            "tags": info.tags,
+            "created_at": info.created_at,
+            "content_b64": base64.b64encode(data).decode("ascii"),
+        }
+
+    def import_bundle(self, bundle: dict[str, Any] | str | Path, *, name: str | None = None) -> RegisterResult:
+        if not isinstance(bundle, dict):
+            p = Path(bundle)
+            try:
+                bundle = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidArtifact(f"{p}: not a genreg export bundle ({exc})") from None
+        if not isinstance(bundle, dict) or bundle.get("format") != EXPORT_FORMAT:
+            raise InvalidArtifact(f"not a genreg export bundle (expected format {EXPORT_FORMAT})")
+        try:
+            data = base64.b64decode(bundle["content_b64"], validate=True)
+            kind, digest = bundle["kind"], bundle["digest"]
+        except (KeyError, ValueError) as exc:
+            raise InvalidArtifact(f"export bundle is incomplete or corrupt: {exc}") from None
+        if digest_bytes(data) != digest:
+            raise IntegrityError(f"export bundle content does not match its digest {digest}")
+        validate_kind(kind)
+        # Re-validate: the bundle must hold valid canonical content of its kind.
+        parsed = kinds.parse_payload(kind, kinds.content_json(kind, data), where="bundle")
+        if parsed.digest != digest:
+            raise IntegrityError(f"export bundle content is not in canonical form ({strip_prefix(digest)[:12]})")
+        return self.register_parsed(
+            name or bundle["name"], parsed, message=bundle.get("message", ""), tags=bundle.get("tags"),
+            author=bundle.get("author") or None,
+        )

@@ -1,0 +1,256 @@
+"""SQL operations on artifacts, versions and aliases. Returns domain objects only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+
+from genreg.core.refs import Ref
+from genreg.core.types import AliasEvent, ArtifactInfo, VersionInfo
+from genreg.errors import AmbiguousRef, NotFound
+from genreg.store.db import read_session, with_retry, write_session
+from genreg.store.models import AliasEventRow, AliasRow, ArtifactRow, VersionRow
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _info(art: ArtifactRow, v: VersionRow, aliases: tuple[str, ...] = ()) -> VersionInfo:
+    return VersionInfo(
+        kind=art.kind,
+        name=art.name,
+        version=v.number,
+        digest=v.digest,
+        object_digest=v.object_digest,
+        created_at=v.created_at,
+        author=v.author,
+        message=v.message,
+        tags=dict(v.tags or {}),
+        parent=v.parent,
+        summary=dict(v.summary or {}),
+        aliases=aliases,
+    )
+
+
+def _artifact(s: Session, kind: str, name: str) -> ArtifactRow | None:
+    return s.exec(select(ArtifactRow).where(ArtifactRow.kind == kind, ArtifactRow.name == name)).first()
+
+
+def _require_artifact(s: Session, kind: str, name: str) -> ArtifactRow:
+    art = _artifact(s, kind, name)
+    if art is None:
+        raise NotFound(f"{kind}:{name} not found")
+    return art
+
+
+def _aliases_by_version(s: Session, artifact_id: int) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for a in s.exec(select(AliasRow).where(AliasRow.artifact_id == artifact_id).order_by(AliasRow.name)):
+        out.setdefault(a.version, []).append(a.name)
+    return out
+
+
+class Repo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ---- versions -------------------------------------------------------------------
+    def add_version(
+        self,
+        kind: str,
+        name: str,
+        *,
+        digest: str,
+        object_digest: str,
+        author: str,
+        message: str,
+        tags: dict[str, Any],
+        summary: dict[str, Any],
+    ) -> tuple[VersionInfo, bool]:
+        """Insert the next version unless ``digest`` exists; numbering happens in the same
+        transaction as the insert, under the artifact lock, with a bounded retry."""
+
+        def tx() -> tuple[VersionInfo, bool]:
+            with write_session(self.engine) as s:
+                art = _artifact(s, kind, name)
+                if art is None:
+                    art = ArtifactRow(kind=kind, name=name, created_at=now())
+                    s.add(art)
+                    s.flush()
+                elif self.engine.dialect.name != "sqlite":
+                    s.exec(select(ArtifactRow).where(ArtifactRow.id == art.id).with_for_update()).one()
+                existing = s.exec(
+                    select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.digest == digest)
+                ).first()
+                if existing is not None:
+                    aliases = tuple(_aliases_by_version(s, art.id).get(existing.number, []))  # type: ignore[arg-type]
+                    return _info(art, existing, aliases), False
+                top = s.exec(select(func.max(VersionRow.number)).where(VersionRow.artifact_id == art.id)).one()
+                row = VersionRow(
+                    artifact_id=art.id,  # type: ignore[arg-type]
+                    number=(top or 0) + 1,
+                    digest=digest,
+                    object_digest=object_digest,
+                    created_at=now(),
+                    author=author,
+                    message=message,
+                    tags=tags,
+                    parent=top,
+                    summary=summary,
+                )
+                s.add(row)
+                s.flush()
+                return _info(art, row), True
+
+        return with_retry(tx)
+
+    def resolve(self, ref: Ref) -> VersionInfo:
+        with read_session(self.engine) as s:
+            art = _require_artifact(s, ref.kind, ref.name)
+            q = select(VersionRow).where(VersionRow.artifact_id == art.id)
+            if ref.version is not None:
+                row = s.exec(q.where(VersionRow.number == ref.version)).first()
+                if row is None:
+                    raise NotFound(f"{ref.artifact}@v{ref.version} not found")
+            elif ref.digest_prefix is not None:
+                rows = s.exec(q.where(VersionRow.digest.startswith("sha256:" + ref.digest_prefix)).limit(2)).all()  # type: ignore[union-attr]
+                if not rows:
+                    raise NotFound(f"{ref.artifact}@sha256:{ref.digest_prefix} matches no version")
+                if len(rows) > 1:
+                    raise AmbiguousRef(
+                        f"{ref.artifact}@sha256:{ref.digest_prefix} is ambiguous: matches "
+                        f"v{rows[0].number} and v{rows[1].number}; give more digits"
+                    )
+                row = rows[0]
+            elif ref.alias is not None:
+                al = s.exec(
+                    select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == ref.alias)
+                ).first()
+                if al is None:
+                    raise NotFound(f"{ref.artifact} has no alias {ref.alias!r}")
+                row = s.exec(q.where(VersionRow.number == al.version)).one()
+            else:
+                row = s.exec(q.order_by(VersionRow.number.desc()).limit(1)).first()  # type: ignore[attr-defined]
+                if row is None:
+                    raise NotFound(f"{ref.artifact} has no versions")
+            aliases = tuple(_aliases_by_version(s, art.id).get(row.number, []))  # type: ignore[arg-type]
+            return _info(art, row, aliases)
+
+    def history(self, kind: str, name: str) -> list[VersionInfo]:
+        with read_session(self.engine) as s:
+            art = _require_artifact(s, kind, name)
+            by_v = _aliases_by_version(s, art.id)  # type: ignore[arg-type]
+            rows = s.exec(
+                select(VersionRow).where(VersionRow.artifact_id == art.id).order_by(VersionRow.number)
+            ).all()
+            return [_info(art, r, tuple(by_v.get(r.number, []))) for r in rows]
+
+    def list_artifacts(self, kind: str | None = None) -> list[ArtifactInfo]:
+        with read_session(self.engine) as s:
+            q = select(ArtifactRow).order_by(ArtifactRow.kind, ArtifactRow.name)
+            if kind:
+                q = q.where(ArtifactRow.kind == kind)
+            arts = s.exec(q).all()
+            stats = {
+                aid: (mx, n)
+                for aid, mx, n in s.exec(
+                    select(VersionRow.artifact_id, func.max(VersionRow.number), func.count()).group_by(
+                        VersionRow.artifact_id
+                    )
+                ).all()
+            }
+            aliases: dict[int, dict[str, int]] = {}
+            for a in s.exec(select(AliasRow)).all():
+                aliases.setdefault(a.artifact_id, {})[a.name] = a.version
+            out = []
+            for a in arts:
+                mx, n = stats.get(a.id, (None, 0))  # type: ignore[arg-type]
+                out.append(ArtifactInfo(a.kind, a.name, a.created_at, mx, n, aliases.get(a.id, {})))  # type: ignore[arg-type]
+            return out
+
+    def all_object_digests(self) -> set[str]:
+        with read_session(self.engine) as s:
+            return set(s.exec(select(VersionRow.object_digest)).all())
+
+    # ---- aliases --------------------------------------------------------------------
+    def set_alias(
+        self, kind: str, name: str, alias: str, version: int, *, actor: str, reason: str, run_id: str | None
+    ) -> AliasEvent:
+        def tx() -> AliasEvent:
+            with write_session(self.engine) as s:
+                art = _require_artifact(s, kind, name)
+                if self.engine.dialect.name != "sqlite":
+                    s.exec(select(ArtifactRow).where(ArtifactRow.id == art.id).with_for_update()).one()
+                if s.exec(
+                    select(VersionRow.id).where(VersionRow.artifact_id == art.id, VersionRow.number == version)
+                ).first() is None:
+                    raise NotFound(f"{kind}:{name}@v{version} not found")
+                cur = s.exec(select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)).first()
+                ts = now()
+                if cur is None:
+                    s.add(AliasRow(artifact_id=art.id, name=alias, version=version, updated_at=ts, updated_by=actor))  # type: ignore[arg-type]
+                    action, prev = "set", None
+                else:
+                    action, prev = "move", cur.version
+                    cur.version, cur.updated_at, cur.updated_by = version, ts, actor
+                    s.add(cur)
+                ev = AliasEventRow(
+                    artifact_id=art.id,  # type: ignore[arg-type]
+                    alias=alias,
+                    action=action,
+                    from_version=prev,
+                    to_version=version,
+                    actor=actor,
+                    reason=reason,
+                    run_id=run_id,
+                    created_at=ts,
+                )
+                s.add(ev)
+                s.flush()
+                return self._event(kind, name, ev)
+
+        return with_retry(tx)
+
+    def remove_alias(self, kind: str, name: str, alias: str, *, actor: str, reason: str) -> AliasEvent:
+        def tx() -> AliasEvent:
+            with write_session(self.engine) as s:
+                art = _require_artifact(s, kind, name)
+                cur = s.exec(select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)).first()
+                if cur is None:
+                    raise NotFound(f"{kind}:{name} has no alias {alias!r}")
+                ev = AliasEventRow(
+                    artifact_id=art.id,  # type: ignore[arg-type]
+                    alias=alias,
+                    action="delete",
+                    from_version=cur.version,
+                    to_version=None,
+                    actor=actor,
+                    reason=reason,
+                    run_id=None,
+                    created_at=now(),
+                )
+                s.delete(cur)
+                s.add(ev)
+                s.flush()
+                return self._event(kind, name, ev)
+
+        return with_retry(tx)
+
+    def alias_history(self, kind: str, name: str, alias: str | None = None) -> list[AliasEvent]:
+        with read_session(self.engine) as s:
+            art = _require_artifact(s, kind, name)
+            q = select(AliasEventRow).where(AliasEventRow.artifact_id == art.id)
+            if alias:
+                q = q.where(AliasEventRow.alias == alias)
+            rows = s.exec(q.order_by(AliasEventRow.id)).all()
+            return [self._event(kind, name, r) for r in rows]
+
+    @staticmethod
+    def _event(kind: str, name: str, r: AliasEventRow) -> AliasEvent:
+        return AliasEvent(
+            kind, name, r.alias, r.action, r.from_version, r.to_version, r.actor, r.reason, r.run_id, r.created_at
+        )
