@@ -61,6 +61,8 @@ def cli() -> Callable[..., Any]:
     runner = CliRunner()
 
     def _invoke(*args: str, input: str | None = None) -> Any:
-        return runner.invoke(app, [str(a) for a in args], input=input, env={"GENREG_HOME": os.environ["GENREG_HOME"]})
+        return runner.invoke(
+            app, [str(a) for a in args], input=input, env={"GENREG_HOME": os.environ["GENREG_HOME"]}
+        )
 
     return _invoke

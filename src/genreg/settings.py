@@ -46,9 +46,7 @@ def resolve_settings(home: Path | None = None, *, create: bool = False) -> Setti
     found = Path(home) if home else find_home()
     if found is None:
         if not create:
-            raise ConfigError(
-                "no genreg registry here: run 'genreg init' or set GENREG_HOME"
-            )
+            raise ConfigError("no genreg registry here: run 'genreg init' or set GENREG_HOME")
         found = Path.cwd() / HOME_DIRNAME
     if not found.exists():
         if not create:

@@ -77,7 +77,10 @@ def progress(quiet: bool = False) -> Iterator[ProgressCallback | None]:
 
     tasks: dict[str, Any] = {}
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         transient=True,
     ) as bar:
 

@@ -18,7 +18,9 @@ def register_commands(app: typer.Typer) -> None:
 
 
 def init(
-    path: Path = typer.Argument(None, help="Where to create the registry home (default: ./.genreg)."),
+    path: Path = typer.Argument(
+        None, help="Where to create the registry home (default: ./.genreg)."
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Create a registry home (SQLite metadata + object store); safe to run twice."""
@@ -27,15 +29,25 @@ def init(
     home = path or Path.cwd() / ".genreg"
     reg = Registry.init(home)
     if json_out:
-        emit_json({"home": str(reg.home), "database": reg.settings.database_url, "objects": reg.settings.objects_url})
+        emit_json(
+            {
+                "home": str(reg.home),
+                "database": reg.settings.database_url,
+                "objects": reg.settings.objects_url,
+            }
+        )
     else:
         echo(f"Initialized genreg registry in {reg.home}")
 
 
 def push(
-    paths: list[Path] = typer.Argument(None, help="Files or folders (default: registry/ and evals/)."),
+    paths: list[Path] = typer.Argument(
+        None, help="Files or folders (default: registry/ and evals/)."
+    ),
     message: str = typer.Option("", "-m", "--message", help="Message for new versions."),
-    author: str = typer.Option(None, "--author", help="Author (default: $GENREG_AUTHOR or git user.name)."),
+    author: str = typer.Option(
+        None, "--author", help="Author (default: $GENREG_AUTHOR or git user.name)."
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Register every prompt, routing config and eval set whose content changed."""
@@ -60,7 +72,9 @@ def register(
     json_out: bool = JsonOpt,
 ) -> None:
     """Register FILE as a new version of KIND:NAME (nothing new if the content is identical)."""
-    res = open_registry().register(kind, name, file, message=message, tags=parse_kv(tag), author=author)
+    res = open_registry().register(
+        kind, name, file, message=message, tags=parse_kv(tag), author=author
+    )
     if json_out:
         emit_json(res.to_dict())
         return
@@ -94,7 +108,10 @@ def list_(
     )
 
 
-def show(ref: str = typer.Argument(..., help="KIND:NAME[@ALIAS|@vN|@sha256:HEX]"), json_out: bool = JsonOpt) -> None:
+def show(
+    ref: str = typer.Argument(..., help="KIND:NAME[@ALIAS|@vN|@sha256:HEX]"),
+    json_out: bool = JsonOpt,
+) -> None:
     """Show a version's metadata and content."""
     from genreg.core.artifacts import pretty
 
@@ -137,7 +154,9 @@ def history(ref: str = typer.Argument(..., help="KIND:NAME"), json_out: bool = J
     )
 
 
-def diff(a: str = typer.Argument(...), b: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
+def diff(
+    a: str = typer.Argument(...), b: str = typer.Argument(...), json_out: bool = JsonOpt
+) -> None:
     """Unified diff for prompts/routing; added/removed/changed rows for eval sets."""
     d = open_registry().diff(a, b)
     if json_out:
@@ -152,7 +171,9 @@ def diff(a: str = typer.Argument(...), b: str = typer.Argument(...), json_out: b
         for label, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
             for rid in rows[label]:
                 echo(f"{sign} {rid}")
-        echo(f"{len(rows['added'])} added, {len(rows['removed'])} removed, {len(rows['changed'])} changed")
+        echo(
+            f"{len(rows['added'])} added, {len(rows['removed'])} removed, {len(rows['changed'])} changed"
+        )
     else:
         echo(d["unified"].rstrip("\n"))
 
@@ -161,8 +182,16 @@ def resolve(ref: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
     """Print the exact version and digest a reference names."""
     v = open_registry().resolve(ref)
     if json_out:
-        emit_json({"kind": v.kind, "name": v.name, "version": v.version, "digest": v.digest,
-                   "ref": v.ref, "aliases": list(v.aliases)})
+        emit_json(
+            {
+                "kind": v.kind,
+                "name": v.name,
+                "version": v.version,
+                "digest": v.digest,
+                "ref": v.ref,
+                "aliases": list(v.aliases),
+            }
+        )
     else:
         echo(f"{v.ref}  {v.digest}")
 

@@ -47,7 +47,9 @@ def parse_file(kind: str, path: Path) -> Parsed:
     if kind == "routing":
         r = parse_routing_file(path)
         return Parsed(kind, canonical_json(r.config), _routing_summary(r))
-    raise InvalidRef(f"kind {kind!r} cannot be registered from a file (use 'genreg corpus snapshot')")
+    raise InvalidRef(
+        f"kind {kind!r} cannot be registered from a file (use 'genreg corpus snapshot')"
+    )
 
 
 def parse_payload(kind: str, payload: Any, where: str = "request") -> Parsed:
@@ -71,7 +73,9 @@ def parse_payload(kind: str, payload: Any, where: str = "request") -> Parsed:
 def _routing_summary(r: Routing) -> dict[str, Any]:
     return {
         "routes": [x["name"] for x in r.routes()],
-        "models": sorted({x["target"]["model"] for x in r.routes()} | {r.config["default"]["target"]["model"]}),
+        "models": sorted(
+            {x["target"]["model"] for x in r.routes()} | {r.config["default"]["target"]["model"]}
+        ),
     }
 
 
@@ -101,7 +105,9 @@ def pretty(kind: str, data: bytes) -> str:
     obj = json.loads(data)
     if kind == "prompt":
         obj = {k: v for k, v in obj.items() if v is not None}
-    return yaml.safe_dump(obj, sort_keys=True, allow_unicode=True, default_flow_style=False, width=100)
+    return yaml.safe_dump(
+        obj, sort_keys=True, allow_unicode=True, default_flow_style=False, width=100
+    )
 
 
 def diff(kind: str, a: bytes, b: bytes, label_a: str, label_b: str) -> dict[str, Any]:
@@ -126,7 +132,15 @@ def detect_kind(path: Path) -> str | None:
     """
     parts = [p.lower() for p in path.parts]
     suffix = path.suffix.lower()
-    if "prompts" in parts and suffix in {".yaml", ".yml", ".json", ".txt", ".j2", ".jinja", ".jinja2"}:
+    if "prompts" in parts and suffix in {
+        ".yaml",
+        ".yml",
+        ".json",
+        ".txt",
+        ".j2",
+        ".jinja",
+        ".jinja2",
+    }:
         return "prompt"
     if "routing" in parts and suffix in {".yaml", ".yml", ".json"}:
         return "routing"

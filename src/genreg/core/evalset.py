@@ -102,7 +102,9 @@ def parse_jsonl(path: Path) -> EvalSet:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidArtifact(f"{path}:{i}: invalid JSON: {exc.msg}", details={"line": i}) from None
+            raise InvalidArtifact(
+                f"{path}:{i}: invalid JSON: {exc.msg}", details={"line": i}
+            ) from None
         if not isinstance(row, dict):
             raise InvalidArtifact(f"{path}:{i}: each line must be a JSON object")
         rows.append((str(path), i, row))
@@ -123,7 +125,9 @@ def parse_beir(root: Path) -> EvalSet:
             q = json.loads(line)
             queries[str(q["_id"])] = (q["text"], i)
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise InvalidArtifact(f"{qpath}:{i}: expected a JSON object with _id and text") from None
+            raise InvalidArtifact(
+                f"{qpath}:{i}: expected a JSON object with _id and text"
+            ) from None
     judgments: dict[str, dict[str, int]] = {}
     split_of: dict[str, str] = {}
     where_of: dict[str, tuple[str, int]] = {}

@@ -37,7 +37,9 @@ def template_variables(source: str, where: str) -> set[str]:
     try:
         ast = env.parse(source)
     except TemplateSyntaxError as exc:
-        raise InvalidArtifact(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+        raise InvalidArtifact(
+            f"{where}:{exc.lineno}: template syntax error: {exc.message}"
+        ) from None
     return set(meta.find_undeclared_variables(ast))
 
 
@@ -126,7 +128,9 @@ def _check(prompt: Prompt, where: str) -> Prompt:
     try:
         Draft202012Validator.check_schema(prompt.variables)
     except SchemaError as exc:
-        raise InvalidArtifact(f"{where}: variables is not a valid JSON Schema: {exc.message}") from None
+        raise InvalidArtifact(
+            f"{where}: variables is not a valid JSON Schema: {exc.message}"
+        ) from None
     declared = prompt.declared()
     for field_name, src in prompt.sources():
         used = template_variables(src, where)
@@ -157,7 +161,9 @@ def parse_prompt_file(path: Path) -> Prompt:
 
 def parse_prompt_data(data: Any, where: str) -> Prompt:
     if not isinstance(data, dict):
-        raise InvalidArtifact(f"{where}: a prompt file must be a mapping with 'template' or 'messages'")
+        raise InvalidArtifact(
+            f"{where}: a prompt file must be a mapping with 'template' or 'messages'"
+        )
     errors = schema_errors("prompt", data)
     if errors:
         raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})

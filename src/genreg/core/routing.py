@@ -45,7 +45,9 @@ class Routing:
     def routes(self) -> list[dict[str, Any]]:
         return list(self.config.get("routes") or [])
 
-    def _check(self, match: dict[str, Any], query: str, tags: set[str], n: int) -> tuple[bool, list[str]]:
+    def _check(
+        self, match: dict[str, Any], query: str, tags: set[str], n: int
+    ) -> tuple[bool, list[str]]:
         why: list[str] = []
         if "tags" in match:
             need = set(match["tags"])
@@ -68,7 +70,9 @@ class Routing:
         if hi is not None and n > hi:
             return False, [f"{n} tokens > max_tokens {hi}"]
         if lo is not None or hi is not None:
-            why.append(f"{n} tokens within [{lo if lo is not None else 0}, {hi if hi is not None else 'inf'}]")
+            why.append(
+                f"{n} tokens within [{lo if lo is not None else 0}, {hi if hi is not None else 'inf'}]"
+            )
         if not why:
             why.append("route has no conditions (matches everything)")
         return True, why
@@ -90,27 +94,38 @@ class Routing:
                 return Decision(r["name"], r["target"], why, rejected, n, counter_name)
             rejected.append((r["name"], why[0]))
         return Decision(
-            "default", self.config["default"]["target"], ["no earlier route matched"], rejected, n, counter_name
+            "default",
+            self.config["default"]["target"],
+            ["no earlier route matched"],
+            rejected,
+            n,
+            counter_name,
         )
 
 
 def parse_routing_data(data: Any, where: str) -> Routing:
     if not isinstance(data, dict):
-        raise InvalidArtifact(f"{where}: a routing config must be a mapping with 'routes' and 'default'")
+        raise InvalidArtifact(
+            f"{where}: a routing config must be a mapping with 'routes' and 'default'"
+        )
     errors = schema_errors("routing", data)
     if errors:
         raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})
     names: set[str] = set()
     for i, r in enumerate(data.get("routes") or []):
         if r["name"] in names or r["name"] == "default":
-            raise InvalidArtifact(f"{where}: routes.{i}.name: duplicate or reserved route name {r['name']!r}")
+            raise InvalidArtifact(
+                f"{where}: routes.{i}.name: duplicate or reserved route name {r['name']!r}"
+            )
         names.add(r["name"])
         rx = (r.get("match") or {}).get("query_regex")
         if rx is not None:
             try:
                 re.compile(rx)
             except re.error as exc:
-                raise InvalidArtifact(f"{where}: routes.{i}.match.query_regex: invalid regex: {exc}") from None
+                raise InvalidArtifact(
+                    f"{where}: routes.{i}.match.query_regex: invalid regex: {exc}"
+                ) from None
         m = r.get("match") or {}
         if "min_tokens" in m and "max_tokens" in m and m["min_tokens"] > m["max_tokens"]:
             raise InvalidArtifact(f"{where}: routes.{i}.match: min_tokens > max_tokens")

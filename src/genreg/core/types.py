@@ -68,4 +68,8 @@ class RegisterResult:
     created: bool  # False: identical content already registered, nothing new
 
     def to_dict(self) -> dict[str, Any]:
-        return {"created": self.created, "status": "created" if self.created else "unchanged", **self.version.to_dict()}
+        return {
+            "created": self.created,
+            "status": "created" if self.created else "unchanged",
+            **self.version.to_dict(),
+        }

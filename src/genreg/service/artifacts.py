@@ -95,7 +95,13 @@ class ArtifactService:
         return self.register_parsed(name, parsed, message=message, tags=tags, author=author)
 
     def register_content(
-        self, kind: str, name: str, content: Any, *, message: str = "", tags: dict[str, Any] | None = None,
+        self,
+        kind: str,
+        name: str,
+        content: Any,
+        *,
+        message: str = "",
+        tags: dict[str, Any] | None = None,
         author: str | None = None,
     ) -> RegisterResult:
         """Register content given as data (a prompt/routing mapping, or eval-set rows)."""
@@ -143,7 +149,9 @@ class ArtifactService:
         es: EvalSet = kinds.decode("evalset", self.content(self.resolve(r)))
         return es.select(r.split)
 
-    def render(self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any) -> str | list[dict[str, str]]:
+    def render(
+        self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any
+    ) -> str | list[dict[str, str]]:
         """Render a prompt; chat prompts give OpenAI-style ``[{role, content}]`` messages."""
         return self.load_prompt(ref).render({**(variables or {}), **kw})
 
@@ -155,12 +163,24 @@ class ArtifactService:
         if va.kind != vb.kind:
             raise ConfigError(f"cannot diff a {va.kind} with a {vb.kind}")
         out = kinds.diff(va.kind, self.content(va), self.content(vb), va.ref, vb.ref)
-        out.update(a=va.ref, b=vb.ref, a_digest=va.digest, b_digest=vb.digest, identical=va.digest == vb.digest)
+        out.update(
+            a=va.ref,
+            b=vb.ref,
+            a_digest=va.digest,
+            b_digest=vb.digest,
+            identical=va.digest == vb.digest,
+        )
         return out
 
     # ---- aliases --------------------------------------------------------------------
     def set_alias(
-        self, ref: str | Ref, alias: str, *, reason: str = "", actor: str | None = None, run_id: str | None = None
+        self,
+        ref: str | Ref,
+        alias: str,
+        *,
+        reason: str = "",
+        actor: str | None = None,
+        run_id: str | None = None,
     ) -> AliasEvent:
         """Point ``alias`` at the version ``ref`` resolves to; journaled."""
         validate_name(alias, "alias")
@@ -168,20 +188,36 @@ class ArtifactService:
             raise InvalidName(f"invalid alias {alias!r}: 'latest' and vN are reserved")
         info = self.resolve(ref)
         return self.repo.set_alias(
-            info.kind, info.name, alias, info.version, actor=self.author(actor), reason=reason, run_id=run_id
+            info.kind,
+            info.name,
+            alias,
+            info.version,
+            actor=self.author(actor),
+            reason=reason,
+            run_id=run_id,
         )
 
-    def remove_alias(self, artifact: str | Ref, alias: str, *, reason: str = "", actor: str | None = None) -> AliasEvent:
+    def remove_alias(
+        self, artifact: str | Ref, alias: str, *, reason: str = "", actor: str | None = None
+    ) -> AliasEvent:
         r = as_ref(artifact)
-        return self.repo.remove_alias(r.kind, r.name, alias, actor=self.author(actor), reason=reason)
+        return self.repo.remove_alias(
+            r.kind, r.name, alias, actor=self.author(actor), reason=reason
+        )
 
     def alias_history(self, artifact: str | Ref, alias: str | None = None) -> list[AliasEvent]:
         r = as_ref(artifact)
         return self.repo.alias_history(r.kind, r.name, alias)
 
     # ---- files in git ---------------------------------------------------------------
-    def push(self, paths: list[str | Path] | None = None, *, message: str = "", author: str | None = None,
-             root: Path | None = None) -> list[PushResult]:
+    def push(
+        self,
+        paths: list[str | Path] | None = None,
+        *,
+        message: str = "",
+        author: str | None = None,
+        root: Path | None = None,
+    ) -> list[PushResult]:
         """Register every prompt/routing/eval-set file under ``paths`` whose content changed.
 
         Default paths: ``registry/`` and ``evals/`` of the project (the folder holding the
@@ -257,7 +293,9 @@ class ArtifactService:
             "content_b64": base64.b64encode(data).decode("ascii"),
         }
 
-    def import_bundle(self, bundle: dict[str, Any] | str | Path, *, name: str | None = None) -> RegisterResult:
+    def import_bundle(
+        self, bundle: dict[str, Any] | str | Path, *, name: str | None = None
+    ) -> RegisterResult:
         if not isinstance(bundle, dict):
             p = Path(bundle)
             try:
@@ -277,8 +315,13 @@ class ArtifactService:
         # Re-validate: the bundle must hold valid canonical content of its kind.
         parsed = kinds.parse_payload(kind, kinds.content_json(kind, data), where="bundle")
         if parsed.digest != digest:
-            raise IntegrityError(f"export bundle content is not in canonical form ({strip_prefix(digest)[:12]})")
+            raise IntegrityError(
+                f"export bundle content is not in canonical form ({strip_prefix(digest)[:12]})"
+            )
         return self.register_parsed(
-            name or bundle["name"], parsed, message=bundle.get("message", ""), tags=bundle.get("tags"),
+            name or bundle["name"],
+            parsed,
+            message=bundle.get("message", ""),
+            tags=bundle.get("tags"),
             author=bundle.get("author") or None,
         )

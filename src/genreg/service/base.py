@@ -13,6 +13,7 @@ from genreg.store.objects import ObjectStore, open_object_store
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from genreg.store.derived import DerivedRepo
     from genreg.store.fastread import FastReader
     from genreg.store.repo import Repo
 
@@ -52,7 +53,8 @@ class ServiceBase:
     @cached_property
     def fast(self) -> FastReader | None:
         """Stdlib-sqlite3 reader for the default backend (None on other databases)."""
-        from genreg.store.fastread import FastReader
+        from genreg.store.derived import DerivedRepo
+    from genreg.store.fastread import FastReader
 
         return FastReader.open(self.settings.database_url)
 
@@ -65,6 +67,12 @@ class ServiceBase:
         from genreg.store.repo import Repo
 
         return Repo(self.engine)
+
+    @cached_property
+    def derived(self) -> DerivedRepo:
+        from genreg.store.derived import DerivedRepo
+
+        return DerivedRepo(self.engine)
 
     def author(self, explicit: str | None = None) -> str:
         if explicit:

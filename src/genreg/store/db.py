@@ -61,15 +61,14 @@ def is_sqlite(engine: Engine) -> bool:
 @contextlib.contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """A session whose transaction holds the write lock (SQLite) and commits on success."""
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-        with conn.begin():
-            # "rollback_only": session.commit() flushes; the outer conn.begin() commits.
-            session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
-            try:
-                yield session
-                session.commit()
-            finally:
-                session.close()
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        # "rollback_only": session.commit() flushes; the outer conn.begin() commits.
+        session = Session(bind=conn, expire_on_commit=False, join_transaction_mode="rollback_only")
+        try:
+            yield session
+            session.commit()
+        finally:
+            session.close()
 
 
 @contextlib.contextmanager
@@ -114,12 +113,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-        with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(7240517)"))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7240517)"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
 
 
 def ensure_schema(engine: Engine) -> None:

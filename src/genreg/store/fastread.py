@@ -45,13 +45,19 @@ class FastReader:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+            )
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
         return conn
 
     def _artifact_id(self, kind: str, name: str) -> int:
-        row = self._conn().execute("SELECT id FROM artifact WHERE kind=? AND name=?", (kind, name)).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT id FROM artifact WHERE kind=? AND name=?", (kind, name))
+            .fetchone()
+        )
         if row is None:
             raise NotFound(f"{kind}:{name} not found")
         return int(row[0])
@@ -94,6 +100,16 @@ class FastReader:
             ).fetchall()
         )
         return VersionInfo(
-            ref.kind, ref.name, n, digest, obj, created, author, message,
-            json.loads(tags) if tags else {}, parent, json.loads(summary) if summary else {}, aliases,
+            ref.kind,
+            ref.name,
+            n,
+            digest,
+            obj,
+            created,
+            author,
+            message,
+            json.loads(tags) if tags else {},
+            parent,
+            json.loads(summary) if summary else {},
+            aliases,
         )

@@ -37,7 +37,9 @@ def _info(art: ArtifactRow, v: VersionRow, aliases: tuple[str, ...] = ()) -> Ver
 
 
 def _artifact(s: Session, kind: str, name: str) -> ArtifactRow | None:
-    return s.exec(select(ArtifactRow).where(ArtifactRow.kind == kind, ArtifactRow.name == name)).first()
+    return s.exec(
+        select(ArtifactRow).where(ArtifactRow.kind == kind, ArtifactRow.name == name)
+    ).first()
 
 
 def _require_artifact(s: Session, kind: str, name: str) -> ArtifactRow:
@@ -49,7 +51,9 @@ def _require_artifact(s: Session, kind: str, name: str) -> ArtifactRow:
 
 def _aliases_by_version(s: Session, artifact_id: int) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
-    for a in s.exec(select(AliasRow).where(AliasRow.artifact_id == artifact_id).order_by(AliasRow.name)):
+    for a in s.exec(
+        select(AliasRow).where(AliasRow.artifact_id == artifact_id).order_by(AliasRow.name)
+    ):
         out.setdefault(a.version, []).append(a.name)
     return out
 
@@ -82,14 +86,20 @@ class Repo:
                     s.add(art)
                     s.flush()
                 elif self.engine.dialect.name != "sqlite":
-                    s.exec(select(ArtifactRow).where(ArtifactRow.id == art.id).with_for_update()).one()
+                    s.exec(
+                        select(ArtifactRow).where(ArtifactRow.id == art.id).with_for_update()
+                    ).one()
                 existing = s.exec(
-                    select(VersionRow).where(VersionRow.artifact_id == art.id, VersionRow.digest == digest)
+                    select(VersionRow).where(
+                        VersionRow.artifact_id == art.id, VersionRow.digest == digest
+                    )
                 ).first()
                 if existing is not None:
                     aliases = tuple(_aliases_by_version(s, art.id).get(existing.number, []))  # type: ignore[arg-type]
                     return _info(art, existing, aliases), False
-                top = s.exec(select(func.max(VersionRow.number)).where(VersionRow.artifact_id == art.id)).one()
+                top = s.exec(
+                    select(func.max(VersionRow.number)).where(VersionRow.artifact_id == art.id)
+                ).one()
                 row = VersionRow(
                     artifact_id=art.id,  # type: ignore[arg-type]
                     number=(top or 0) + 1,
@@ -117,7 +127,9 @@ class Repo:
                 if row is None:
                     raise NotFound(f"{ref.artifact}@v{ref.version} not found")
             elif ref.digest_prefix is not None:
-                rows = s.exec(q.where(VersionRow.digest.startswith("sha256:" + ref.digest_prefix)).limit(2)).all()  # type: ignore[union-attr]
+                rows = s.exec(
+                    q.where(VersionRow.digest.startswith("sha256:" + ref.digest_prefix)).limit(2)
+                ).all()  # type: ignore[union-attr]
                 if not rows:
                     raise NotFound(f"{ref.artifact}@sha256:{ref.digest_prefix} matches no version")
                 if len(rows) > 1:
@@ -128,7 +140,9 @@ class Repo:
                 row = rows[0]
             elif ref.alias is not None:
                 al = s.exec(
-                    select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == ref.alias)
+                    select(AliasRow).where(
+                        AliasRow.artifact_id == art.id, AliasRow.name == ref.alias
+                    )
                 ).first()
                 if al is None:
                     raise NotFound(f"{ref.artifact} has no alias {ref.alias!r}")
@@ -145,7 +159,9 @@ class Repo:
             art = _require_artifact(s, kind, name)
             by_v = _aliases_by_version(s, art.id)  # type: ignore[arg-type]
             rows = s.exec(
-                select(VersionRow).where(VersionRow.artifact_id == art.id).order_by(VersionRow.number)
+                select(VersionRow)
+                .where(VersionRow.artifact_id == art.id)
+                .order_by(VersionRow.number)
             ).all()
             return [_info(art, r, tuple(by_v.get(r.number, []))) for r in rows]
 
@@ -158,9 +174,9 @@ class Repo:
             stats = {
                 aid: (mx, n)
                 for aid, mx, n in s.exec(
-                    select(VersionRow.artifact_id, func.max(VersionRow.number), func.count()).group_by(
-                        VersionRow.artifact_id
-                    )
+                    select(
+                        VersionRow.artifact_id, func.max(VersionRow.number), func.count()
+                    ).group_by(VersionRow.artifact_id)
                 ).all()
             }
             aliases: dict[int, dict[str, int]] = {}
@@ -178,21 +194,46 @@ class Repo:
 
     # ---- aliases --------------------------------------------------------------------
     def set_alias(
-        self, kind: str, name: str, alias: str, version: int, *, actor: str, reason: str, run_id: str | None
+        self,
+        kind: str,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        run_id: str | None,
     ) -> AliasEvent:
         def tx() -> AliasEvent:
             with write_session(self.engine) as s:
                 art = _require_artifact(s, kind, name)
                 if self.engine.dialect.name != "sqlite":
-                    s.exec(select(ArtifactRow).where(ArtifactRow.id == art.id).with_for_update()).one()
-                if s.exec(
-                    select(VersionRow.id).where(VersionRow.artifact_id == art.id, VersionRow.number == version)
-                ).first() is None:
+                    s.exec(
+                        select(ArtifactRow).where(ArtifactRow.id == art.id).with_for_update()
+                    ).one()
+                if (
+                    s.exec(
+                        select(VersionRow.id).where(
+                            VersionRow.artifact_id == art.id, VersionRow.number == version
+                        )
+                    ).first()
+                    is None
+                ):
                     raise NotFound(f"{kind}:{name}@v{version} not found")
-                cur = s.exec(select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)).first()
+                cur = s.exec(
+                    select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)
+                ).first()
                 ts = now()
                 if cur is None:
-                    s.add(AliasRow(artifact_id=art.id, name=alias, version=version, updated_at=ts, updated_by=actor))  # type: ignore[arg-type]
+                    s.add(
+                        AliasRow(
+                            artifact_id=art.id,
+                            name=alias,
+                            version=version,
+                            updated_at=ts,
+                            updated_by=actor,
+                        )
+                    )  # type: ignore[arg-type]
                     action, prev = "set", None
                 else:
                     action, prev = "move", cur.version
@@ -215,11 +256,15 @@ class Repo:
 
         return with_retry(tx)
 
-    def remove_alias(self, kind: str, name: str, alias: str, *, actor: str, reason: str) -> AliasEvent:
+    def remove_alias(
+        self, kind: str, name: str, alias: str, *, actor: str, reason: str
+    ) -> AliasEvent:
         def tx() -> AliasEvent:
             with write_session(self.engine) as s:
                 art = _require_artifact(s, kind, name)
-                cur = s.exec(select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)).first()
+                cur = s.exec(
+                    select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)
+                ).first()
                 if cur is None:
                     raise NotFound(f"{kind}:{name} has no alias {alias!r}")
                 ev = AliasEventRow(
@@ -252,5 +297,14 @@ class Repo:
     @staticmethod
     def _event(kind: str, name: str, r: AliasEventRow) -> AliasEvent:
         return AliasEvent(
-            kind, name, r.alias, r.action, r.from_version, r.to_version, r.actor, r.reason, r.run_id, r.created_at
+            kind,
+            name,
+            r.alias,
+            r.action,
+            r.from_version,
+            r.to_version,
+            r.actor,
+            r.reason,
+            r.run_id,
+            r.created_at,
         )

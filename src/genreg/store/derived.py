@@ -1,0 +1,85 @@
+"""Derived objects: packs, chunk lists, embedding-cache shards, FAISS indexes.
+
+A derived object is keyed by a digest of everything it depends on (``key``), so it is built
+once and reused. ``scope`` groups rows for lookups (e.g. all cache shards of one model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from genreg.store.db import read_session, write_session
+from genreg.store.models import DerivedRow
+from genreg.store.repo import now
+
+
+@dataclass(frozen=True)
+class Derived:
+    kind: str
+    scope: str
+    key: str
+    object_digest: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+
+def _d(r: DerivedRow) -> Derived:
+    return Derived(r.kind, r.scope, r.key, r.object_digest, dict(r.meta or {}), r.created_at)
+
+
+class DerivedRepo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, key: str) -> Derived | None:
+        with read_session(self.engine) as s:
+            r = s.exec(select(DerivedRow).where(DerivedRow.key == key)).first()
+            return _d(r) if r else None
+
+    def put(
+        self,
+        kind: str,
+        scope: str,
+        key: str,
+        object_digest: str,
+        meta: dict[str, Any] | None = None,
+    ) -> Derived:
+        """Record a derived object (its bytes must already be durable in the object store).
+        Idempotent: when ``key`` exists (e.g. a concurrent builder won), returns that row."""
+        try:
+            with write_session(self.engine) as s:
+                existing = s.exec(select(DerivedRow).where(DerivedRow.key == key)).first()
+                if existing is not None:
+                    return _d(existing)
+                row = DerivedRow(
+                    kind=kind,
+                    scope=scope,
+                    key=key,
+                    object_digest=object_digest,
+                    meta=meta or {},
+                    created_at=now(),
+                )
+                s.add(row)
+                s.flush()
+                return _d(row)
+        except IntegrityError:
+            found = self.get(key)
+            if found is None:
+                raise
+            return found
+
+    def list(self, kind: str, scope: str | None = None) -> list[Derived]:
+        with read_session(self.engine) as s:
+            q = select(DerivedRow).where(DerivedRow.kind == kind)
+            if scope is not None:
+                q = q.where(DerivedRow.scope == scope)
+            return [_d(r) for r in s.exec(q.order_by(DerivedRow.id)).all()]
+
+    def all_object_digests(self) -> set[str]:
+        with read_session(self.engine) as s:
+            return set(s.exec(select(DerivedRow.object_digest)).all())
