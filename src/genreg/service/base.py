@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from genreg.settings import Settings, default_author, resolve_settings
@@ -19,7 +18,13 @@ if TYPE_CHECKING:
 
 
 class ServiceBase:
-    def __init__(self, home: str | Path | None = None, *, settings: Settings | None = None, create: bool = False) -> None:
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        create: bool = False,
+    ) -> None:
         self.settings = settings or resolve_settings(Path(home) if home else None, create=create)
         self._author: str | None = None
 
@@ -53,8 +58,7 @@ class ServiceBase:
     @cached_property
     def fast(self) -> FastReader | None:
         """Stdlib-sqlite3 reader for the default backend (None on other databases)."""
-        from genreg.store.derived import DerivedRepo
-    from genreg.store.fastread import FastReader
+        from genreg.store.fastread import FastReader
 
         return FastReader.open(self.settings.database_url)
 
