@@ -96,6 +96,14 @@ def content_json(kind: str, data: bytes) -> Any:
     return json.loads(data)
 
 
+def to_payload(kind: str, data: bytes) -> Any:
+    """Canonical bytes back to the input form :func:`parse_payload` accepts (round-trips)."""
+    obj = content_json(kind, data)
+    if kind == "prompt":
+        obj = {k: v for k, v in obj.items() if k != "type" and v is not None}
+    return obj
+
+
 def pretty(kind: str, data: bytes) -> str:
     """A stable, human-readable text form, used for ``show`` and unified diffs."""
     import yaml

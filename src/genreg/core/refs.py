@@ -114,6 +114,8 @@ def parse_ref(text: str, *, kind: str | None = None) -> Ref:
     m = _VERSION_RE.match(sel)
     if m:
         return Ref(k, name, version=int(m.group(1)), split=split)
+    if re.match(r"^v[0-9]+$", sel):
+        raise InvalidRef(f"invalid reference {text!r}: versions are numbered from v1")
     if sel.startswith("sha256:"):
         d = _DIGEST_RE.match(sel.lower())
         if not d:

@@ -313,7 +313,7 @@ class ArtifactService:
             raise IntegrityError(f"export bundle content does not match its digest {digest}")
         validate_kind(kind)
         # Re-validate: the bundle must hold valid canonical content of its kind.
-        parsed = kinds.parse_payload(kind, kinds.content_json(kind, data), where="bundle")
+        parsed = kinds.parse_payload(kind, kinds.to_payload(kind, data), where="bundle")
         if parsed.digest != digest:
             raise IntegrityError(
                 f"export bundle content is not in canonical form ({strip_prefix(digest)[:12]})"
