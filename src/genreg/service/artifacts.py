@@ -247,7 +247,13 @@ class ArtifactService:
         return out
 
     def _project_root(self) -> Path:
-        home: Path = self.settings.home  # type: ignore[attr-defined]
+        """The nearest folder (walking up from the cwd) with ``registry/`` or ``evals/``;
+        else the folder holding the registry home."""
+        cwd = Path.cwd().resolve()
+        for d in (cwd, *cwd.parents):
+            if (d / "registry").is_dir() or (d / "evals").is_dir():
+                return d
+        home: Path = self.settings.home
         return home.parent
 
     @staticmethod
