@@ -52,13 +52,14 @@ def _root(
 
 
 def _mount() -> None:
-    from genreg.cli import aliases, artifacts, corpus, corpus_index
+    from genreg.cli import admin, aliases, artifacts, corpus, corpus_index
 
     artifacts.register_commands(app)
     app.add_typer(aliases.app, name="alias", help="Move, remove and list aliases (journaled).")
     app.add_typer(aliases.route_app, name="route", help="Inspect routing configs.")
     corpus_index.register(corpus.app)
     app.add_typer(corpus.app, name="corpus", help="RAG corpus snapshots, indexes and search.")
+    admin.register_commands(app)
 
 
 _mount()

@@ -3,15 +3,17 @@
 :class:`Registry` is composed of one mixin per concern, each in its own module:
 
 - :mod:`genreg.service.artifacts` -- register, resolve, history, diff, aliases, push, export
+- :mod:`genreg.service.admin` -- verify objects, gc, schema migrations
 """
 
 from __future__ import annotations
 
+from genreg.service.admin import AdminService
 from genreg.service.artifacts import ArtifactService
 from genreg.service.base import ServiceBase
 
 
-class Registry(ArtifactService, ServiceBase):
+class Registry(ArtifactService, AdminService, ServiceBase):
     """A genreg registry: metadata database + object store, opened (and migrated) once."""
 
 

@@ -262,6 +262,10 @@ class Repo:
         def tx() -> AliasEvent:
             with write_session(self.engine) as s:
                 art = _require_artifact(s, kind, name)
+                if self.engine.dialect.name != "sqlite":  # serialise with set_alias
+                    s.exec(
+                        select(ArtifactRow).where(ArtifactRow.id == art.id).with_for_update()
+                    ).one()
                 cur = s.exec(
                     select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)
                 ).first()

@@ -1,0 +1,262 @@
+"""Integrity and housekeeping: ``verify`` (re-hash every object, check every reference),
+``gc`` (objects nothing references) and schema migrations (``db_upgrade`` / ``db_current``).
+
+What references an object:
+
+- explicit rows: a version's content object, a derived row's object, a run's results object;
+- providers registered with :func:`register_reference_provider` (e.g. the corpus code naming
+  the document objects a snapshot manifest lists) -- checked by ``verify`` and kept by ``gc``;
+- for ``gc`` only, conservatively: any sha256 hex string inside a corpus manifest or a
+  derived row's metadata. Keeping an object that only *looks* referenced is harmless; deleting
+  a referenced one is not.
+
+``gc`` lists the stored objects *before* reading the references, so an object written after
+the listing is never a candidate; a grace period (default one hour) also keeps objects whose
+version may still be committing in another process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from genreg.core.hashing import digest_bytes
+from genreg.errors import IntegrityError, NotFound
+
+if TYPE_CHECKING:
+    from genreg.store.inventory import ObjectRef
+    from genreg.store.objects import ObjectStore
+
+Progress = Callable[[str, int, int | None], None]
+ReferenceProvider = Callable[[Any], Iterable[tuple[str, str]]]
+_PROVIDERS: list[ReferenceProvider] = []
+_HEX64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+_SCAN_LIMIT = 512 << 20  # don't scan manifests larger than this for embedded digests
+
+
+def register_reference_provider(fn: ReferenceProvider) -> ReferenceProvider:
+    """Register ``fn(registry) -> iterable of (bare sha256, owner name)`` naming objects that
+    rows reference indirectly (e.g. documents listed in a corpus manifest). Usable as a
+    decorator; ``verify`` checks these objects exist and ``gc`` keeps them."""
+    if fn not in _PROVIDERS:
+        _PROVIDERS.append(fn)
+    return fn
+
+
+@dataclass(frozen=True)
+class Problem:
+    owner: str  # "prompt:qa@v3", "derived faiss-index 9f2c...", "(unreferenced)"
+    object: str  # bare sha256
+    problem: str  # missing | corrupt | digest-mismatch
+
+    def __str__(self) -> str:
+        return f"{self.owner} -> object {self.object[:12]}... {self.problem}"
+
+
+@dataclass
+class VerifyReport:
+    objects_checked: int
+    references_checked: int
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "objects_checked": self.objects_checked,
+            "references_checked": self.references_checked,
+            "problems": [{**asdict(p), "message": str(p)} for p in self.problems],
+        }
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    objects_total: int
+    unreferenced: list[dict[str, Any]]  # {digest, size, recent}
+    deleted: list[str]
+
+    @property
+    def bytes_reclaimable(self) -> int:
+        return sum(o["size"] for o in self.unreferenced if not o["recent"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "objects_total": self.objects_total,
+            "unreferenced": self.unreferenced,
+            "bytes_reclaimable": self.bytes_reclaimable,
+            "deleted": self.deleted,
+        }
+
+
+def _hash_object(store: ObjectStore, digest: str) -> str:
+    path = store.local_path(digest)
+    if path is None:
+        return hashlib.sha256(store.get_bytes(digest, verify=False)).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _mtime(store: ObjectStore, digest: str) -> float | None:
+    path = store.local_path(digest)
+    if path is not None:
+        return path.stat().st_mtime
+    fs = getattr(store, "fs", None)
+    if fs is None:
+        return None
+    info = fs.info(store._key(digest))  # type: ignore[attr-defined]
+    for k in ("LastModified", "mtime", "created", "last_modified"):
+        v = info.get(k)
+        if v is None:
+            continue
+        return float(v.timestamp()) if hasattr(v, "timestamp") else float(v)
+    return None
+
+
+class AdminService:
+    objects: ObjectStore
+    settings: Any
+    engine: Any
+
+    # ---- references -------------------------------------------------------------------
+    def _row_references(self) -> list[ObjectRef]:
+        from genreg.store.inventory import object_references
+
+        return object_references(self.engine)
+
+    def _provider_references(self) -> list[tuple[str, str]]:
+        return [(d, owner) for fn in _PROVIDERS for d, owner in fn(self)]
+
+    def _embedded_digests(self, refs: list[ObjectRef], stored: set[str]) -> set[str]:
+        found: set[str] = set()
+        for r in refs:
+            blob = b""
+            if r.kind == "version" and r.artifact_kind == "corpus" and r.digest in stored:
+                if self.objects.size(r.digest) <= _SCAN_LIMIT:
+                    blob = self.objects.get_bytes(r.digest, verify=False)
+            elif r.kind == "derived" and r.meta:
+                blob = json.dumps(r.meta).encode()
+            found.update(m.decode() for m in _HEX64.findall(blob))
+        return found
+
+    # ---- verify -----------------------------------------------------------------------
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+        """Re-hash every stored object and check every reference; problems name their owner."""
+        stored = list(self.objects.iter_digests())
+        refs = self._row_references()
+        owners: dict[str, list[str]] = {}
+        for r in refs:
+            owners.setdefault(r.digest, []).append(r.owner)
+        for d, owner in self._provider_references():
+            owners.setdefault(d, []).append(owner)
+        content_checks: dict[str, list[ObjectRef]] = {}
+        for r in refs:  # versions whose digest is of the stored bytes themselves
+            if r.kind == "version" and r.artifact_kind != "corpus":
+                content_checks.setdefault(r.digest, []).append(r)
+
+        problems: list[Problem] = []
+        stored_set = set(stored)
+        for i, d in enumerate(stored, 1):
+            try:
+                ok = _hash_object(self.objects, d) == d
+            except NotFound:  # deleted while we were listing
+                stored_set.discard(d)
+                continue
+            if not ok:
+                problems += [Problem(o, d, "corrupt") for o in owners.get(d, ["(unreferenced)"])]
+            elif d in content_checks:
+                actual = digest_bytes(self.objects.get_bytes(d))
+                problems += [
+                    Problem(r.owner, d, "digest-mismatch")
+                    for r in content_checks[d]
+                    if r.content_digest != actual
+                ]
+            if progress:
+                progress("verify objects", i, len(stored))
+        for d in sorted(set(owners) - stored_set):
+            problems += [Problem(o, d, "missing") for o in owners[d]]
+        problems.sort(key=lambda p: (p.owner, p.object))
+        return VerifyReport(len(stored), sum(len(v) for v in owners.values()), problems)
+
+    # ---- gc ---------------------------------------------------------------------------
+    def gc(
+        self,
+        *,
+        dry_run: bool = True,
+        grace_seconds: float = 3600.0,
+        progress: Progress | None = None,
+    ) -> GcReport:
+        """Objects no version, derived row, run or provider references. Deletes them only
+        when ``dry_run`` is False, and only those older than ``grace_seconds``."""
+        stored = list(self.objects.iter_digests())  # list first: later writes aren't candidates
+        refs = self._row_references()
+        keep = {r.digest for r in refs} | {d for d, _ in self._provider_references()}
+        keep |= self._embedded_digests(refs, set(stored))
+        now = time.time()
+        unreferenced: list[dict[str, Any]] = []
+        deleted: list[str] = []
+        candidates = [d for d in stored if d not in keep]
+        for i, d in enumerate(candidates, 1):
+            try:
+                size = self.objects.size(d)
+                mtime = _mtime(self.objects, d)
+            except (NotFound, FileNotFoundError):
+                continue
+            recent = grace_seconds > 0 and (mtime is None or now - mtime < grace_seconds)
+            unreferenced.append({"digest": d, "size": size, "recent": recent})
+            if not dry_run and not recent:
+                self.objects.delete(d)
+                deleted.append(d)
+            if progress:
+                progress("gc", i, len(candidates))
+        return GcReport(dry_run, len(stored), unreferenced, deleted)
+
+    # ---- schema -----------------------------------------------------------------------
+    def db_current(self) -> dict[str, Any]:
+        """The database's schema revision and the code's head, without migrating."""
+        from genreg.store.db import current_revision, make_engine
+        from genreg.store.migrations import HEAD
+
+        engine = make_engine(self.settings.database_url)
+        try:
+            rev = current_revision(engine)
+        finally:
+            engine.dispose()
+        return {"database": _redact(self.settings.database_url), "current": rev, "head": HEAD}
+
+    def db_upgrade(self) -> dict[str, Any]:
+        """Migrate the database to the head revision (idempotent)."""
+        from genreg.store.db import current_revision, make_engine, upgrade
+        from genreg.store.migrations import HEAD
+
+        engine = make_engine(self.settings.database_url)
+        try:
+            before = current_revision(engine)
+            upgrade(engine)
+            after = current_revision(engine)
+        finally:
+            engine.dispose()
+        if after != HEAD:
+            raise IntegrityError(f"database at revision {after!r} after upgrade, expected {HEAD}")
+        return {
+            "database": _redact(self.settings.database_url),
+            "before": before,
+            "after": after,
+            "changed": before != after,
+        }
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
