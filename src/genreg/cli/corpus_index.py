@@ -4,6 +4,86 @@ from __future__ import annotations
 
 import typer
 
+from genreg.cli._common import JsonOpt, QuietOpt, echo, emit_json, open_registry, progress
+
+ModelOpt = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="Embedding model: a sentence-transformers name or local path "
+    "(default sentence-transformers/all-MiniLM-L6-v2, shipped offline).",
+)
+ChunkingOpt = typer.Option(
+    "none",
+    "--chunking",
+    "-c",
+    help="none | chars:SIZE[:OVERLAP] | tokens:SIZE[:OVERLAP] | a JSON object.",
+)
+IndexOpt = typer.Option(
+    "flat",
+    "--index",
+    "-i",
+    help='flat | hnsw | ivf | a JSON object such as {"type":"hnsw","m":16}.',
+)
+
+
+def _snippet(text: str | None, width: int = 100) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
 
 def register(corpus_app: typer.Typer) -> None:
     """Add the index/search commands to the ``corpus`` group."""
+
+    @corpus_app.command("index")
+    def index_cmd(
+        ref: str = typer.Argument(..., help="Corpus version, e.g. corpus:docs@v3 or docs."),
+        model: str | None = ModelOpt,
+        chunking: str = ChunkingOpt,
+        index: str = IndexOpt,
+        quiet: bool = QuietOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Chunk, embed (through the cache) and index a corpus version; reuse it if built."""
+        reg = open_registry()
+        with progress(quiet or as_json) as cb:
+            info = reg.build_index(
+                _corpus(ref), model=model, chunking=chunking, index=index, progress=cb
+            )
+        if as_json:
+            emit_json(info.to_dict())
+            return
+        status = "reused" if info.reused else f"built ({info.embedded} chunks embedded)"
+        echo(f"{info.corpus} index {info.key[:19]} {status}")
+        echo(f"  model    {info.model} ({info.model_digest[:19]})")
+        echo(f"  chunking {info.chunking}  index {info.index}")
+        echo(f"  {info.n_docs} documents, {info.n_chunks} chunks, {info.seconds:.2f}s")
+
+    @corpus_app.command("search")
+    def search_cmd(
+        ref: str = typer.Argument(..., help="Corpus version, e.g. corpus:docs@production."),
+        query: str = typer.Argument(..., help="The query text."),
+        k: int = typer.Option(5, "-k", "--top-k", help="Number of documents to return."),
+        model: str | None = ModelOpt,
+        chunking: str = ChunkingOpt,
+        index: str = IndexOpt,
+        quiet: bool = QuietOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Print the top-k documents (best chunk each) for a query, with scores."""
+        reg = open_registry()
+        with progress(quiet or as_json) as cb:
+            hits = reg.search(
+                _corpus(ref), query, k, model=model, chunking=chunking, index=index, progress=cb
+            )
+        if as_json:
+            emit_json([h.to_dict() for h in hits])
+            return
+        if not hits:
+            echo("(no results)")
+        for rank, h in enumerate(hits, 1):
+            echo(f"{rank:>2}. {h.score:.4f}  {h.doc_id}#{h.chunk_index}  {_snippet(h.text)}")
+
+
+def _corpus(ref: str) -> str:
+    return ref if ":" in ref.split("@", 1)[0] else f"corpus:{ref}"

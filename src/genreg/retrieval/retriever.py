@@ -1,0 +1,166 @@
+"""Searching a built index: queries -> top-k documents, with per-query latencies.
+
+Chunks collapse to documents: a document ranks (and scores) as its best chunk, and a document
+appears once. For chunked indexes more than ``k`` chunks are fetched (and the fetch widened
+when needed) so that ``k`` distinct documents come back whenever the corpus has them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from genreg.retrieval.embedders import Embedder
+
+OVERFETCH = 4
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    key: str
+    corpus: str  # the pinned ref, e.g. corpus:docs@v3
+    corpus_version: int
+    corpus_digest: str
+    model: str
+    model_digest: str
+    chunking: dict[str, Any]
+    index: dict[str, Any]
+    n_docs: int
+    n_chunks: int
+    embedded: int  # chunks embedded by this call (0 when everything came from the cache)
+    reused: bool  # the index already existed: nothing was embedded or built
+    seconds: float
+    object_digest: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lineage(self) -> dict[str, Any]:
+        """What a run records about the retrieval side (no timing, no cache state)."""
+        return {
+            "corpus": self.corpus,
+            "corpus_digest": self.corpus_digest,
+            "embedding_model": self.model,
+            "embedding_model_digest": self.model_digest,
+            "chunking": self.chunking,
+            "index": self.index,
+            "index_key": self.key,
+        }
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    chunk_index: int
+    score: float
+    text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    hits: list[list[Hit]]
+    latencies: list[float]  # seconds per query (a batch's time divided by its size)
+    batch_size: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Retriever:
+    """A loaded index plus the embedder that made it."""
+
+    def __init__(
+        self,
+        info: IndexInfo,
+        index: Any,
+        doc_ids: list[str],
+        chunk_index: list[int],
+        embedder: Embedder,
+        texts: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self.info = info
+        self.index = index
+        self.doc_ids = doc_ids
+        self.chunk_index = chunk_index
+        self.embedder = embedder
+        self._texts_loader = texts
+        self._texts: list[str] | None = None
+        self.chunked = len(set(doc_ids)) < len(doc_ids)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def text(self, row: int) -> str | None:
+        if self._texts is None and self._texts_loader is not None:
+            self._texts = self._texts_loader()
+        return None if self._texts is None else self._texts[row]
+
+    def search(
+        self, queries: list[str], k: int, *, batch_size: int = 32, with_text: bool = False
+    ) -> SearchResult:
+        """Top-``k`` documents per query, best first. ``latencies[i]`` is the time of query
+        ``i``'s batch (embedding + search + collapse) divided by the batch size."""
+        hits: list[list[Hit]] = []
+        latencies: list[float] = []
+        bs = max(1, batch_size)
+        for start in range(0, len(queries), bs):
+            batch = list(queries[start : start + bs])
+            t0 = time.perf_counter()
+            q = self.embedder.encode(batch, batch_size=bs)
+            found = self._search_rows(q, k)
+            dt = time.perf_counter() - t0
+            latencies.extend([dt / len(batch)] * len(batch))
+            hits.extend(self._to_hits(rows, with_text) for rows in found)
+        return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int, *, with_text: bool = False
+    ) -> list[list[Hit]]:
+        """Like :meth:`search` for already-embedded (normalised) query vectors."""
+        return [self._to_hits(rows, with_text) for rows in self._search_rows(vectors, k)]
+
+    def _to_hits(self, rows: list[tuple[int, float]], with_text: bool) -> list[Hit]:
+        return [
+            Hit(self.doc_ids[r], self.chunk_index[r], s, self.text(r) if with_text else None)
+            for r, s in rows
+        ]
+
+    def _search_rows(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Per query, up to ``k`` (row, score) pairs of distinct documents, best first."""
+        import numpy as np
+
+        n = int(self.index.ntotal)
+        out: list[list[tuple[int, float]]] = [[] for _ in range(len(q))]
+        if k <= 0 or n == 0 or len(q) == 0:
+            return out
+        fetch = min(n, k * OVERFETCH if self.chunked else k)
+        todo = list(range(len(q)))
+        x = np.ascontiguousarray(q, dtype=np.float32)
+        while todo:
+            scores, rows = self.index.search(x[todo], fetch)
+            retry = []
+            for j, qi in enumerate(todo):
+                picked: list[tuple[int, float]] = []
+                seen: set[str] = set()
+                for r, s in zip(rows[j], scores[j], strict=True):
+                    if r < 0:
+                        continue
+                    doc = self.doc_ids[r]
+                    if doc in seen:
+                        continue
+                    seen.add(doc)
+                    picked.append((int(r), float(s)))
+                    if len(picked) == k:
+                        break
+                out[qi] = picked
+                if len(picked) < k and fetch < n:
+                    retry.append(qi)
+            todo = retry
+            fetch = min(n, fetch * OVERFETCH)
+        return out

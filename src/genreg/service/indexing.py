@@ -1,0 +1,252 @@
+"""Indexing a corpus snapshot: chunk, embed (through the cache), build and reuse FAISS indexes.
+
+An index is keyed by ``sha256:`` of the canonical JSON of ``{"format", "snapshot", "model",
+"chunking", "index"}`` (snapshot digest, model digest, canonical chunking params and the
+build-time index params). It is built once and recorded as ``derived(kind="index",
+scope=<snapshot digest>)``; later calls load it. Only chunks whose text digest is not in the
+model's embedding cache are embedded, so re-indexing a slightly changed snapshot embeds only
+the changed chunks (``IndexInfo.embedded`` counts them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from genreg.core.hashing import canonical_json, digest_json
+from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
+from genreg.retrieval.index import IndexSpec
+from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from genreg.core.refs import Ref
+    from genreg.core.types import VersionInfo
+    from genreg.store.derived import Derived, DerivedRepo
+    from genreg.store.objects import ObjectStore
+
+Progress = Callable[[str, int, int | None], None]
+INDEX_FORMAT = 1
+
+
+class EmbedderLike(Protocol):
+    name: str
+    digest: str
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    def encode(
+        self, texts: list[str], batch_size: int = 32, *, progress: Progress | None = None
+    ) -> np.ndarray: ...
+
+
+def index_key(snapshot: str, model: str, chunking: ChunkingSpec, index: IndexSpec) -> str:
+    return digest_json(
+        {
+            "format": INDEX_FORMAT,
+            "snapshot": snapshot,
+            "model": model,
+            "chunking": chunking.to_dict(),
+            "index": index.build_dict(),
+        }
+    )
+
+
+class IndexingService:
+    objects: ObjectStore
+    derived: DerivedRepo
+    settings: Any
+
+    if TYPE_CHECKING:
+
+        def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo: ...
+        def iter_documents(self, ref: str | Ref) -> Iterator[Any]: ...
+
+    def load_embedder(self, model: str | EmbedderLike | None = None) -> EmbedderLike:
+        """The embedder for a model name/path (``None``: the default model); an embedder
+        object passes through. The weights digest is cached under the registry home."""
+        if model is not None and not isinstance(model, str):
+            return model
+        from genreg.retrieval.embedders import load_embedder
+
+        return load_embedder(model, cache_dir=self.settings.home / "cache")
+
+    def build_index(
+        self,
+        corpus_ref: str | Ref,
+        *,
+        model: str | EmbedderLike | None = None,
+        chunking: str | dict[str, Any] | ChunkingSpec | None = None,
+        index: str | dict[str, Any] | IndexSpec | None = None,
+        progress: Progress | None = None,
+        batch_size: int = 32,
+    ) -> IndexInfo:
+        """Build (or find) the index of a corpus version for a model, chunking and index spec."""
+        info, _ = self._build(corpus_ref, model, chunking, index, progress, batch_size)
+        return info
+
+    def open_retriever(
+        self,
+        corpus_ref: str | Ref,
+        *,
+        model: str | EmbedderLike | None = None,
+        chunking: str | dict[str, Any] | ChunkingSpec | None = None,
+        index: str | dict[str, Any] | IndexSpec | None = None,
+        progress: Progress | None = None,
+    ) -> Retriever:
+        """A :class:`Retriever` over the index (built first when it does not exist yet)."""
+        from genreg.retrieval.index import apply_search_params, decode_index
+
+        info, emb = self._build(corpus_ref, model, chunking, index, progress, 32)
+        data = self.objects.get_bytes(info.object_digest)
+        faiss_index, meta = decode_index(data, f"index {info.key}")
+        apply_search_params(faiss_index, IndexSpec.parse(info.index))
+        texts_digest = meta["texts"]
+
+        def texts() -> list[str]:
+            return json.loads(self.objects.get_bytes(texts_digest))
+
+        return Retriever(info, faiss_index, meta["doc_ids"], meta["chunk_index"], emb, texts)
+
+    def search(
+        self,
+        corpus_ref: str | Ref,
+        query: str,
+        k: int = 5,
+        *,
+        model: str | EmbedderLike | None = None,
+        chunking: str | dict[str, Any] | ChunkingSpec | None = None,
+        index: str | dict[str, Any] | IndexSpec | None = None,
+        progress: Progress | None = None,
+    ) -> list[Hit]:
+        """Top-``k`` documents (best chunk each, with its text) for one query."""
+        r = self.open_retriever(
+            corpus_ref, model=model, chunking=chunking, index=index, progress=progress
+        )
+        return r.search([query], k, with_text=True).hits[0]
+
+    # ---- internals ---------------------------------------------------------------------
+    def _build(
+        self,
+        corpus_ref: str | Ref,
+        model: str | EmbedderLike | None,
+        chunking: Any,
+        index: Any,
+        progress: Progress | None,
+        batch_size: int,
+    ) -> tuple[IndexInfo, EmbedderLike]:
+        t0 = time.perf_counter()
+        version = self.resolve(corpus_ref, kind="corpus")
+        emb = self.load_embedder(model)
+        cspec, ispec = ChunkingSpec.parse(chunking), IndexSpec.parse(index)
+        key = index_key(version.digest, emb.digest, cspec, ispec)
+        row = self.derived.get(key)
+        if row is None:
+            docs = self.iter_documents(version.ref)
+            row, embedded = self._build_new(
+                key, version.digest, docs, emb, cspec, ispec, progress, batch_size
+            )
+        else:
+            embedded = -1
+        info = IndexInfo(
+            key=key,
+            corpus=version.ref,
+            corpus_version=version.version,
+            corpus_digest=version.digest,
+            model=emb.name,
+            model_digest=emb.digest,
+            chunking=cspec.to_dict(),
+            index=ispec.to_dict(),
+            n_docs=int(row.meta.get("n_docs", 0)),
+            n_chunks=int(row.meta.get("n_chunks", 0)),
+            embedded=max(embedded, 0),
+            reused=embedded < 0,
+            seconds=round(time.perf_counter() - t0, 4),
+            object_digest=row.object_digest,
+        )
+        return info, emb
+
+    def _build_new(
+        self,
+        key: str,
+        snapshot: str,
+        docs: Iterable[Any],
+        emb: EmbedderLike,
+        cspec: ChunkingSpec,
+        ispec: IndexSpec,
+        progress: Progress | None,
+        batch_size: int,
+    ) -> tuple[Derived, int]:
+        from genreg.retrieval.cache import EmbeddingCache
+        from genreg.retrieval.index import build_faiss, encode_index
+
+        doc_ids: list[str] = []
+        chunk_index: list[int] = []
+        digests: list[str] = []
+        texts: list[str] = []
+        tokenizer = emb.tokenizer if cspec.needs_tokenizer else None
+        n_docs = 0
+        for ch in iter_chunks(docs, cspec, tokenizer=tokenizer):
+            if ch.chunk_index == 0:
+                n_docs += 1
+                if progress is not None and n_docs % 1000 == 0:
+                    progress("chunking", n_docs, None)
+            doc_ids.append(ch.doc_id)
+            chunk_index.append(ch.chunk_index)
+            digests.append(ch.digest)
+            texts.append(ch.text)
+
+        cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
+        missing = cache.missing(digests)
+        if missing:
+            wanted = set(missing)
+            by_digest = {d: t for d, t in zip(digests, texts, strict=True) if d in wanted}
+            vectors = emb.encode(
+                [by_digest[d] for d in missing], batch_size=batch_size, progress=progress
+            )
+            cache.add(missing, vectors)
+        matrix = cache.matrix(digests)
+        faiss_index = build_faiss(matrix, ispec, progress=progress)
+
+        texts_obj = self.objects.put_bytes(canonical_json(texts))
+        meta = {
+            "key": key,
+            "snapshot": snapshot,
+            "model_digest": emb.digest,
+            "chunking": cspec.to_dict(),
+            "index": ispec.build_dict(),
+            "dim": emb.dim,
+            "texts": texts_obj,
+            "doc_ids": doc_ids,
+            "chunk_index": chunk_index,
+        }
+        obj = self.objects.put_bytes(encode_index(faiss_index, meta))
+        summary = {
+            "model": emb.name,
+            "model_digest": emb.digest,
+            "chunking": cspec.to_dict(),
+            "index": ispec.build_dict(),
+            "n_docs": n_docs,
+            "n_chunks": len(doc_ids),
+            "embedded": len(missing),
+            "texts": texts_obj,
+        }
+        row = self.derived.put(
+            kind="index", scope=snapshot, key=key, object_digest=obj, meta=summary
+        )
+        return row, len(missing)
+
+    def list_indexes(self, corpus_ref: str | Ref | None = None) -> list[dict[str, Any]]:
+        """Built indexes (all, or those of one corpus version), as recorded."""
+        scope = self.resolve(corpus_ref, kind="corpus").digest if corpus_ref else None
+        rows = self.derived.list("index", scope=scope)
+        return [
+            {"key": r.key, "snapshot": r.scope, "created_at": r.created_at, **r.meta} for r in rows
+        ]
