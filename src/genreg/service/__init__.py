@@ -15,7 +15,7 @@ from genreg.service.base import ServiceBase
 from genreg.service.indexing import IndexingService
 
 
-class Registry(ArtifactService, AdminService, ServiceBase):
+class Registry(ArtifactService, AdminService, IndexingService, ServiceBase):
     """A genreg registry: metadata database + object store, opened (and migrated) once."""
 
 
