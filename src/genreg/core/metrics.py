@@ -24,10 +24,11 @@ ranking built from all judged relevant documents], ``hit_rate@k`` [success_k], `
 - Queries in the run but not in the qrels are ignored. A qrels query with an empty judgment
   map is not part of the eval set. A query that has judgments but no relevant document at
   all scores 0 on every metric and *counts* in the mean (as trec_eval/pytrec_eval do).
-- **The one deliberate difference from pytrec_eval**: a query of the eval set for which the
-  run retrieved nothing (absent from the run, or an empty result list) scores 0 on every
-  metric and counts in the mean, like ``trec_eval -c``; pytrec_eval silently leaves it out.
-  :attr:`EvalResult.empty_queries` lists those queries so reports can say how many there were.
+- **The one deliberate difference from pytrec_eval**: a query of the eval set that is absent
+  from the run scores 0 on every metric and counts in the mean, like ``trec_eval -c``;
+  pytrec_eval silently leaves it out of its results (it does score a query present with an
+  empty result list, as 0). :attr:`EvalResult.empty_queries` lists every query for which the
+  run retrieved nothing (absent or empty) so reports can say how many there were.
 """
 
 from __future__ import annotations

@@ -1,0 +1,149 @@
+"""Run files from any retriever: TREC run format or JSONL, read into ``{qid: {docid: score}}``.
+
+TREC run format: one result per line, ``qid Q0 docid rank score tag`` separated by
+whitespace. JSONL: one object per line, either one result per row
+``{"qid": ..., "docid": ..., "score": ...}`` or one query per row
+``{"qid": ..., "results": [{"docid": ..., "score": ...}, ...]}`` (the two may be mixed).
+The format is JSONL when the file name ends in ``.jsonl``/``.json`` or its first non-blank
+line starts with ``{``; otherwise TREC.
+
+**Ranks are never loaded as truth**: like trec_eval, genreg re-sorts each query's results by
+score (ties by doc id descending, see :func:`genreg.core.metrics.rank`), so the rank column
+(and any ``rank`` key in JSONL) is ignored. A file whose ranks disagree with its scores is
+scored by its scores.
+
+Errors are :class:`~genreg.errors.InvalidArtifact` naming ``file:line``: a malformed line, a
+non-numeric or NaN score, a doc id listed twice for one query, an empty file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from genreg.core.metrics import rank
+from genreg.errors import ConfigError, InvalidArtifact
+
+Run = dict[str, dict[str, float]]
+
+
+def read_run(path: Path | str) -> Run:
+    """Read a TREC or JSONL run file into ``{qid: {docid: score}}``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidArtifact(f"{path}: run file not found") from None
+    except UnicodeDecodeError as e:
+        raise InvalidArtifact(f"{path}: run file is not UTF-8 ({e.reason})") from None
+    lines = text.splitlines()
+    first = next((ln.strip() for ln in lines if ln.strip()), None)
+    if first is None:
+        raise InvalidArtifact(f"{path}:1: run file is empty (no results)")
+    jsonl = path.suffix.lower() in (".jsonl", ".json") or first.startswith("{")
+    rows = _jsonl_rows(path, lines) if jsonl else _trec_rows(path, lines)
+    run: Run = {}
+    seen: dict[tuple[str, str], int] = {}
+    for lineno, qid, docid, score in rows:
+        docs = run.setdefault(qid, {})
+        if docid in docs:
+            raise InvalidArtifact(
+                f"{path}:{lineno}: duplicate doc {docid!r} for query {qid!r}"
+                f" (first at line {seen[(qid, docid)]})"
+            )
+        docs[docid] = score
+        seen[(qid, docid)] = lineno
+    if not run:
+        raise InvalidArtifact(f"{path}:1: run file is empty (no results)")
+    return run
+
+
+def _score(path: Path, lineno: int, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidArtifact(f"{path}:{lineno}: score {value!r} is not a number")
+    try:
+        score = float(value)
+    except ValueError:
+        raise InvalidArtifact(f"{path}:{lineno}: score {value!r} is not a number") from None
+    if math.isnan(score):
+        raise InvalidArtifact(f"{path}:{lineno}: score is NaN")
+    return score
+
+
+def _trec_rows(path: Path, lines: list[str]) -> Iterator[tuple[int, str, str, float]]:
+    for lineno, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise InvalidArtifact(
+                f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag',"
+                f" got {len(fields)}"
+            )
+        yield lineno, fields[0], fields[2], _score(path, lineno, fields[4])
+
+
+def _id(path: Path, lineno: int, obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise InvalidArtifact(f"{path}:{lineno}: {key!r} must be a non-empty string")
+    return str(value)
+
+
+def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[tuple[int, str, str, float]]:
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InvalidArtifact(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise InvalidArtifact(f"{path}:{lineno}: expected a JSON object")
+        qid = _id(path, lineno, obj, "qid")
+        if "results" in obj:
+            results = obj["results"]
+            if not isinstance(results, list):
+                raise InvalidArtifact(f"{path}:{lineno}: 'results' must be a list")
+            for r in results:
+                if not isinstance(r, dict):
+                    raise InvalidArtifact(f"{path}:{lineno}: each result must be an object")
+                if "score" not in r:
+                    raise InvalidArtifact(f"{path}:{lineno}: a result has no 'score'")
+                yield lineno, qid, _id(path, lineno, r, "docid"), _score(path, lineno, r["score"])
+        else:
+            if "score" not in obj:
+                raise InvalidArtifact(f"{path}:{lineno}: no 'score' (or 'results')")
+            yield lineno, qid, _id(path, lineno, obj, "docid"), _score(path, lineno, obj["score"])
+
+
+def write_trec_run(
+    run: Mapping[str, Mapping[str, float]], path: Path | str, tag: str = "genreg"
+) -> None:
+    """Write ``run`` in TREC format: queries sorted by id, results in trec_eval order with
+    ranks 1..n, scores in their shortest round-tripping form. Written atomically."""
+    path = Path(path)
+    if not tag or any(c.isspace() for c in tag):
+        raise ConfigError(f"run tag {tag!r} must be a non-empty word without whitespace")
+    out: list[str] = []
+    for qid in sorted(run):
+        _check_id("query id", qid)
+        scores = run[qid]
+        for i, docid in enumerate(rank(scores), 1):
+            _check_id("doc id", docid)
+            out.append(f"{qid} Q0 {docid} {i} {float(scores[docid])!r} {tag}\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(out), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_id(what: str, value: str) -> None:
+    if not value or any(c.isspace() for c in value):
+        raise InvalidArtifact(f"{what} {value!r} cannot be written to a TREC run file")
+
+
+__all__ = ["read_run", "write_trec_run"]
