@@ -4,6 +4,7 @@
 
 - :mod:`genreg.service.artifacts` -- register, resolve, history, diff, aliases, push, export
 - :mod:`genreg.service.indexing` -- chunk, embed (cached), build/reuse FAISS indexes, search
+- :mod:`genreg.service.runs` -- eval runs, scoring run files, lineage, compare, gates, promote
 - :mod:`genreg.service.admin` -- verify objects, gc, schema migrations
 """
 
@@ -13,9 +14,10 @@ from genreg.service.admin import AdminService
 from genreg.service.artifacts import ArtifactService
 from genreg.service.base import ServiceBase
 from genreg.service.indexing import IndexingService
+from genreg.service.runs import EvalService
 
 
-class Registry(ArtifactService, AdminService, IndexingService, ServiceBase):
+class Registry(ArtifactService, AdminService, IndexingService, EvalService, ServiceBase):
     """A genreg registry: metadata database + object store, opened (and migrated) once."""
 
 

@@ -1,0 +1,306 @@
+"""``genreg eval run|score|schema``, ``genreg runs list|show|compare``, ``genreg lineage``,
+``genreg promote``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from genreg.cli._common import JsonOpt, QuietOpt, echo, emit_json, open_registry, progress, table
+
+eval_app = typer.Typer(no_args_is_help=True)
+runs_app = typer.Typer(no_args_is_help=True)
+
+GateOpt = typer.Option(None, "--gate", help="Extra gate, e.g. 'recall@5 >= 0.7' (repeatable).")
+BaselineOpt = typer.Option(
+    None, "--baseline", help="Baseline run id, or a ref whose alias names the run that promoted it."
+)
+MarkdownOpt = typer.Option(None, "--markdown", help="Write a Markdown summary to this file.")
+JunitOpt = typer.Option(None, "--junit", help="Write JUnit XML (one test per gate) to this file.")
+
+
+def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | None) -> None:
+    from genreg.core.report import cost_line, inputs_lines
+    from genreg.core.report import junit as to_junit
+    from genreg.core.report import markdown as to_md
+
+    o = outcome.to_dict()
+    if markdown:
+        Path(markdown).write_text(to_md(o), encoding="utf-8")
+    if junit:
+        Path(junit).write_text(to_junit(o), encoding="utf-8")
+    if json_out:
+        emit_json(o)
+    else:
+        echo(f"run {o['run_id']}  ({o['name']})")
+        if o["identical_to"]:
+            echo(f"identical to run {o['identical_to']} (same fingerprint)")
+        table(
+            [{"metric": m, "value": f"{v:.4f}"} for m, v in o["metrics"].items()],
+            ["metric", "value"],
+        )
+        rep = o["report"]
+        if rep.get("empty_queries"):
+            echo(
+                f"{rep['empty_queries']} of {rep['n_queries']} queries retrieved nothing (scored 0)"
+            )
+        lat = rep.get("latency")
+        if lat and lat.get("queries"):
+            echo(
+                f"latency (batch {lat['batch_size']}): p50 {lat['p50_ms']:.2f} ms  p95 "
+                f"{lat['p95_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms  mean {lat['mean_ms']:.2f} ms"
+                f"  {lat['qps']:.1f} q/s"
+            )
+        if rep.get("cost"):
+            echo(cost_line(rep["cost"]))
+        for line in inputs_lines(o["lineage"]):
+            echo(f"  {line}")
+        for g in o["gates"]:
+            echo(f"gate {'PASS' if g['passed'] else 'FAIL'}  {g['gate']}  ({g['detail']})")
+    if o["passed"] is False:
+        raise typer.Exit(1)
+
+
+@eval_app.command("run")
+def run(
+    file: Path = typer.Argument(..., help="Eval config (YAML), e.g. evals/baseline.yaml."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a config key: key=value."),
+    gate: list[str] = GateOpt,
+    baseline: str = BaselineOpt,
+    json_out: bool = JsonOpt,
+    markdown: Path = MarkdownOpt,
+    junit: Path = JunitOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Resolve every ref of an eval config, evaluate retrieval, record the run and check gates
+    (exit 0 pass, 1 gate failed, 2 config error)."""
+    with progress(quiet) as cb:
+        outcome = open_registry().eval_run(
+            file, overrides=list(set_ or []), gates=list(gate or []), baseline=baseline, progress=cb
+        )
+    _finish(outcome, json_out, markdown, junit)
+
+
+@eval_app.command("score")
+def score(
+    evalset: str = typer.Option(..., "--evalset", help="Eval set ref, e.g. evalset:gold#test."),
+    run_file: Path = typer.Option(
+        ..., "--run", help="Run file: TREC (qid Q0 doc rank score tag) or JSONL."
+    ),
+    metrics: str = typer.Option("ndcg@10,recall@100,mrr@10", "--metrics", help="Comma-separated."),
+    name: str = typer.Option("score", "--name", help="Eval name to record the run under."),
+    gate: list[str] = GateOpt,
+    baseline: str = BaselineOpt,
+    json_out: bool = JsonOpt,
+    markdown: Path = MarkdownOpt,
+    junit: Path = JunitOpt,
+) -> None:
+    """Score a run file from any retriever against an eval set and record it with lineage."""
+    ms = [m.strip() for m in metrics.split(",") if m.strip()]
+    outcome = open_registry().eval_score(
+        evalset, run_file, metrics=ms, name=name, gates=list(gate or []), baseline=baseline
+    )
+    _finish(outcome, json_out, markdown, junit)
+
+
+@eval_app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of eval configs."""
+    from genreg.core.evalconfig import schema as get
+
+    emit_json(get())
+
+
+def _row(r: Any) -> dict[str, Any]:
+    m = ", ".join(f"{k}={v:.4f}" for k, v in list(r.metrics.items())[:3])
+    passed = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+    return {
+        "id": r.id,
+        "name": r.name,
+        "source": r.source,
+        "gate": passed,
+        "started": r.started_at[:19],
+        "metrics": m,
+    }
+
+
+@runs_app.command("list")
+def list_(
+    used: str = typer.Option(
+        None, "--used", help="Only runs that used this exact version (a ref)."
+    ),
+    name: str = typer.Option(None, "--name", help="Only runs of this eval."),
+    limit: int = typer.Option(None, "--limit", help="At most N runs."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """List runs, newest first, filtered by an input used or by eval name."""
+    runs = open_registry().list_runs(used=used, name=name, limit=limit)
+    if json_out:
+        emit_json([r.to_dict() for r in runs])
+        return
+    table([_row(r) for r in runs], ["id", "name", "source", "gate", "started", "metrics"])
+
+
+@runs_app.command("show")
+def show(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    queries: bool = typer.Option(False, "--queries", help="Include per-query results."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Show a run: metrics, gates, latency, cost and lineage."""
+    from genreg.core.report import markdown as to_md
+
+    reg = open_registry()
+    r = reg.get_run(run_id)
+    d = r.to_dict()
+    if queries:
+        d["results"] = reg.run_results(r.id)
+    if json_out:
+        emit_json(d)
+        return
+    gates = r.report.get("gates") or []
+    o = {
+        "run_id": r.id,
+        "name": r.name,
+        "passed": r.passed,
+        "identical_to": r.report.get("identical_to"),
+        "metrics": r.metrics,
+        "report": r.report,
+        "gates": gates,
+        "baseline": r.report.get("baseline"),
+        "lineage": r.lineage,
+        "fingerprint": r.fingerprint,
+    }
+    echo(to_md(o))
+    if queries:
+        for q in d["results"].get("queries", []):
+            top = ", ".join(x[0] for x in q["ranked"][:5])
+            echo(f"{q['id']}: {q.get('metrics')}  top: {top}")
+
+
+@runs_app.command("compare")
+def compare(
+    a: str = typer.Argument(..., help="Run A (the baseline)."),
+    b: str = typer.Argument(..., help="Run B (the candidate); deltas are B - A."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Metric deltas with paired bootstrap CI and randomization p-value, per-query wins and
+    losses, and which lineage inputs differ (warns when the delta is not attributable)."""
+    c = open_registry().compare_runs(a, b)
+    if json_out:
+        emit_json(c)
+        return
+    for w in c["warnings"]:
+        typer.echo(f"WARNING: {w}", err=True)
+    echo(f"A = {c['a']} ({c['a_name']})   B = {c['b']} ({c['b_name']})")
+    rows = []
+    for m, s in c["metrics"].items():
+        if not s.get("n_shared"):
+            rows.append({"metric": m, "delta": "no shared queries"})
+            continue
+        rows.append(
+            {
+                "metric": m,
+                "a": f"{s['mean_a']:.4f}",
+                "b": f"{s['mean_b']:.4f}",
+                "delta": f"{s['delta']:+.4f}",
+                "95% ci": f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]",
+                "p": f"{s['p_value']:.4f}",
+                "w/l/t": f"{s['wins']}/{s['losses']}/{s['ties']}",
+            }
+        )
+    table(rows, ["metric", "a", "b", "delta", "95% ci", "p", "w/l/t"])
+    echo("inputs that differ: " + (", ".join(c["differs"]) or "none"))
+    for f, v in c["differs"].items():
+        echo(f"  {f}: {v['a']}  ->  {v['b']}")
+    first = next(iter(c["metrics"].values()), {})
+    if first.get("most_regressed"):
+        echo(f"most regressed queries ({next(iter(c['metrics']))}):")
+        for q in first["most_regressed"]:
+            echo(f"  {q['query']}: {q['a']:.4f} -> {q['b']:.4f} ({q['delta']:+.4f})")
+
+
+def lineage(
+    run_id: str = typer.Argument(None, help="Run id (or prefix) whose inputs to show."),
+    used_by: str = typer.Option(
+        None, "--used-by", help="Reverse: runs that used this exact version."
+    ),
+    json_out: bool = JsonOpt,
+) -> None:
+    """The tree of exact inputs of a run, or (--used-by REF) every run that used a version."""
+    from genreg.errors import ConfigError
+
+    reg = open_registry()
+    if bool(run_id) == bool(used_by):
+        raise ConfigError("give either RUN or --used-by REF")
+    if used_by:
+        runs = reg.used_by(used_by)
+        if json_out:
+            emit_json(
+                [
+                    {
+                        "run": r.id,
+                        "name": r.name,
+                        "started_at": r.started_at,
+                        "passed": r.passed,
+                        "metrics": r.metrics,
+                    }
+                    for r in runs
+                ]
+            )
+            return
+        table([_row(r) for r in runs], ["id", "name", "source", "gate", "started", "metrics"])
+        return
+    t = reg.lineage(run_id)
+    if json_out:
+        emit_json(t)
+        return
+    echo(f"run {t['run']} ({t['name']}, {t['source']})  {t['started_at']} -> {t['ended_at']}")
+    echo(f"├── fingerprint {t['fingerprint']}")
+    echo("├── inputs")
+    for i in t["inputs"]:
+        ok = "" if i["resolvable"] else "  [NOT RESOLVABLE]"
+        echo(f"│   ├── {i['role']}: {i['ref']}  {i['digest']}{ok}")
+    echo("├── retrieval")
+    for k, v in t["retrieval"].items():
+        if v is not None:
+            echo(f"│   ├── {k}: {v}")
+    if t.get("run_file"):
+        echo(f"├── run file {t['run_file']}")
+    code = t.get("code") or {}
+    echo(
+        f"├── code: commit {code.get('commit')} dirty={code.get('dirty')} genreg {code.get('genreg')}"
+    )
+    echo(
+        "├── packages: " + ", ".join(f"{k} {v}" for k, v in (t.get("packages") or {}).items() if v)
+    )
+    host = t.get("host") or {}
+    ram = host.get("ram_bytes")
+    echo(
+        f"└── host: {host.get('cpu')}, {host.get('cores')} cores, "
+        f"{(ram or 0) / 2**30:.1f} GiB RAM, gpu: {', '.join(host.get('gpu') or []) or 'none'}"
+    )
+
+
+def promote(
+    ref: str = typer.Argument(..., help="The exact version to promote, e.g. prompt:rag-answer@v3."),
+    to: str = typer.Option(..., "--to", help="Alias to move, e.g. production."),
+    run_id: str = typer.Option(..., "--run", help="A run that used REF and passed its gates."),
+    reason: str = typer.Option("", "--reason", help="Reason recorded in the alias journal."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Move an alias only if RUN passed its gates and used exactly that version."""
+    ev = open_registry().promote(ref, to, run_id, reason=reason)
+    if json_out:
+        emit_json(ev.to_dict())
+        return
+    echo(f"{ev.kind}:{ev.name}@{ev.alias} -> v{ev.to_version} (run {ev.run_id})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval", help="Run eval configs and score run files.")
+    app.add_typer(runs_app, name="runs", help="List, show and compare recorded eval runs.")
+    app.command(name="lineage")(lineage)
+    app.command(name="promote")(promote)

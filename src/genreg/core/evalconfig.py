@@ -1,0 +1,205 @@
+"""Eval configs: a YAML file naming refs and parameters of one retrieval evaluation.
+
+Schema: ``core/schemas/evalconfig.schema.json`` (published; ``genreg eval schema`` prints it).
+Every error is a :class:`ConfigError` (exit code 2) naming ``file:line: field``.
+
+Overrides (``--set key=value``) are applied before validation; ``key`` is a dotted path
+(``embedding.model``, ``cost.context_k``) and ``value`` is parsed as a YAML scalar or flow
+value (``k=[1,5,10]``, ``index={type: hnsw, m: 32}``, ``corpus=corpus:docs@v4``).
+
+Semantics: ``max(k)`` documents are retrieved per query (after collapsing chunks to their
+documents); a metric cutoff above ``max(k)`` is a config error, and metrics without a cutoff
+(``map``, ``r-precision``) see the ``max(k)`` retrieved documents. When ``k`` is omitted it
+is the largest metric cutoff (10 if none).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genreg.core.gates import Gate, parse_gates
+from genreg.core.refs import Ref, parse_ref
+from genreg.core.validation import load_schema, parse_structured, schema_errors
+from genreg.errors import ConfigError, GenregError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BATCH = 32
+_CUTOFF_RE = re.compile(r"@(\d+)$")
+
+
+@dataclass
+class EvalConfig:
+    name: str
+    evalset: Ref
+    corpus: Ref
+    metrics: list[str]
+    k: list[int]
+    model: str = DEFAULT_MODEL
+    chunking: Any = "none"
+    index: Any = "flat"
+    prompt: Ref | None = None
+    routing: Ref | None = None
+    batch_size: int = DEFAULT_BATCH
+    cost: dict[str, Any] = field(default_factory=dict)
+    gates: list[Gate] = field(default_factory=list)
+    baseline: str | None = None
+    source: str = "<config>"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        return max(self.k)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective config (after overrides), as recorded on the run."""
+        return copy.deepcopy(self.raw)
+
+
+def parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (dotted keys) to a copy of ``data``."""
+    out = copy.deepcopy(data)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. corpus=corpus:docs@v4)")
+        parts = key.split(".")
+        cur = out
+        for p in parts[:-1]:
+            nxt = cur.get(p)
+            if nxt is None or isinstance(nxt, str):
+                nxt = {}
+                cur[p] = nxt
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a mapping")
+            cur = nxt
+        cur[parts[-1]] = parse_value(value)
+    return out
+
+
+def _lines(path: Path | None, text: str | None) -> dict[str, int]:
+    """Line numbers of the top-level keys (best effort, for error messages)."""
+    if path is None or text is None:
+        return {}
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> EvalConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: eval config not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        data = parse_structured(p, text)
+    except GenregError as exc:
+        raise ConfigError(exc.message) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: an eval config must be a mapping (name, evalset, corpus, ...)")
+    return parse_config(data, overrides, source=str(p), lines=_lines(p, text))
+
+
+def parse_config(
+    data: dict[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    source: str = "<config>",
+    lines: dict[str, int] | None = None,
+) -> EvalConfig:
+    data = apply_overrides(data, overrides)
+    lines = lines or {}
+
+    def where(fieldname: str) -> str:
+        top = fieldname.split(".")[0]
+        return f"{source}:{lines[top]}" if top in lines else source
+
+    errors = schema_errors("evalconfig", data)
+    if errors:
+        fld = errors[0].split(":")[0]
+        raise ConfigError(f"{where(fld)}: {errors[0]}", details={"errors": errors})
+
+    def ref(fieldname: str, kind: str) -> Ref | None:
+        v = data.get(fieldname)
+        if v is None:
+            return None
+        try:
+            return parse_ref(v, kind=kind)
+        except GenregError as exc:
+            raise ConfigError(f"{where(fieldname)}: {fieldname}: {exc.message}") from None
+
+    metrics = [m.strip() for m in data["metrics"]]
+    if len(set(metrics)) != len(metrics):
+        raise ConfigError(f"{where('metrics')}: metrics: duplicate metric names")
+    _check_metrics(metrics, where("metrics"))
+    cutoffs = [int(m.group(1)) for m in map(_CUTOFF_RE.search, metrics) if m]
+    k = sorted(set(data.get("k") or [max(cutoffs, default=10)]))
+    over = [m for m in metrics if (c := _CUTOFF_RE.search(m)) and int(c.group(1)) > max(k)]
+    if over:
+        raise ConfigError(
+            f"{where('metrics')}: metrics: {', '.join(over)} cut off deeper than max(k)={max(k)}; "
+            "add a larger k"
+        )
+    emb = data.get("embedding") or {}
+    for fld in ("chunking", "index"):
+        v = data.get(fld)
+        if isinstance(v, str) and not v.strip():
+            raise ConfigError(f"{where(fld)}: {fld}: must not be empty")
+    gates = parse_gates(data.get("gates"), f"{where('gates')}: gates")
+    return EvalConfig(
+        name=data["name"],
+        evalset=ref("evalset", "evalset"),  # type: ignore[arg-type]
+        corpus=ref("corpus", "corpus"),  # type: ignore[arg-type]
+        metrics=metrics,
+        k=k,
+        model=emb.get("model") or DEFAULT_MODEL,
+        chunking=data.get("chunking", "none"),
+        index=data.get("index", "flat"),
+        prompt=ref("prompt", "prompt"),
+        routing=ref("routing", "routing"),
+        batch_size=int(data.get("batch_size") or emb.get("batch_size") or DEFAULT_BATCH),
+        cost=dict(data.get("cost") or {}),
+        gates=gates,
+        baseline=data.get("baseline"),
+        source=source,
+        raw=data,
+    )
+
+
+def _check_metrics(metrics: list[str], where: str) -> None:
+    """Every name must be known to the metrics registry."""
+    from genreg.core.metrics import parse_metric
+
+    for i, m in enumerate(metrics):
+        try:
+            parse_metric(m)
+        except GenregError as exc:
+            raise ConfigError(f"{where}: metrics.{i}: {exc.message}") from None
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"{where}: metrics.{i}: unknown metric {m!r} ({exc})") from None
+
+
+def schema() -> dict[str, Any]:
+    return load_schema("evalconfig")

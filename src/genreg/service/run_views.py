@@ -1,0 +1,175 @@
+"""Reading recorded runs: show, list, results, compare, lineage (both ways), baselines and
+gated promotion. Part of :class:`genreg.service.runs.EvalService`."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import TYPE_CHECKING, Any
+
+from genreg.core.refs import parse_ref
+from genreg.errors import ConfigError, GateFailed, GenregError, NotFound
+
+if TYPE_CHECKING:
+    from genreg.core.types import AliasEvent, VersionInfo
+    from genreg.store.objects import ObjectStore
+    from genreg.store.runs import RunInfo, RunRepo
+
+
+class RunViews:
+    objects: ObjectStore
+    runs_repo: RunRepo
+
+    if TYPE_CHECKING:
+
+        def resolve(self, ref: Any, kind: str | None = None) -> VersionInfo: ...
+        def alias_history(self, artifact: Any, alias: str | None = None) -> list[AliasEvent]: ...
+        def set_alias(self, ref: Any, alias: str, **kw: Any) -> AliasEvent: ...
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """A run by id or unique prefix."""
+        return self.runs_repo.get(run_id)
+
+    def list_runs(
+        self, *, used: str | None = None, name: str | None = None, limit: int | None = None
+    ) -> list[RunInfo]:
+        """Runs newest first; ``used`` is a ref resolved to the exact version it names."""
+        u = None
+        if used:
+            v = self.resolve(used)
+            u = (v.kind, v.name, v.version)
+        return self.runs_repo.list(name=name, used=u, limit=limit)
+
+    def run_results(self, run_id: str) -> dict[str, Any]:
+        """The per-query results object of a run (ranked docs, metrics, latency, tokens)."""
+        run = self.get_run(run_id)
+        if not run.results_object:
+            return {}
+        return json.loads(gzip.decompress(self.objects.get_bytes(run.results_object)))
+
+    def verify_run_inputs(self, run_id: str) -> list[dict[str, Any]]:
+        """Re-resolve every recorded input by version and check its digest is unchanged."""
+        out = []
+        for i in self.get_run(run_id).inputs:
+            try:
+                cur = self.resolve(f"{i.kind}:{i.name}@v{i.version}").digest
+            except GenregError as exc:
+                cur = None
+                err = exc.message
+            else:
+                err = "" if cur == i.digest else "digest changed"
+            out.append(
+                {
+                    "ref": i.ref,
+                    "role": i.role,
+                    "recorded": i.digest,
+                    "current": cur,
+                    "ok": cur == i.digest,
+                    "error": err,
+                }
+            )
+        return out
+
+    def lineage(self, run_id: str) -> dict[str, Any]:
+        """The tree of exact inputs and environment of a run."""
+        run = self.get_run(run_id)
+        lin = run.lineage
+        return {
+            "run": run.id,
+            "name": run.name,
+            "source": run.source,
+            "fingerprint": run.fingerprint,
+            "started_at": run.started_at,
+            "ended_at": run.ended_at,
+            "author": run.author,
+            "inputs": [
+                {**i.to_dict(), "resolvable": v["ok"]}
+                for i, v in zip(run.inputs, self.verify_run_inputs(run.id))
+            ],
+            "retrieval": {
+                f: lin.get(f) for f in ("embedding", "chunking", "index", "k", "index_key")
+            },
+            "metrics": lin.get("metrics"),
+            "run_file": lin.get("run_file"),
+            "code": lin.get("code"),
+            "packages": lin.get("packages"),
+            "host": lin.get("host"),
+        }
+
+    def used_by(self, ref: str) -> list[RunInfo]:
+        """Reverse lineage: every run that used the exact version ``ref`` names."""
+        return self.list_runs(used=ref)
+
+    def resolve_baseline(self, spec: str) -> RunInfo:
+        """A run id (or prefix), or a ref: for an alias, the run recorded by the latest journal
+        entry of that alias that names a run (e.g. the promotion); otherwise the latest run that
+        used the exact version the ref names."""
+        if ":" not in spec:
+            try:
+                return self.get_run(spec)
+            except NotFound:
+                raise ConfigError(f"baseline {spec!r}: no such run") from None
+        ref = parse_ref(spec)
+        if ref.alias:
+            events = [e for e in self.alias_history(ref.artifact, ref.alias) if e.run_id]
+            if not events:
+                raise ConfigError(
+                    f"baseline {spec}: no alias move of {ref.alias!r} recorded a run "
+                    "(promote with 'genreg promote REF --to ALIAS --run RUN')"
+                )
+            return self.get_run(events[-1].run_id)  # type: ignore[arg-type]
+        v = self.resolve(ref)
+        runs = self.runs_repo.list(used=(v.kind, v.name, v.version), limit=1)
+        if not runs:
+            raise ConfigError(f"baseline {spec}: no run used {v.ref}")
+        return runs[0]
+
+    def promote(
+        self, ref: str, alias: str, run_id: str, *, reason: str = "", actor: str | None = None
+    ) -> AliasEvent:
+        """Move ``alias`` to the version ``ref`` names, only if run ``run_id`` passed its gates
+        (a run without gates does not count as passed) and used exactly that version. The
+        journal entry records the run id."""
+        v = self.resolve(ref)
+        run = self.get_run(run_id)
+        used = [i for i in run.inputs if i.kind == v.kind and i.name == v.name]
+        if not used or all(i.version != v.version or i.digest != v.digest for i in used):
+            got = ", ".join(i.ref for i in used) or f"no {v.kind}:{v.name}"
+            raise GateFailed(f"cannot promote {v.ref}: run {run.id} used {got}, not {v.ref}")
+        if run.passed is None:
+            raise GateFailed(f"cannot promote {v.ref}: run {run.id} ran no gates")
+        if not run.passed:
+            failed = [g["gate"] for g in run.report.get("gates", []) if not g.get("passed")]
+            raise GateFailed(
+                f"cannot promote {v.ref}: run {run.id} failed its gate(s): {'; '.join(failed)}"
+            )
+        return self.set_alias(
+            v.ref, alias, reason=reason or f"promoted by run {run.id}", actor=actor, run_id=run.id
+        )
+
+    def compare_runs(self, a: str, b: str, *, n_resamples: int = 10000) -> dict[str, Any]:
+        """Metric deltas (B - A) with paired tests, per-query wins/losses, lineage differences
+        and loud warnings when the delta is not attributable."""
+        from genreg.core.compare import compare_metric, lineage_diff, warnings_for
+
+        ra, rb = self.get_run(a), self.get_run(b)
+        qa = self.run_results(ra.id).get("per_query_metrics", {})
+        qb = self.run_results(rb.id).get("per_query_metrics", {})
+        diff = lineage_diff(ra.lineage, rb.lineage)
+        common = [m for m in ra.metrics if m in rb.metrics]
+        metrics = {
+            m: compare_metric(qa.get(m, {}), qb.get(m, {}), n_resamples=n_resamples) for m in common
+        }
+        return {
+            "a": ra.id,
+            "b": rb.id,
+            "a_name": ra.name,
+            "b_name": rb.name,
+            "metrics": metrics,
+            "only_in_a": [m for m in ra.metrics if m not in rb.metrics],
+            "only_in_b": [m for m in rb.metrics if m not in ra.metrics],
+            "differs": diff,
+            "attributable": len(diff) <= 1 and "evalset" not in diff,
+            "warnings": warnings_for(diff),
+            "identical_fingerprint": ra.fingerprint == rb.fingerprint,
+        }

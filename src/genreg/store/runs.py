@@ -1,0 +1,180 @@
+"""SQL operations on eval runs, their lineage edges and metrics. Returns domain objects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from genreg.errors import AmbiguousRef, NotFound
+from genreg.store.db import read_session, with_retry, write_session
+from genreg.store.models import RunInputRow, RunMetricRow, RunRow
+
+
+@dataclass(frozen=True)
+class RunInput:
+    role: str  # prompt | evalset | corpus | routing
+    kind: str
+    name: str
+    version: int
+    digest: str
+    split: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@v{self.version}" + (f"#{self.split}" if self.split else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ref": self.ref}
+
+
+@dataclass
+class RunInfo:
+    id: str
+    name: str
+    source: str  # eval | score
+    status: str
+    passed: bool | None
+    fingerprint: str
+    started_at: str
+    ended_at: str | None
+    author: str
+    config: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    results_object: str | None = None
+    inputs: list[RunInput] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["inputs"] = [i.to_dict() for i in self.inputs]
+        return d
+
+    def input(self, role: str) -> RunInput | None:
+        return next((i for i in self.inputs if i.role == role), None)
+
+
+def _info(r: RunRow, inputs: list[RunInputRow]) -> RunInfo:
+    return RunInfo(
+        id=r.id,
+        name=r.name,
+        source=r.source,
+        status=r.status,
+        passed=r.passed,
+        fingerprint=r.fingerprint,
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        author=r.author,
+        config=dict(r.config or {}),
+        lineage=dict(r.lineage or {}),
+        metrics=dict(r.metrics or {}),
+        report=dict(r.report or {}),
+        results_object=r.results_object,
+        inputs=[RunInput(i.role, i.kind, i.name, i.version, i.digest, i.split) for i in inputs],
+    )
+
+
+class RunRepo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, run: RunInfo) -> RunInfo:
+        """Insert the run, its lineage edges and its metrics in one transaction."""
+
+        def tx() -> None:
+            with write_session(self.engine) as s:
+                s.add(
+                    RunRow(
+                        id=run.id,
+                        name=run.name,
+                        source=run.source,
+                        status=run.status,
+                        passed=run.passed,
+                        fingerprint=run.fingerprint,
+                        started_at=run.started_at,
+                        ended_at=run.ended_at,
+                        author=run.author,
+                        config=run.config,
+                        lineage=run.lineage,
+                        metrics=run.metrics,
+                        report=run.report,
+                        results_object=run.results_object,
+                    )
+                )
+                s.flush()
+                for i in run.inputs:
+                    s.add(
+                        RunInputRow(
+                            run_id=run.id,
+                            role=i.role,
+                            kind=i.kind,
+                            name=i.name,
+                            version=i.version,
+                            digest=i.digest,
+                            split=i.split,
+                        )
+                    )
+                for name, value in run.metrics.items():
+                    s.add(RunMetricRow(run_id=run.id, name=name, value=float(value)))
+
+        with_retry(tx)
+        return run
+
+    def _load(self, s: Session, rows: list[RunRow]) -> list[RunInfo]:
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        edges: dict[str, list[RunInputRow]] = {}
+        for e in s.exec(
+            select(RunInputRow).where(col(RunInputRow.run_id).in_(ids)).order_by(RunInputRow.id)
+        ):
+            edges.setdefault(e.run_id, []).append(e)
+        return [_info(r, edges.get(r.id, [])) for r in rows]
+
+    def get(self, run_id: str) -> RunInfo:
+        """A run by id or unique id prefix (at least 4 characters)."""
+        with read_session(self.engine) as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                if len(run_id) < 4:
+                    raise NotFound(f"run {run_id!r} not found (give at least 4 characters)")
+                rows = s.exec(
+                    select(RunRow).where(col(RunRow.id).startswith(run_id)).limit(2)
+                ).all()
+                if not rows:
+                    raise NotFound(f"run {run_id!r} not found")
+                if len(rows) > 1:
+                    raise AmbiguousRef(f"run prefix {run_id!r} is ambiguous; give more characters")
+                row = rows[0]
+            return self._load(s, [row])[0]
+
+    def list(
+        self,
+        *,
+        name: str | None = None,
+        used: tuple[str, str, int | None] | None = None,
+        fingerprint: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunInfo]:
+        """Runs, newest first, filtered by eval name, an input used, or fingerprint."""
+        with read_session(self.engine) as s:
+            q = select(RunRow)
+            if name:
+                q = q.where(RunRow.name == name)
+            if fingerprint:
+                q = q.where(RunRow.fingerprint == fingerprint)
+            if used is not None:
+                kind, aname, version = used
+                sub = select(RunInputRow.run_id).where(
+                    RunInputRow.kind == kind, RunInputRow.name == aname
+                )
+                if version is not None:
+                    sub = sub.where(RunInputRow.version == version)
+                q = q.where(col(RunRow.id).in_(sub))
+            q = q.order_by(col(RunRow.started_at).desc(), col(RunRow.id).desc())
+            if limit:
+                q = q.limit(limit)
+            return self._load(s, list(s.exec(q).all()))
