@@ -3,6 +3,7 @@
 :class:`Registry` is composed of one mixin per concern, each in its own module:
 
 - :mod:`genreg.service.artifacts` -- register, resolve, history, diff, aliases, push, export
+- :mod:`genreg.service.corpus` -- corpus snapshots: snapshot, documents, diff, status, export
 - :mod:`genreg.service.indexing` -- chunk, embed (cached), build/reuse FAISS indexes, search
 - :mod:`genreg.service.runs` -- eval runs, scoring run files, lineage, compare, gates, promote
 - :mod:`genreg.service.admin` -- verify objects, gc, schema migrations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from genreg.service.admin import AdminService
 from genreg.service.artifacts import ArtifactService
 from genreg.service.base import ServiceBase
+from genreg.service.corpus import CorpusService
 from genreg.service.indexing import IndexingService
 from genreg.service.runs import EvalService
 
 
-class Registry(ArtifactService, AdminService, IndexingService, EvalService, ServiceBase):
+class Registry(ArtifactService, AdminService, CorpusService, IndexingService, EvalService, ServiceBase):
     """A genreg registry: metadata database + object store, opened (and migrated) once."""
 
 

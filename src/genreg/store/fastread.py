@@ -113,3 +113,27 @@ class FastReader:
             json.loads(summary) if summary else {},
             aliases,
         )
+
+    # ---- corpus snapshot hot path (genreg.service.corpus) --------------------------------
+    def version_by_digest(self, kind: str, name: str, digest: str) -> VersionInfo | None:
+        """The version of ``kind:name`` with exactly ``digest``, or None (also when the
+        artifact does not exist yet)."""
+        try:
+            aid = self._artifact_id(kind, name)
+        except NotFound:
+            return None
+        row = (
+            self._conn()
+            .execute("SELECT number FROM version WHERE artifact_id=? AND digest=?", (aid, digest))
+            .fetchone()
+        )
+        return None if row is None else self.resolve(Ref(kind, name, version=int(row[0])))
+
+    def derived_objects(self, kind: str) -> list[tuple[str, str, dict]]:
+        """``(key, object_digest, meta)`` of every derived row of ``kind``, oldest first."""
+        rows = (
+            self._conn()
+            .execute("SELECT key, object_digest, meta FROM derived WHERE kind=? ORDER BY id", (kind,))
+            .fetchall()
+        )
+        return [(k, o, json.loads(m) if m else {}) for k, o, m in rows]

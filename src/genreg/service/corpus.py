@@ -1,0 +1,403 @@
+"""Corpus snapshots: snapshot, read, diff, status and export (see :mod:`genreg.core.corpus`).
+
+Write order of a snapshot: scan the source (new documents are staged into temp pack files;
+any error aborts with nothing written) -> if a version with this manifest digest exists,
+stop (nothing new) -> commit packs (one fsync each) and their index objects -> record the
+packs as derived rows -> store layout and manifest objects -> insert the version row. The
+version is visible only after every object it names is durable.
+
+Hot path: an unchanged re-snapshot and ``corpus status`` use only the stat cache, stdlib
+``sqlite3`` (:attr:`fast`) and hashlib; SQLAlchemy is opened only to write a new version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from genreg.core.corpus import (
+    CorpusDiff,
+    Document,
+    Entry,
+    Fields,
+    Manifest,
+    Skipped,
+    build_manifest,
+    diff_entries,
+    manifest_digest,
+    parse_layout,
+    parse_manifest,
+    to_document,
+)
+from genreg.core.corpus_sources import Progress, ScanResult, detect, scan
+from genreg.core.hashing import sha256_hex
+from genreg.core.refs import Ref, validate_name
+from genreg.core.types import VersionInfo
+from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, NotFound
+
+if TYPE_CHECKING:
+    from genreg.store.packs import PackIndex
+
+
+@dataclass(frozen=True)
+class SnapshotStats:
+    docs: int
+    bytes: int
+    files: int
+    hashed_files: int
+    hashed_bytes: int
+    new_docs: int
+    new_bytes: int
+    packs: int
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "skipped"}
+        d["skipped"] = [s.to_dict() for s in self.skipped]
+        return d
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    version: VersionInfo
+    created: bool
+    stats: SnapshotStats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "status": "created" if self.created else "unchanged",
+            **self.version.to_dict(),
+            "stats": self.stats.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ExportStats:
+    ref: str
+    out_dir: str
+    files: int
+    docs: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _safe_rel(rel: str) -> str:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or "\\" in rel or not rel:
+        raise IntegrityError(f"unsafe path {rel!r} in corpus manifest")
+    return rel
+
+
+class CorpusService:
+    if TYPE_CHECKING:
+        from genreg.store.derived import DerivedRepo
+        from genreg.store.fastread import FastReader
+        from genreg.store.objects import ObjectStore
+        from genreg.store.repo import Repo
+
+        objects: ObjectStore
+        repo: Repo
+        derived: DerivedRepo
+        fast: FastReader | None
+        home: Path
+
+        def author(self, explicit: str | None = None) -> str: ...
+        def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo: ...
+
+    # ---- plumbing -----------------------------------------------------------------------
+    @cached_property
+    def _packidx(self) -> PackIndex:
+        from genreg.store.packs import PackIndex
+
+        return PackIndex(self.home / "packs.sqlite")
+
+    def _sync_packs(self) -> None:
+        """Add packs recorded in the database (e.g. by another machine) to the local index."""
+        from genreg.store.packs import parse_index
+
+        if self.fast is not None:
+            rows = self.fast.derived_objects("pack")
+        else:
+            rows = [(d.key, d.object_digest, d.meta) for d in self.derived.list("pack")]
+        have = self._packidx.packs()
+        for _key, obj, meta in rows:
+            if obj not in have:
+                _, recs = parse_index(self.objects.get_bytes(meta["index"]))
+                self._packidx.add(obj, meta["index"], recs)
+
+    def _tmp_dir(self) -> Path:
+        from genreg.store.objects import LocalObjectStore
+
+        if isinstance(self.objects, LocalObjectStore):
+            return self.objects.root / "tmp"
+        return self.home / "tmp"
+
+    def _corpus(self, ref: str | Ref | VersionInfo) -> VersionInfo:
+        info = ref if isinstance(ref, VersionInfo) else self.resolve(ref, "corpus")
+        if info.kind != "corpus":
+            raise ConfigError(f"{info.ref} is a {info.kind}, not a corpus snapshot")
+        return info
+
+    def _by_digest(self, name: str, digest: str) -> VersionInfo | None:
+        if self.fast is not None:
+            return self.fast.version_by_digest("corpus", name, digest)
+        try:
+            return self.repo.resolve(Ref("corpus", name, digest_prefix=digest[7:]))
+        except NotFound:
+            return None
+
+    @staticmethod
+    def _cache(home: Path, source: Path, fmt: str | None, fields: Fields):  # type: ignore[no-untyped-def]
+        from genreg.store.statcache import StatCache
+
+        kind, path = detect(source, fmt)
+        return kind, StatCache(home, path, f"{kind}\0{fields}")
+
+    # ---- snapshot -----------------------------------------------------------------------
+    def snapshot(
+        self,
+        name: str,
+        source: str | Path,
+        *,
+        fmt: str | None = None,
+        id_field: str = "id",
+        text_field: str = "text",
+        title_field: str = "title",
+        verify: bool = False,
+        skip_invalid: bool = False,
+        message: str = "",
+        tags: dict[str, Any] | None = None,
+        author: str | None = None,
+        progress: Progress | None = None,
+    ) -> SnapshotResult:
+        """Snapshot ``source`` as ``corpus:name`` (a no-op when the content is unchanged)."""
+        from genreg.store.packs import PackWriter
+
+        validate_name(name)
+        fields = Fields(id_field, text_field, title_field)
+        src = Path(source)
+        kind, cache = self._cache(self.home, src, fmt, fields)
+        rows = cache.load() if kind == "tree" and not verify else {}
+        known: set[bytes] | None = None
+
+        def is_known(sha: bytes) -> bool:
+            nonlocal known
+            if known is None:
+                self._sync_packs()
+                known = self._packidx.all_shas()
+            return sha in known
+
+        writer = PackWriter(self.objects, self._tmp_dir(), is_known)
+        try:
+            res = scan(
+                src,
+                fmt=fmt,
+                fields=fields,
+                cache=rows,
+                verify=verify,
+                skip_invalid=skip_invalid,
+                sink=writer.add,
+                progress=progress,
+            )
+            layout = sha256_hex(res.layout) if res.layout else None
+            man = build_manifest(res.entries, source=res.source, fields=fields, layout=layout)
+            data = man.to_bytes()
+            digest = manifest_digest(data)
+            existing = self._by_digest(name, digest)
+            if existing is not None:
+                writer.abort()
+                if res.cache_dirty and kind == "tree":
+                    cache.save(res.cache)
+                return SnapshotResult(existing, False, self._stats(man, res, 0, 0, 0))
+            self._store_missing(man, res, writer)
+            packs = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        for p in packs:
+            meta = {"index": p.index, "count": p.count, "bytes": p.size}
+            self.derived.put("pack", "corpus", f"pack:{p.pack}", p.pack, meta)
+            self._packidx.add(p.pack, p.index, p.records)
+        if res.layout is not None:
+            self.objects.put_bytes(res.layout)
+        obj = self.objects.put_bytes(data)
+        summary = {
+            "docs": man.docs,
+            "bytes": man.bytes,
+            "source": res.source,
+            "formats": man.formats(),
+            "layout": layout,
+            "new_docs": writer.new_docs,
+            "new_bytes": writer.new_bytes,
+            "skipped": len(res.skipped),
+        }
+        info, created = self.repo.add_version(
+            "corpus",
+            name,
+            digest=digest,
+            object_digest=obj,
+            author=self.author(author),
+            message=message,
+            tags=dict(tags or {}),
+            summary=summary,
+        )
+        if kind == "tree":
+            cache.save(res.cache)
+        stats = self._stats(man, res, writer.new_docs, writer.new_bytes, len(packs))
+        return SnapshotResult(info, created, stats)
+
+    @staticmethod
+    def _stats(man: Manifest, res: ScanResult, nd: int, nb: int, np: int) -> SnapshotStats:
+        return SnapshotStats(
+            man.docs, man.bytes, res.files, res.hashed_files, res.hashed_bytes, nd, nb, np,
+            list(res.skipped),
+        )  # fmt: skip
+
+    @staticmethod
+    def _store_missing(man: Manifest, res: ScanResult, writer: Any) -> None:
+        """Documents taken from the stat cache whose bytes are not stored: read them now."""
+        import hashlib
+
+        for doc_id, sha, _size, _fmt in man.entries:
+            if writer.has(bytes.fromhex(sha)):
+                continue
+            path = res.paths.get(doc_id)
+            data = path.read_bytes() if path is not None else b""
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise InvalidArtifact(f"{doc_id}: changed while being snapshotted; run it again")
+            writer.add(sha, data)
+
+    # ---- reading ------------------------------------------------------------------------
+    def corpus_manifest(self, ref: str | Ref | VersionInfo) -> Manifest:
+        info = self._corpus(ref)
+        data = self.objects.get_bytes(info.object_digest)
+        if manifest_digest(data) != info.digest:
+            raise IntegrityError(f"{info.ref}: manifest does not match its digest {info.digest}")
+        return parse_manifest(data, info.ref)
+
+    def _locate(self, entries: list[Entry], where: str) -> dict[bytes, tuple[str, int, int]]:
+        shas = [bytes.fromhex(e[1]) for e in entries]
+        locs = self._packidx.locate(shas)
+        if len(locs) < len(set(shas)):
+            self._sync_packs()
+            locs = self._packidx.locate(shas)
+            for e, s in zip(entries, shas):
+                if s not in locs:
+                    raise IntegrityError(
+                        f"{where}: document {e[0]!r} (sha256:{e[1][:12]}) is missing from the store"
+                    )
+        return locs
+
+    def _iter_raw(self, entries: list[Entry], where: str) -> Iterator[tuple[Entry, bytes]]:
+        from genreg.store.packs import PackReader
+
+        reader = PackReader(self.objects, self.home / "cache" / "packs")
+        try:
+            for i in range(0, len(entries), 1000):
+                part = entries[i : i + 1000]
+                locs = self._locate(part, where)
+                for e in part:
+                    yield e, reader.read(locs[bytes.fromhex(e[1])], expect=e[1])
+        finally:
+            reader.close()
+
+    def iter_documents(self, ref: str | Ref | VersionInfo) -> Iterator[Document]:
+        """Every document of a snapshot, sorted by doc id, streamed and digest-verified."""
+        info = self._corpus(ref)
+        man = self.corpus_manifest(info)
+        fields = man.fields
+        for e, raw in self._iter_raw(man.entries, info.ref):
+            yield to_document(e[0], e[3], raw, fields)
+
+    # ---- diff / status ------------------------------------------------------------------
+    def corpus_diff(self, a: str | Ref, b: str | Ref) -> CorpusDiff:
+        va, vb = self._corpus(a), self._corpus(b)
+        if va.digest == vb.digest:
+            n = int(va.summary.get("docs", 0))
+            return CorpusDiff(va.ref, vb.ref, va.digest, vb.digest, [], [], [], n)
+        ma, mb = self.corpus_manifest(va), self.corpus_manifest(vb)
+        added, removed, changed, same = diff_entries(ma.entries, mb.entries)
+        return CorpusDiff(va.ref, vb.ref, va.digest, vb.digest, added, removed, changed, same)
+
+    def corpus_status(
+        self,
+        ref: str | Ref,
+        source: str | Path,
+        *,
+        fmt: str | None = None,
+        id_field: str | None = None,
+        text_field: str | None = None,
+        title_field: str | None = None,
+        verify: bool = False,
+        skip_invalid: bool = False,
+        progress: Progress | None = None,
+    ) -> CorpusDiff:
+        """How the working source differs from snapshot ``ref`` (parsing options default to
+        the snapshot's). Reads nothing but changed files; writes only the stat cache."""
+        info = self._corpus(ref)
+        old: Manifest | None = None
+        if id_field is None or text_field is None or title_field is None:
+            old = self.corpus_manifest(info)
+            f = old.fields
+            fields = Fields(id_field or f.id, text_field or f.text, title_field or f.title)
+        else:
+            fields = Fields(id_field, text_field, title_field)
+        src = Path(source)
+        kind, cache = self._cache(self.home, src, fmt, fields)
+        rows = cache.load() if kind == "tree" and not verify else {}
+        res = scan(src, fmt=fmt, fields=fields, cache=rows, verify=verify,
+                   skip_invalid=skip_invalid, progress=progress)  # fmt: skip
+        if res.cache_dirty and kind == "tree":
+            cache.save(res.cache)
+        layout = sha256_hex(res.layout) if res.layout else None
+        man = build_manifest(res.entries, source=res.source, fields=fields, layout=layout)
+        digest = manifest_digest(man.to_bytes())
+        if digest == info.digest:
+            return CorpusDiff(info.ref, str(source), info.digest, digest, [], [], [], man.docs)
+        old = old or self.corpus_manifest(info)
+        added, removed, changed, same = diff_entries(old.entries, man.entries)
+        return CorpusDiff(info.ref, str(source), info.digest, digest, added, removed, changed, same)
+
+    # ---- export -------------------------------------------------------------------------
+    def corpus_export(self, ref: str | Ref, out_dir: str | Path) -> ExportStats:
+        """Write the snapshot's files to ``out_dir`` exactly as they were snapshotted."""
+        info = self._corpus(ref)
+        man = self.corpus_manifest(info)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = nbytes = 0
+        whole = [e for e in man.entries if e[3] != "record"]
+        made: set[Path] = set()
+        for e, raw in self._iter_raw(whole, info.ref):
+            p = out / _safe_rel(e[0])
+            if p.parent not in made:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                made.add(p.parent)
+            p.write_bytes(raw)
+            files += 1
+            nbytes += len(raw)
+        if man.layout:
+            by_id = {e[0]: e for e in man.entries if e[3] == "record"}
+            for f in parse_layout(self.objects.get_bytes(man.layout)):
+                p = out / _safe_rel(f["path"])
+                p.parent.mkdir(parents=True, exist_ok=True)
+                recs = f["records"]
+                ents = [by_id[r] for r in recs if isinstance(r, str)]
+                raws = self._iter_raw(ents, info.ref)
+                with open(p, "wb") as fh:
+                    for r in recs:
+                        b = (
+                            r["raw"].encode("utf-8", "surrogateescape")
+                            if isinstance(r, dict)
+                            else next(raws)[1]
+                        )
+                        fh.write(b)
+                        nbytes += len(b)
+                files += 1
+        return ExportStats(info.ref, str(out), files, man.docs, nbytes)

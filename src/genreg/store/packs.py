@@ -1,0 +1,232 @@
+"""Pack objects: many small documents in one content-addressed object, fsynced once.
+
+A **pack** is an ordinary object (named by the sha256 of its bytes): ``GRPACK1\\n`` followed
+by the stored bytes of its documents, concatenated. Its **index** is another object:
+``GRPIDX1\\n`` + the pack's hex + ``\\n`` + one 48-byte record per document (sha256 (32 bytes),
+offset, length as big-endian u64), sorted by sha. Each pack is recorded as a derived row
+(``kind="pack"``, ``object_digest`` = pack hex, ``meta.index`` = index hex), so any machine
+sharing the object store and database can find it.
+
+:class:`PackIndex` is a local, rebuildable cache (``packs.sqlite`` in the registry home)
+mapping document sha -> (pack, offset, length); it keeps per-document rows out of the
+metadata database. Writers stage packs in temp files and commit them (fsync + rename) only
+when the whole snapshot has been read without error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from genreg.errors import IntegrityError
+from genreg.store.objects import LocalObjectStore, ObjectStore
+
+PACK_MAGIC = b"GRPACK1\n"
+IDX_MAGIC = b"GRPIDX1\n"
+_REC = struct.Struct(">32sQQ")
+MAX_PACK = 256 << 20
+Loc = tuple[str, int, int]  # pack hex, offset, length
+
+
+@dataclass
+class PackInfo:
+    pack: str
+    index: str
+    count: int
+    size: int
+    records: list[tuple[bytes, int, int]] = field(default_factory=list, repr=False)
+
+
+def index_bytes(pack: str, records: list[tuple[bytes, int, int]]) -> bytes:
+    return IDX_MAGIC + pack.encode() + b"\n" + b"".join(_REC.pack(*r) for r in sorted(records))
+
+
+def parse_index(data: bytes) -> tuple[str, list[tuple[bytes, int, int]]]:
+    if not data.startswith(IDX_MAGIC):
+        raise IntegrityError("not a genreg pack index object")
+    pack = data[len(IDX_MAGIC) : len(IDX_MAGIC) + 64].decode()
+    body = memoryview(data)[len(IDX_MAGIC) + 65 :]
+    return pack, [_REC.unpack_from(body, i) for i in range(0, len(body), _REC.size)]
+
+
+class _Staged:
+    def __init__(self, fh: BinaryIO, name: str) -> None:
+        self.fh, self.name = fh, name
+        self.h = hashlib.sha256(PACK_MAGIC)
+        fh.write(PACK_MAGIC)
+        self.size = len(PACK_MAGIC)
+        self.records: list[tuple[bytes, int, int]] = []
+
+
+class PackWriter:
+    """Stage new documents into temp pack files; :meth:`commit` makes them durable objects."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        tmp_dir: Path,
+        known: Callable[[bytes], bool],
+        max_bytes: int = MAX_PACK,
+    ) -> None:
+        self.objects = objects
+        self.tmp_dir = tmp_dir
+        self.known = known
+        self.max_bytes = max_bytes
+        self.pending: set[bytes] = set()
+        self.staged: list[_Staged] = []
+        self.new_docs = 0
+        self.new_bytes = 0
+
+    def has(self, sha: bytes) -> bool:
+        return sha in self.pending or self.known(sha)
+
+    def add(self, hexdigest: str, data: bytes) -> None:
+        sha = bytes.fromhex(hexdigest)
+        if self.has(sha):
+            return
+        cur = self.staged[-1] if self.staged else None
+        if cur is None or cur.size + len(data) > self.max_bytes and cur.records:
+            import tempfile
+
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="pack-")
+            cur = _Staged(os.fdopen(fd, "wb", buffering=1 << 20), name)
+            self.staged.append(cur)
+        cur.records.append((sha, cur.size, len(data)))
+        cur.fh.write(data)
+        cur.h.update(data)
+        cur.size += len(data)
+        self.pending.add(sha)
+        self.new_docs += 1
+        self.new_bytes += len(data)
+
+    def commit(self) -> list[PackInfo]:
+        """fsync each staged pack once, move it into the object store, store its index."""
+        out = []
+        for st in self.staged:
+            st.fh.flush()
+            os.fsync(st.fh.fileno())
+            st.fh.close()
+            hexd = st.h.hexdigest()
+            if isinstance(self.objects, LocalObjectStore) and Path(st.name).parent == (
+                self.objects.root / "tmp"
+            ):
+                self.objects._commit(st.name, hexd)  # same filesystem: rename into place
+            else:
+                with open(st.name, "rb") as fh:
+                    got = self.objects.put_stream(iter(lambda f=fh: f.read(1 << 20), b""))
+                os.unlink(st.name)
+                if got != hexd:
+                    raise IntegrityError(f"pack {hexd} changed while being stored")
+            idx = self.objects.put_bytes(index_bytes(hexd, st.records))
+            out.append(PackInfo(hexd, idx, len(st.records), st.size, st.records))
+        self.staged = []
+        return out
+
+    def abort(self) -> None:
+        for st in self.staged:
+            with contextlib.suppress(OSError):
+                st.fh.close()
+            with contextlib.suppress(OSError):
+                os.unlink(st.name)
+        self.staged = []
+
+
+class PackIndex:
+    """Local cache: document sha -> (pack, offset, length). Rebuildable from index objects."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        c = self.conn
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.execute("PRAGMA busy_timeout=30000")
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS pack (id INTEGER PRIMARY KEY, hex TEXT UNIQUE NOT NULL,"
+            " idx TEXT NOT NULL)"
+        )
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS blob (sha BLOB PRIMARY KEY, pack INTEGER NOT NULL,"
+            " off INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID"
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def packs(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT hex FROM pack")}
+
+    def all_shas(self) -> set[bytes]:
+        return {r[0] for r in self.conn.execute("SELECT sha FROM blob")}
+
+    def add(self, pack: str, idx: str, records: Iterable[tuple[bytes, int, int]]) -> None:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("INSERT OR IGNORE INTO pack (hex, idx) VALUES (?, ?)", (pack, idx))
+            pid = c.execute("SELECT id FROM pack WHERE hex=?", (pack,)).fetchone()[0]
+            c.executemany(
+                "INSERT OR IGNORE INTO blob (sha, pack, off, len) VALUES (?, ?, ?, ?)",
+                ((s, pid, o, n) for s, o, n in records),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def locate(self, shas: list[bytes]) -> dict[bytes, Loc]:
+        out: dict[bytes, Loc] = {}
+        for i in range(0, len(shas), 500):
+            part = shas[i : i + 500]
+            q = (
+                "SELECT b.sha, p.hex, b.off, b.len FROM blob b JOIN pack p ON p.id=b.pack "
+                f"WHERE b.sha IN ({','.join('?' * len(part))})"
+            )
+            for sha, pack, off, n in self.conn.execute(q, part):
+                out[sha] = (pack, off, n)
+        return out
+
+
+class PackReader:
+    """Read document bytes out of packs (``os.pread`` on local objects)."""
+
+    def __init__(self, objects: ObjectStore, cache_dir: Path) -> None:
+        self.objects = objects
+        self.cache_dir = cache_dir
+        self.fds: dict[str, int] = {}
+
+    def _fd(self, pack: str) -> int:
+        fd = self.fds.get(pack)
+        if fd is None:
+            p = self.objects.local_path(pack)
+            if p is None or not p.exists():
+                p = self.cache_dir / pack
+                if not p.exists():
+                    self.cache_dir.mkdir(parents=True, exist_ok=True)
+                    tmp = p.with_suffix(".tmp")
+                    tmp.write_bytes(self.objects.get_bytes(pack))
+                    os.replace(tmp, p)
+            fd = os.open(p, os.O_RDONLY)
+            self.fds[pack] = fd
+        return fd
+
+    def read(self, loc: Loc, expect: str | None = None) -> bytes:
+        pack, off, n = loc
+        data = os.pread(self._fd(pack), n, off)
+        if expect is not None and hashlib.sha256(data).hexdigest() != expect:
+            raise IntegrityError(f"document sha256:{expect} in pack {pack[:12]} is corrupt")
+        return data
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
