@@ -26,11 +26,13 @@ from genreg.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from genreg.client import Client
     from genreg.service import Registry
 
 __all__ = [
     "AlreadyExists",
     "AmbiguousRef",
+    "Client",
     "ConfigError",
     "GenregError",
     "IntegrityError",
@@ -51,4 +53,8 @@ def __getattr__(name: str) -> Any:
         from genreg.service import Registry
 
         return Registry
+    if name == "Client":
+        from genreg.client import Client
+
+        return Client
     raise AttributeError(f"module 'genreg' has no attribute {name!r}")

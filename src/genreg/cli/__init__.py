@@ -52,7 +52,7 @@ def _root(
 
 
 def _mount() -> None:
-    from genreg.cli import admin, aliases, artifacts, corpus, corpus_index, evals
+    from genreg.cli import admin, aliases, artifacts, corpus, corpus_index, evals, serve
 
     artifacts.register_commands(app)
     app.add_typer(aliases.app, name="alias", help="Move, remove and list aliases (journaled).")
@@ -60,6 +60,7 @@ def _mount() -> None:
     corpus_index.register(corpus.app)
     app.add_typer(corpus.app, name="corpus", help="RAG corpus snapshots, indexes and search.")
     admin.register_commands(app)
+    serve.register(app)
     evals.register(app)
 
 

@@ -3,6 +3,7 @@
 :class:`Registry` is composed of one mixin per concern, each in its own module:
 
 - :mod:`genreg.service.artifacts` -- register, resolve, history, diff, aliases, push, export
+- :mod:`genreg.service.tokens` -- API tokens: create, list, revoke, authenticate
 - :mod:`genreg.service.corpus` -- corpus snapshots: snapshot, documents, diff, status, export
 - :mod:`genreg.service.indexing` -- chunk, embed (cached), build/reuse FAISS indexes, search
 - :mod:`genreg.service.runs` -- eval runs, scoring run files, lineage, compare, gates, promote
@@ -17,9 +18,10 @@ from genreg.service.base import ServiceBase
 from genreg.service.corpus import CorpusService
 from genreg.service.indexing import IndexingService
 from genreg.service.runs import EvalService
+from genreg.service.tokens import TokenService
 
 
-class Registry(ArtifactService, AdminService, CorpusService, IndexingService, EvalService, ServiceBase):
+class Registry(ArtifactService, AdminService, CorpusService, IndexingService, TokenService, EvalService, ServiceBase):
     """A genreg registry: metadata database + object store, opened (and migrated) once."""
 
 

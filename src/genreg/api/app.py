@@ -1,0 +1,132 @@
+"""The application factory. Nothing is built at import time::
+
+    from genreg.api.app import create_app
+    app = create_app()                      # registry from GENREG_HOME / .genreg
+    uvicorn.run(app)                        # or: genreg serve
+
+Importing this module pulls FastAPI and the core, never SQLAlchemy, torch, faiss or
+sentence-transformers: hot reads go through the stdlib-sqlite3 reader, and SQLAlchemy is
+imported on the first write or list.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from genreg.api.auth import ApiConfig, Authenticator
+from genreg.api.errors import envelope, install
+from genreg.errors import PayloadTooLarge
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from genreg.service import Registry
+    from genreg.settings import Settings
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 when Content-Length, or the streamed body, exceeds ``limit``."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope["headers"]:
+            if k == b"content-length" and v.isdigit() and int(v) > self.limit:
+                await self._reject(send, int(v))
+                return
+        seen = 0
+        limit = self.limit
+
+        async def limited() -> Any:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(
+                        f"request body exceeds the {limit}-byte limit", details={"limit": limit}
+                    )
+            return msg
+
+        await self.app(scope, limited, send)
+
+    async def _reject(self, send: Any, size: int) -> None:
+        body = envelope(
+            413,
+            "payload_too_large",
+            f"request body of {size} bytes exceeds the {self.limit}-byte limit",
+            {"limit": self.limit},
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def open_registry(settings: Settings | None = None) -> Registry:
+    """The registry, with its stdlib reader ready (migrating first if the DB is new/old)."""
+    from genreg.service import Registry
+
+    reg = Registry(settings=settings)
+    if reg.fast is None and reg.settings.database_url.startswith("sqlite"):
+        _ = reg.engine  # create / migrate, then open the fast reader again
+        reg.__dict__.pop("fast", None)
+    return reg
+
+
+def create_app(
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+    *,
+    config: ApiConfig | None = None,
+) -> FastAPI:
+    """Build the API over ``registry`` (default: opened from ``settings`` or the env)."""
+    from fastapi import FastAPI
+
+    import genreg
+    from genreg.api.reads import Reader
+    from genreg.api.routes_artifacts import build_router
+
+    cfg = config or ApiConfig.from_env()
+    reg = registry or open_registry(settings)
+    if registry is not None and reg.fast is None and reg.settings.database_url.startswith("sqlite"):
+        _ = reg.engine
+        reg.__dict__.pop("fast", None)
+    auth = Authenticator(reg, cfg)
+    reader = Reader(reg)
+
+    app = FastAPI(
+        title="genreg",
+        version=genreg.__version__,
+        description="Versioned prompts, eval sets, corpus snapshots and routing configs.",
+    )
+    app.state.registry, app.state.config, app.state.auth = reg, cfg, auth
+    install(app)
+    app.add_middleware(BodyLimit, limit=cfg.max_body)
+
+    from genreg.api.routes_health import build_health_router
+    from genreg.api.routes_runs import build_runs_router
+
+    app.include_router(build_health_router(reg))
+
+    runs = build_runs_router(reg, auth)
+    if runs is not None:
+        app.include_router(runs)
+    app.include_router(build_router(reg, reader, auth, cfg))
+    from genreg.api.hot import HotPath
+
+    app.add_middleware(HotPath, reader=reader, config=cfg)  # outermost: see genreg.api.hot
+    return app
