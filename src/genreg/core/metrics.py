@@ -38,7 +38,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any
 
 from genreg.errors import ConfigError, InvalidArtifact
@@ -187,8 +187,9 @@ def evaluate(
     """Score a run ``{qid: {docid: score}}`` against ``{qid: {docid: relevance}}``.
 
     Scores must be numbers without NaN. The ranking is :func:`rank`'s, but only the rank of
-    each judged relevant document is needed: it is the number of documents scoring higher
-    (a bisection in the sorted scores), plus, on a tied score, those with a greater doc id.
+    each judged relevant document is needed: the number of documents scoring higher (a
+    bisection in the sorted scores) plus, when its score is tied, the documents with that
+    score and a greater doc id (trec_eval's tie order).
     """
     specs = _specs(metrics)
     qids = _eval_qids(qrels)
@@ -204,17 +205,31 @@ def evaluate(
         asc = sorted(scores.values())
         n = len(asc)
         get = scores.get
-        positions: dict[str, int] | None = None
+        tied: list[tuple[str, float, int, int]] = []
         for d, v in qrels[q].items():
             if v > 0 and (x := get(d)) is not None:
                 hi = bisect_right(asc, x)
-                if hi - bisect_left(asc, x) > 1:  # a tie: fall back to the full order
-                    if positions is None:
-                        positions = {e: i for i, e in enumerate(rank(scores))}
-                    hp.append(positions[d])
+                if hi - bisect_left(asc, x) > 1:
+                    tied.append((d, x, v, hi))
                 else:
+                    hq.append(qi)
                     hp.append(n - hi)
+                    hr.append(v)
+        if tied:  # a tied score: docs with a greater doc id at that score rank first
+            wanted = {x for _, x, _, _ in tied}
+            peers = list(compress(scores.keys(), map(wanted.__contains__, scores.values())))
+            if len(wanted) == 1:
+                groups = {x: peers for x in wanted}
+            else:
+                groups = {}
+                for e in peers:
+                    groups.setdefault(get(e), []).append(e)
+            for g in groups.values():
+                g.sort()
+            for d, x, v, hi in tied:
+                g = groups[x]
                 hq.append(qi)
+                hp.append(n - hi + len(g) - bisect_right(g, d))
                 hr.append(v)
     return _score(qrels, qids, specs, (hq, hp, hr), empty)
 
@@ -277,7 +292,7 @@ def _score(
 ) -> EvalResult:
     from genreg.core.metrics_batch import Batch  # numpy, imported lazily
 
-    ideals = [sorted((v for v in qrels[q].values() if v >= RELEVANT), reverse=True) for q in qids]
+    ideals = [[v for v in sorted(qrels[q].values(), reverse=True) if v >= RELEVANT] for q in qids]
     batch = Batch(len(qids), *hits, ideals)
     per_query: dict[str, dict[str, float]] = {}
     mean: dict[str, float] = {}
