@@ -51,7 +51,7 @@ class ScanResult:
     hashed_bytes: int = 0
     cache: dict[str, CacheRow] = field(default_factory=dict)
     cache_dirty: bool = False
-    paths: dict[str, Path] = field(default_factory=dict)  # doc id -> file (whole-file docs)
+    paths: dict[str, str] = field(default_factory=dict)  # doc id -> file (whole-file docs)
 
 
 def detect(source: Path, fmt: str | None) -> tuple[str, Path]:
@@ -78,8 +78,8 @@ def detect(source: Path, fmt: str | None) -> tuple[str, Path]:
     return "tree", source
 
 
-def _walk(root: Path) -> list[tuple[str, os.DirEntry[str]]]:
-    out: list[tuple[str, os.DirEntry[str]]] = []
+def _walk(root: Path) -> list[tuple[str, str, os.DirEntry[str]]]:
+    out: list[tuple[str, str, os.DirEntry[str]]] = []
     stack = [("", str(root))]
     while stack:
         prefix, d = stack.pop()
@@ -90,7 +90,7 @@ def _walk(root: Path) -> list[tuple[str, os.DirEntry[str]]]:
                 if e.is_dir(follow_symlinks=False):
                     stack.append((prefix + e.name + "/", e.path))
                 elif e.is_file() or e.is_symlink():  # a dangling link is reported, not ignored
-                    out.append((prefix + e.name, e))
+                    out.append((prefix + e.name, e.path, e))
     out.sort(key=lambda t: t[0])
     return out
 
@@ -108,6 +108,7 @@ class _Scan:
         self.skip_invalid = skip_invalid
         self.progress = progress
         self.seen: dict[str, str] = {}
+        self.tree_ids: set[str] = set()
         self.layout: list[dict[str, Any]] = []
 
     def bad(self, res: ScanResult, path: str, line: int | None, reason: str) -> None:
@@ -117,7 +118,7 @@ class _Scan:
         res.skipped.append(s)
 
     def claim(self, res: ScanResult, doc_id: str, where: str, path: str, line: int | None) -> bool:
-        first = self.seen.get(doc_id)
+        first = self.seen.get(doc_id) or (doc_id if doc_id in self.tree_ids else None)
         if first is not None:
             self.bad(res, path, line, f"duplicate doc id {doc_id!r} (first at {first})")
             return False
@@ -197,57 +198,60 @@ class _Scan:
     # ---- trees --------------------------------------------------------------------------
     def tree(self, res: ScanResult, root: Path, cache: dict[str, CacheRow], verify: bool) -> None:
         if root.is_file():
-            found = [(root.name, None)]
-            root = root.parent
+            found: list[tuple[str, str, Any]] = [(root.name, str(root), None)]
         else:
-            found = _walk(root)  # type: ignore[assignment]
+            found = _walk(root)
+        self.tree_ids = {rel for rel, _, _ in found if not rel.endswith(".jsonl")}
         start = time.time_ns() - RACY_NS
         total = len(found)
-        for i, (rel, de) in enumerate(found):
-            path = root / rel
+        entries, new_cache, paths = res.entries, res.cache, res.paths
+        get = (lambda _k: None) if verify else cache.get
+        for i, (rel, path, de) in enumerate(found):
+            if self.progress and i % 512 == 0:
+                self.progress("hashing", i, total)
             if rel.endswith(".jsonl"):
-                self.records(res, path, rel, rel + "#")
+                self.records(res, Path(path), rel, rel + "#")
                 continue
             try:
-                st = de.stat() if de is not None else path.stat()
+                st = de.stat() if de is not None else os.stat(path)
             except OSError as exc:
                 self.bad(res, rel, None, f"cannot stat ({exc.strerror})")
                 continue
             res.files += 1
-            key = (st.st_size, st.st_mtime_ns, st.st_ino)
-            hit = None if verify else cache.get(rel)
-            if hit is not None and hit[:3] == key:
-                sha, fmt = hit[3], hit[4]
-                if not self.claim(res, rel, rel, rel, None):
-                    continue
-            else:
-                fmt = _EXT.get(os.path.splitext(rel)[1].lower(), "text")
-                try:
-                    with open(path, "rb") as fh:
-                        data = fh.read()
-                except OSError as exc:
-                    self.bad(res, rel, None, f"cannot read ({exc.strerror})")
-                    continue
-                res.hashed_files += 1
-                res.hashed_bytes += len(data)
-                if not self.text_ok(res, data, rel):
-                    continue
-                if fmt == "json" and self.json_ok(res, data, rel, None) is None:
-                    continue
-                if not self.claim(res, rel, rel, rel, None):
-                    continue
-                sha = hashlib.sha256(data).hexdigest()
-                if self.sink is not None:
-                    self.sink(sha, data)
-                if st.st_mtime_ns < start and len(data) == st.st_size:
-                    res.cache[rel] = (*key, sha, fmt)
-                res.cache_dirty = True
-            if hit is not None and hit[:3] == key:
-                res.cache[rel] = hit
-            res.entries.append((rel, sha, key[0], fmt))
-            res.paths[rel] = path
-            if self.progress and (i % 512 == 0 or i == total - 1):
-                self.progress("hashing", i + 1, total)
+            hit = get(rel)
+            if (
+                hit is not None
+                and hit[1] == st.st_mtime_ns
+                and hit[0] == st.st_size
+                and hit[2] == st.st_ino
+            ):
+                new_cache[rel] = hit
+                entries.append((rel, hit[3], hit[0], hit[4]))
+                paths[rel] = path
+                continue
+            fmt = _EXT.get(os.path.splitext(rel)[1].lower(), "text")
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError as exc:
+                self.bad(res, rel, None, f"cannot read ({exc.strerror})")
+                continue
+            res.hashed_files += 1
+            res.hashed_bytes += len(data)
+            if not self.text_ok(res, data, rel):
+                continue
+            if fmt == "json" and self.json_ok(res, data, rel, None) is None:
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if self.sink is not None:
+                self.sink(sha, data)
+            if st.st_mtime_ns < start and len(data) == st.st_size:
+                new_cache[rel] = (st.st_size, st.st_mtime_ns, st.st_ino, sha, fmt)
+            res.cache_dirty = True
+            entries.append((rel, sha, len(data), fmt))
+            paths[rel] = path
+        if self.progress:
+            self.progress("hashing", total, total)
         if len(res.cache) != len(cache):
             res.cache_dirty = True
 

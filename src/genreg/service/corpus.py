@@ -268,7 +268,7 @@ class CorpusService:
             if writer.has(bytes.fromhex(sha)):
                 continue
             path = res.paths.get(doc_id)
-            data = path.read_bytes() if path is not None else b""
+            data = Path(path).read_bytes() if path is not None else b""
             if hashlib.sha256(data).hexdigest() != sha:
                 raise InvalidArtifact(f"{doc_id}: changed while being snapshotted; run it again")
             writer.add(sha, data)
