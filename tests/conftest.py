@@ -14,13 +14,19 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from _backends import backend, backend_registry, db_backend  # noqa: F401 - fixtures
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 
 
 @pytest.fixture(autouse=True)
-def genreg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Redirect GENREG_HOME to a fresh tmp dir so no test touches a user's registry."""
+def genreg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Redirect GENREG_HOME to a fresh tmp dir so no test touches a user's registry.
+
+    Metadata and objects use the home's SQLite file and directory, unless
+    ``GENREG_TEST_BACKEND`` (e.g. ``postgres-local``) asks for a fresh PostgreSQL database /
+    S3 bucket per test (see tests/_backends.py)."""
     home = tmp_path / ".genreg"
     monkeypatch.setenv("GENREG_HOME", str(home))
     monkeypatch.setenv("GENREG_AUTHOR", "tester")
@@ -28,7 +34,10 @@ def genreg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.delenv("GENREG_DEBUG", raising=False)
     monkeypatch.chdir(tmp_path)
-    return home
+    from _backends import env_backend
+
+    with env_backend(home, monkeypatch):
+        yield home
 
 
 @pytest.fixture

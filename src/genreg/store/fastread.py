@@ -72,7 +72,9 @@ class FastReader:
                 raise NotFound(f"{ref.artifact}@v{ref.version} not found")
         elif ref.digest_prefix is not None:
             like = "sha256:" + ref.digest_prefix + "%"
-            rows = c.execute(base + " AND v.digest LIKE ? LIMIT 2", (aid, like)).fetchall()
+            rows = c.execute(
+                base + " AND v.digest LIKE ? ORDER BY v.number LIMIT 2", (aid, like)
+            ).fetchall()
             if not rows:
                 raise NotFound(f"{ref.artifact}@sha256:{ref.digest_prefix} matches no version")
             if len(rows) > 1:
@@ -133,7 +135,9 @@ class FastReader:
         """``(key, object_digest, meta)`` of every derived row of ``kind``, oldest first."""
         rows = (
             self._conn()
-            .execute("SELECT key, object_digest, meta FROM derived WHERE kind=? ORDER BY id", (kind,))
+            .execute(
+                "SELECT key, object_digest, meta FROM derived WHERE kind=? ORDER BY id", (kind,)
+            )
             .fetchall()
         )
         return [(k, o, json.loads(m) if m else {}) for k, o, m in rows]

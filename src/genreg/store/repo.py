@@ -128,8 +128,10 @@ class Repo:
                     raise NotFound(f"{ref.artifact}@v{ref.version} not found")
             elif ref.digest_prefix is not None:
                 rows = s.exec(
-                    q.where(VersionRow.digest.startswith("sha256:" + ref.digest_prefix)).limit(2)
-                ).all()  # type: ignore[union-attr]
+                    q.where(VersionRow.digest.startswith("sha256:" + ref.digest_prefix))  # type: ignore[union-attr]
+                    .order_by(VersionRow.number)
+                    .limit(2)
+                ).all()
                 if not rows:
                     raise NotFound(f"{ref.artifact}@sha256:{ref.digest_prefix} matches no version")
                 if len(rows) > 1:
