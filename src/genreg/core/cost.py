@@ -50,6 +50,7 @@ def _from_file(path: Path, label: str) -> TokenCounter:
 
     tok = Tokenizer.from_file(str(path))
     tok.no_truncation()
+    tok.no_padding()
 
     def count(text: str) -> int:
         return len(tok.encode(text, add_special_tokens=False).ids)

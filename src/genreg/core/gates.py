@@ -105,13 +105,24 @@ def parse_gate(spec: str | dict[str, Any], where: str = "gate") -> Gate:
             f"{where}: cannot parse gate {spec!r}: expected 'METRIC OP NUMBER', "
             "'METRIC OP baseline [+|- NUMBER]' or 'no_significant_regression(METRIC, p=0.05)'"
         )
+    _metric(m["metric"], where)
     if m["value"] is not None:
         return Gate(text, "absolute", m["metric"], m["op"], float(m["value"]))
     off = float(m["offset"]) if m["offset"] else 0.0
     return Gate(text, "relative", m["metric"], m["op"], -off if m["sign"] == "-" else off)
 
 
+def _metric(name: str, where: str) -> None:
+    from genreg.core.metrics import parse_metric
+
+    try:
+        parse_metric(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+
+
 def _sig(text: str, metric: str, p: float, where: str) -> Gate:
+    _metric(metric, where)
     if not 0 < p < 1:
         raise ConfigError(f"{where}: p must be between 0 and 1, got {p}")
     return Gate(text, "significance", metric, "<", 0.0, p)

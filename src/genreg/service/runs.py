@@ -24,7 +24,7 @@ from genreg.core.evalconfig import EvalConfig, load_config, parse_config
 from genreg.core.gates import Gate, GateResult, Side, check, parse_gates
 from genreg.core.hashing import digest_bytes
 from genreg.core.lineage import capture_environment, fingerprint
-from genreg.errors import ConfigError, GenregError
+from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.service.run_views import RunViews
 from genreg.store.repo import now
 from genreg.store.runs import RunInfo, RunInput
@@ -124,15 +124,15 @@ class EvalService(RunViews):
             cfg = load_config(config, overrides)
         all_gates = cfg.gates + parse_gates(gates, "--gate")
         started = now()
-        es_v = self.resolve(cfg.evalset)
+        es_v = self._resolve_input(cfg.evalset, "evalset")
         inputs = [
             _input("evalset", es_v, cfg.evalset.split),
-            _input("corpus", self.resolve(cfg.corpus)),
+            _input("corpus", self._resolve_input(cfg.corpus, "corpus")),
         ]
         for role in ("prompt", "routing"):
             ref = getattr(cfg, role)
             if ref is not None:
-                inputs.append(_input(role, self.resolve(ref)))
+                inputs.append(_input(role, self._resolve_input(ref, role)))
         base = self._baseline_for(all_gates, baseline or cfg.baseline)
         rows = self._evalset_rows(es_v, cfg.evalset.split)
         corpus = next(i for i in inputs if i.role == "corpus")
@@ -225,7 +225,7 @@ class EvalService(RunViews):
         all_gates = parse_gates(gates, "--gate")
         started = now()
         ref = parse_ref(evalset, kind="evalset")
-        es_v = self.resolve(ref)
+        es_v = self._resolve_input(ref, "evalset")
         inputs = [_input("evalset", es_v, ref.split)]
         base = self._baseline_for(all_gates, baseline)
         p = Path(run_file)
@@ -264,6 +264,14 @@ class EvalService(RunViews):
         )
 
     # ---- internals ----------------------------------------------------------------------
+    def _resolve_input(self, ref: Any, role: str) -> VersionInfo:
+        """Resolve a config ref; a ref that names nothing is a config error (exit 2), so exit
+        code 1 keeps meaning "a gate failed" in CI."""
+        try:
+            return self.resolve(ref)
+        except (NotFound, AmbiguousRef) as exc:
+            raise ConfigError(f"{role}: {exc.message}") from None
+
     def _evalset_rows(self, v: VersionInfo, split: str | None) -> list[dict[str, Any]]:
         from genreg.core import artifacts as kinds
 
