@@ -58,8 +58,9 @@ PINNED = (
 
 
 def test_entry_line_equals_canonical_json_of_the_row() -> None:
-    e = ('we"ird\\id\u2028', A, 42, "html")
-    assert entry_line(e) == canonical_json([e[0], A, 42, {"format": "html"}]).decode() + "\n"
+    for doc_id in ('we"ird\\id\u2028', "tab\there", "plain/é.md", "ctl\x01\x7f"):
+        e = (doc_id, A, 42, "html")
+        assert entry_line(e) == canonical_json([doc_id, A, 42, {"format": "html"}]).decode() + "\n"
 
 
 def test_documents_are_sorted_by_code_point_whatever_the_input_order() -> None:

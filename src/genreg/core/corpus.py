@@ -32,6 +32,7 @@ line, so ``export`` rebuilds each JSONL byte for byte. Whole files are written t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -86,9 +87,14 @@ class Skipped:
 _META = {f: canonical_json({"format": f}).decode() for f in FORMATS}
 
 
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]')
+
+
 def entry_line(e: Entry) -> str:
     """One canonical document line (equal to ``canonical_json([id, sha, size, meta])``)."""
-    return f'[{json.dumps(e[0], ensure_ascii=False)},"{e[1]}",{e[2]},{_META[e[3]]}]\n'
+    i = e[0]
+    q = json.dumps(i, ensure_ascii=False) if _NEEDS_ESCAPE.search(i) else f'"{i}"'
+    return f'[{q},"{e[1]}",{e[2]},{_META[e[3]]}]\n'
 
 
 @dataclass

@@ -232,6 +232,7 @@ class CorpusService:
             "bytes": man.bytes,
             "source": res.source,
             "formats": man.formats(),
+            "fields": fields.to_dict(),
             "layout": layout,
             "new_docs": writer.new_docs,
             "new_bytes": writer.new_bytes,
@@ -342,12 +343,12 @@ class CorpusService:
         the snapshot's). Reads nothing but changed files; writes only the stat cache."""
         info = self._corpus(ref)
         old: Manifest | None = None
-        if id_field is None or text_field is None or title_field is None:
+        recorded = info.summary.get("fields")
+        if not isinstance(recorded, dict):
             old = self.corpus_manifest(info)
-            f = old.fields
-            fields = Fields(id_field or f.id, text_field or f.text, title_field or f.title)
-        else:
-            fields = Fields(id_field, text_field, title_field)
+            recorded = old.header.get("fields", {})
+        f = Fields(**recorded)
+        fields = Fields(id_field or f.id, text_field or f.text, title_field or f.title)
         src = Path(source)
         kind, cache = self._cache(self.home, src, fmt, fields)
         rows = cache.load() if kind == "tree" and not verify else {}
