@@ -1,12 +1,31 @@
 """Run reports for CI: a Markdown summary (step summary / PR comment) and JUnit XML.
 
-Both take the dict of :meth:`genreg.service.runs.RunOutcome.to_dict`.
+:func:`latency_summary` turns per-query latencies into the reported percentiles.
+The writers take the dict of :meth:`genreg.service.runs.RunOutcome.to_dict`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
+
+
+def latency_summary(latencies: list[float], wall: float, batch_size: int) -> dict[str, Any]:
+    import numpy as np
+
+    if not latencies:
+        return {"queries": 0, "batch_size": batch_size}
+    ms = np.asarray(latencies) * 1000.0
+    return {
+        "queries": len(latencies),
+        "batch_size": batch_size,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "qps": len(latencies) / wall if wall > 0 else None,
+        "wall_seconds": wall,
+    }
 
 
 def _fmt(v: Any, digits: int = 4) -> str:

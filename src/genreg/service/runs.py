@@ -24,6 +24,7 @@ from genreg.core.evalconfig import EvalConfig, load_config, parse_config
 from genreg.core.gates import Gate, GateResult, Side, check, parse_gates
 from genreg.core.hashing import digest_bytes
 from genreg.core.lineage import capture_environment, fingerprint
+from genreg.core.report import latency_summary
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.service.run_views import RunViews
 from genreg.store.repo import now
@@ -69,24 +70,6 @@ class RunOutcome:
 
 def _input(role: str, v: VersionInfo, split: str | None = None) -> RunInput:
     return RunInput(role, v.kind, v.name, v.version, v.digest, split)
-
-
-def latency_summary(latencies: list[float], wall: float, batch_size: int) -> dict[str, Any]:
-    import numpy as np
-
-    if not latencies:
-        return {"queries": 0, "batch_size": batch_size}
-    ms = np.asarray(latencies) * 1000.0
-    return {
-        "queries": len(latencies),
-        "batch_size": batch_size,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()),
-        "qps": len(latencies) / wall if wall > 0 else None,
-        "wall_seconds": wall,
-    }
 
 
 class EvalService(RunViews):
