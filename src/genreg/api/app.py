@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from genreg.api.auth import ApiConfig, Authenticator
 from genreg.api.errors import envelope, install
-from genreg.errors import PayloadTooLarge
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -39,27 +38,32 @@ class BodyLimit:
             if k == b"content-length" and v.isdigit() and int(v) > self.limit:
                 await self._reject(send, int(v))
                 return
+        # Buffer the (small, bounded) body so a streamed/chunked body over the limit is
+        # refused here, with the envelope, before any route reads it.
+        buffered: list[Any] = []
         seen = 0
-        limit = self.limit
-
-        async def limited() -> Any:
-            nonlocal seen
+        while True:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLarge(
-                        f"request body exceeds the {limit}-byte limit", details={"limit": limit}
-                    )
-            return msg
+            buffered.append(msg)
+            if msg["type"] != "http.request":
+                break
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:
+                await self._reject(send, seen)
+                return
+            if not msg.get("more_body"):
+                break
 
-        await self.app(scope, limited, send)
+        async def replay() -> Any:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send: Any, size: int) -> None:
         body = envelope(
             413,
             "payload_too_large",
-            f"request body of {size} bytes exceeds the {self.limit}-byte limit",
+            f"request body of {size}+ bytes exceeds the {self.limit}-byte limit",
             {"limit": self.limit},
         )
         await send(
