@@ -284,3 +284,34 @@ def test_skip_invalid_lists_skipped_files_and_snapshots_the_rest(
     assert [(s.path, s.line) for s in res.stats.skipped] == [("img.png", None), ("r.jsonl", 2)]
     ids = {d.doc_id for d in registry.iter_documents("corpus:docs")}
     assert "img.png" not in ids and "r.jsonl#1" in ids
+
+
+def test_local_pack_index_is_rebuilt_from_recorded_packs(registry: Any, tmp_path: Path) -> None:
+    from genreg import Registry
+
+    src = make_tree(tmp_path / "src", n=10)
+    registry.snapshot("docs", src)
+    registry._packidx.close()
+    (registry.home / "packs.sqlite").unlink()
+    for extra in ("-wal", "-shm"):
+        (registry.home / f"packs.sqlite{extra}").unlink(missing_ok=True)
+    fresh = Registry(registry.home)
+    assert len(list(fresh.iter_documents("corpus:docs"))) == 13
+    (src / "note.txt").write_text("one more change\n")
+    res = fresh.snapshot("docs", src)
+    assert res.created and res.stats.new_docs == 1  # still deduplicated against old packs
+
+
+def test_corrupt_pack_is_detected_on_read(registry: Any, tmp_path: Path) -> None:
+    from genreg.errors import IntegrityError
+
+    src = make_tree(tmp_path / "src", n=3)
+    registry.snapshot("docs", src)
+    (pack,) = registry._packidx.packs()
+    p = registry.objects.local_path(pack)
+    p.chmod(0o644)
+    data = bytearray(p.read_bytes())
+    data[-2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="corrupt"):
+        list(registry.iter_documents("corpus:docs"))

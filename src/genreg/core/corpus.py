@@ -31,11 +31,11 @@ line, so ``export`` rebuilds each JSONL byte for byte. Whole files are written t
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import Any
 
 from genreg.core.hashing import canonical_json, sha256_hex
@@ -237,34 +237,40 @@ def diff_entries(a: list[Entry], b: list[Entry]) -> tuple[list[str], list[str], 
 
 
 # ---- text derivation (read time) --------------------------------------------------------
-class _Stripper(HTMLParser):
-    _SKIP = {"script", "style", "head"}
+@functools.cache
+def _stripper_class() -> Any:
+    from html.parser import HTMLParser  # lazy: only HTML documents need it
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title: list[str] = []
-        self._stack: list[str] = []
+    class _Stripper(HTMLParser):
+        _SKIP = {"script", "style", "head"}
 
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        self._stack.append(tag)
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.title: list[str] = []
+            self._stack: list[str] = []
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._stack:
-            while self._stack and self._stack.pop() != tag:
-                pass
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            self._stack.append(tag)
 
-    def handle_data(self, data: str) -> None:
-        if "title" in self._stack:
-            self.title.append(data)
-        elif not self._SKIP.intersection(self._stack):
-            self.parts.append(data)
+        def handle_endtag(self, tag: str) -> None:
+            if tag in self._stack:
+                while self._stack and self._stack.pop() != tag:
+                    pass
+
+        def handle_data(self, data: str) -> None:
+            if "title" in self._stack:
+                self.title.append(data)
+            elif not self._SKIP.intersection(self._stack):
+                self.parts.append(data)
+
+    return _Stripper
 
 
 def html_to_text(html: str) -> tuple[str, str]:
     """(title, text) of an HTML document: tags stripped, scripts/styles dropped, whitespace
     collapsed (stdlib ``html.parser``)."""
-    p = _Stripper()
+    p = _stripper_class()()
     p.feed(html)
     p.close()
     title = " ".join("".join(p.title).split())

@@ -20,6 +20,7 @@ import hashlib
 import os
 import sqlite3
 import struct
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,10 @@ class PackIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        self.lock = threading.Lock()  # one connection shared by the API's worker threads
+        self.conn = sqlite3.connect(
+            str(path), timeout=30, isolation_level=None, check_same_thread=False
+        )
         c = self.conn
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
@@ -163,12 +167,18 @@ class PackIndex:
         self.conn.close()
 
     def packs(self) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT hex FROM pack")}
+        with self.lock:
+            return {r[0] for r in self.conn.execute("SELECT hex FROM pack")}
 
     def all_shas(self) -> set[bytes]:
-        return {r[0] for r in self.conn.execute("SELECT sha FROM blob")}
+        with self.lock:
+            return {r[0] for r in self.conn.execute("SELECT sha FROM blob")}
 
     def add(self, pack: str, idx: str, records: Iterable[tuple[bytes, int, int]]) -> None:
+        with self.lock:
+            self._add(pack, idx, records)
+
+    def _add(self, pack: str, idx: str, records: Iterable[tuple[bytes, int, int]]) -> None:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -191,7 +201,9 @@ class PackIndex:
                 "SELECT b.sha, p.hex, b.off, b.len FROM blob b JOIN pack p ON p.id=b.pack "
                 f"WHERE b.sha IN ({','.join('?' * len(part))})"
             )
-            for sha, pack, off, n in self.conn.execute(q, part):
+            with self.lock:
+                rows = self.conn.execute(q, part).fetchall()
+            for sha, pack, off, n in rows:
                 out[sha] = (pack, off, n)
         return out
 
