@@ -38,7 +38,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import repeat
 from typing import Any
 
 from genreg.errors import ConfigError, InvalidArtifact
@@ -189,7 +189,8 @@ def evaluate(
     Scores must be numbers without NaN. The ranking is :func:`rank`'s, but only the rank of
     each judged relevant document is needed: the number of documents scoring higher (a
     bisection in the sorted scores) plus, when its score is tied, the documents with that
-    score and a greater doc id (trec_eval's tie order).
+    score and a greater doc id (trec_eval's tie order), read off the same slice of the doc
+    ids sorted by score.
     """
     specs = _specs(metrics)
     qids = _eval_qids(qrels)
@@ -205,31 +206,18 @@ def evaluate(
         asc = sorted(scores.values())
         n = len(asc)
         get = scores.get
-        tied: list[tuple[str, float, int, int]] = []
+        by_score: list[str] | None = None  # doc ids by ascending score, built on a tie
         for d, v in qrels[q].items():
             if v > 0 and (x := get(d)) is not None:
                 hi = bisect_right(asc, x)
-                if hi - bisect_left(asc, x) > 1:
-                    tied.append((d, x, v, hi))
-                else:
-                    hq.append(qi)
-                    hp.append(n - hi)
-                    hr.append(v)
-        if tied:  # a tied score: docs with a greater doc id at that score rank first
-            wanted = {x for _, x, _, _ in tied}
-            peers = list(compress(scores.keys(), map(wanted.__contains__, scores.values())))
-            if len(wanted) == 1:
-                groups = {x: peers for x in wanted}
-            else:
-                groups = {}
-                for e in peers:
-                    groups.setdefault(get(e), []).append(e)
-            for g in groups.values():
-                g.sort()
-            for d, x, v, hi in tied:
-                g = groups[x]
+                lo = bisect_left(asc, x)
+                pos = n - hi  # documents scoring higher
+                if hi - lo > 1:  # tied: those with the same score and a greater id go first
+                    if by_score is None:
+                        by_score = sorted(scores, key=get)
+                    pos += sum(map(d.__lt__, by_score[lo:hi]))
                 hq.append(qi)
-                hp.append(n - hi + len(g) - bisect_right(g, d))
+                hp.append(pos)
                 hr.append(v)
     return _score(qrels, qids, specs, (hq, hp, hr), empty)
 
@@ -292,8 +280,7 @@ def _score(
 ) -> EvalResult:
     from genreg.core.metrics_batch import Batch  # numpy, imported lazily
 
-    ideals = [[v for v in sorted(qrels[q].values(), reverse=True) if v >= RELEVANT] for q in qids]
-    batch = Batch(len(qids), *hits, ideals)
+    batch = Batch(len(qids), *hits, [qrels[q].values() for q in qids])
     per_query: dict[str, dict[str, float]] = {}
     mean: dict[str, float] = {}
     n = len(qids)

@@ -11,7 +11,8 @@ per-query functions in :mod:`genreg.core.metrics`; tests hold both to ``pytrec_e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -28,8 +29,8 @@ def discounts(n: int) -> np.ndarray:
 
 class Batch:
     """Hits of many queries: ``hit_q[i]`` (query index), ``hit_pos[i]`` (0-based rank),
-    ``hit_rel[i]`` (relevance > 0); ``ideals[q]`` = relevance levels of all relevant
-    documents of query q, sorted descending."""
+    ``hit_rel[i]`` (relevance > 0); ``judged[q]`` = every relevance level judged for query q
+    (the ideal ranking and R are derived from these)."""
 
     def __init__(
         self,
@@ -37,7 +38,7 @@ class Batch:
         hit_q: Sequence[int],
         hit_pos: Sequence[int],
         hit_rel: Sequence[float],
-        ideals: Sequence[Sequence[float]],
+        judged: Sequence[Collection[float]],
     ) -> None:
         self.nq = nq
         q = np.asarray(hit_q, dtype=np.int64)
@@ -46,14 +47,21 @@ class Batch:
         self.q, self.pos = q[order], pos[order]
         self.rel = np.asarray(hit_rel, dtype=np.float64)[order]
         self.binary = (self.rel >= 1).astype(np.float64)
-        ilens = np.fromiter(map(len, ideals), dtype=np.int64, count=nq)
-        self.r = ilens.astype(np.float64)
-        self.iq = np.repeat(np.arange(nq, dtype=np.int64), ilens)
-        self.ipos = np.arange(len(self.iq), dtype=np.int64) - np.repeat(
-            np.cumsum(ilens) - ilens, ilens
+        # ideal ranking: each query's judged levels sorted descending; relevant ones first
+        jlens = np.fromiter(map(len, judged), dtype=np.int64, count=nq)
+        levels = np.fromiter(chain.from_iterable(judged), dtype=np.float64, count=int(jlens.sum()))
+        jq = np.repeat(np.arange(nq, dtype=np.int64), jlens)
+        keep = levels >= 1
+        levels, jq = levels[keep], jq[keep]
+        levels = levels[np.lexsort((-levels, jq))]  # jq is already sorted, lexsort is stable
+        self.r_count = np.bincount(jq, minlength=nq)
+        self.r = self.r_count.astype(np.float64)
+        self.iq = jq
+        self.ipos = np.arange(len(jq), dtype=np.int64) - np.repeat(
+            np.cumsum(self.r_count) - self.r_count, self.r_count
         )
-        ideal = np.fromiter((g for i in ideals for g in i), dtype=np.float64, count=len(self.iq))
-        self.ideal_gain = ideal * discounts(int(ilens.max()) if nq else 0)[self.ipos]
+        top = int(self.r_count.max()) if nq else 0
+        self.ideal_gain = levels * discounts(top)[self.ipos]
         self._gain: np.ndarray | None = None
         self._ordinal: np.ndarray | None = None
 
