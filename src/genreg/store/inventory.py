@@ -26,7 +26,16 @@ class ObjectRef:
     meta: object = None  # for derived rows: their meta map (may name further objects)
 
 
+def _hex(value: object) -> str | None:
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return None
+
+
 def object_references(engine: Engine) -> list[ObjectRef]:
+    """Every object a row names, directly or through a documented field: a corpus version's
+    ``summary.layout`` (its layout object) and a derived row's ``meta.index`` (e.g. a pack's
+    index object)."""
     out: list[ObjectRef] = []
     with read_session(engine) as s:
         rows = s.exec(
@@ -36,16 +45,23 @@ def object_references(engine: Engine) -> list[ObjectRef]:
                 VersionRow.number,
                 VersionRow.object_digest,
                 VersionRow.digest,
+                VersionRow.summary,
             )
             .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
             .order_by(ArtifactRow.kind, ArtifactRow.name, VersionRow.number)
         ).all()
-        for kind, name, number, obj, digest in rows:
-            out.append(ObjectRef(obj, f"{kind}:{name}@v{number}", "version", kind, digest))
+        for kind, name, number, obj, digest, summary in rows:
+            owner = f"{kind}:{name}@v{number}"
+            out.append(ObjectRef(obj, owner, "version", kind, digest))
+            layout = _hex((summary or {}).get("layout")) if kind == "corpus" else None
+            if layout:
+                out.append(ObjectRef(layout, f"{owner} layout", "layout"))
         for d in s.exec(select(DerivedRow).order_by(DerivedRow.id)).all():
-            out.append(
-                ObjectRef(d.object_digest, f"derived {d.kind} {d.key[:12]}", "derived", meta=d.meta)
-            )
+            owner = f"derived {d.kind} {d.key[:24]}"
+            out.append(ObjectRef(d.object_digest, owner, "derived", meta=d.meta))
+            index = _hex((d.meta or {}).get("index"))
+            if index:
+                out.append(ObjectRef(index, f"{owner} index", "derived-index"))
         for run_id, obj in s.exec(
             select(RunRow.id, RunRow.results_object).where(RunRow.results_object.is_not(None))  # type: ignore[union-attr]
         ).all():
