@@ -284,3 +284,16 @@ def test_serving_hot_reads_pulls_no_heavy_modules(genreg_home) -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_corpus_snapshot_metadata_without_the_manifest(registry, write) -> None:
+    write("docs/a.md", "# A\nalpha")
+    write("docs/b.md", "# B\nbeta")
+    snap = registry.snapshot("docs", "docs")
+    info = registry.resolve("corpus:docs")
+    c = _client(registry)
+    body = c.get("/v1/corpus/docs/versions/1").json()
+    assert body["digest"] == info.digest and body["summary"] == info.summary
+    assert "content" not in body
+    assert c.get("/v1/corpus/docs").json()["version"] == 1
+    assert snap is not None
