@@ -97,3 +97,14 @@ def test_bad_run_file_error_names_file_and_line(write, name, content, message) -
 def test_missing_run_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidArtifact, match="not found"):
         read_run(tmp_path / "nope.trec")
+
+
+def test_query_listed_with_no_results_reads_as_an_empty_query(write) -> None:
+    path = write(
+        "run.jsonl",
+        '{"qid": "a", "results": [{"docid": "d1", "score": 1}]}\n{"qid": "b", "results": []}\n',
+    )
+    run = read_run(path)
+    assert run == {"a": {"d1": 1.0}, "b": {}}
+    res = evaluate({"a": {"d1": 1}, "b": {"d2": 1}}, run, ["recall@10"])
+    assert res.empty_queries == ["b"] and res.mean["recall@10"] == 0.5

@@ -21,14 +21,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genreg.core.metrics import rank
 from genreg.errors import ConfigError, InvalidArtifact
 
 Run = dict[str, dict[str, float]]
+_SPACE = re.compile(r"\s")
 
 
 def read_run(path: Path | str) -> Run:
@@ -45,21 +46,16 @@ def read_run(path: Path | str) -> Run:
     if first is None:
         raise InvalidArtifact(f"{path}:1: run file is empty (no results)")
     jsonl = path.suffix.lower() in (".jsonl", ".json") or first.startswith("{")
-    rows = _jsonl_rows(path, lines) if jsonl else _trec_rows(path, lines)
-    run: Run = {}
-    seen: dict[tuple[str, str], int] = {}
-    for lineno, qid, docid, score in rows:
-        docs = run.setdefault(qid, {})
-        if docid in docs:
-            raise InvalidArtifact(
-                f"{path}:{lineno}: duplicate doc {docid!r} for query {qid!r}"
-                f" (first at line {seen[(qid, docid)]})"
-            )
-        docs[docid] = score
-        seen[(qid, docid)] = lineno
+    run = _read_jsonl(path, lines) if jsonl else _read_trec(path, lines)
     if not run:
         raise InvalidArtifact(f"{path}:1: run file is empty (no results)")
     return run
+
+
+def _duplicate(path: Path, lineno: int, qid: str, docid: str, first: int) -> InvalidArtifact:
+    return InvalidArtifact(
+        f"{path}:{lineno}: duplicate doc {docid!r} for query {qid!r} (first at line {first})"
+    )
 
 
 def _score(path: Path, lineno: int, value: Any) -> float:
@@ -74,17 +70,36 @@ def _score(path: Path, lineno: int, value: Any) -> float:
     return score
 
 
-def _trec_rows(path: Path, lines: list[str]) -> Iterator[tuple[int, str, str, float]]:
+def _read_trec(path: Path, lines: list[str]) -> Run:
+    run: Run = {}
     for lineno, line in enumerate(lines, 1):
         fields = line.split()
-        if not fields:
-            continue
         if len(fields) != 6:
+            if not fields:
+                continue
             raise InvalidArtifact(
                 f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag',"
                 f" got {len(fields)}"
             )
-        yield lineno, fields[0], fields[2], _score(path, lineno, fields[4])
+        qid, _, docid, _, raw, _ = fields
+        try:
+            score = float(raw)
+        except ValueError:
+            raise InvalidArtifact(f"{path}:{lineno}: score {raw!r} is not a number") from None
+        if score != score:
+            raise InvalidArtifact(f"{path}:{lineno}: score is NaN")
+        docs = run.get(qid)
+        if docs is None:
+            docs = run[qid] = {}
+        elif docid in docs:
+            first = next(
+                i
+                for i, ln in enumerate(lines, 1)
+                if (f := ln.split()) and len(f) == 6 and f[0] == qid and f[2] == docid
+            )
+            raise _duplicate(path, lineno, qid, docid, first)
+        docs[docid] = score
+    return run
 
 
 def _id(path: Path, lineno: int, obj: dict[str, Any], key: str) -> str:
@@ -94,7 +109,9 @@ def _id(path: Path, lineno: int, obj: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[tuple[int, str, str, float]]:
+def _read_jsonl(path: Path, lines: list[str]) -> Run:
+    run: Run = {}
+    where: dict[tuple[str, str], int] = {}  # JSONL is the slower format anyway
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -109,16 +126,20 @@ def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[tuple[int, str, str, f
             results = obj["results"]
             if not isinstance(results, list):
                 raise InvalidArtifact(f"{path}:{lineno}: 'results' must be a list")
-            for r in results:
-                if not isinstance(r, dict):
-                    raise InvalidArtifact(f"{path}:{lineno}: each result must be an object")
-                if "score" not in r:
-                    raise InvalidArtifact(f"{path}:{lineno}: a result has no 'score'")
-                yield lineno, qid, _id(path, lineno, r, "docid"), _score(path, lineno, r["score"])
+        elif "score" in obj:
+            results = [obj]
         else:
-            if "score" not in obj:
-                raise InvalidArtifact(f"{path}:{lineno}: no 'score' (or 'results')")
-            yield lineno, qid, _id(path, lineno, obj, "docid"), _score(path, lineno, obj["score"])
+            raise InvalidArtifact(f"{path}:{lineno}: no 'score' (or 'results')")
+        docs = run.setdefault(qid, {})
+        for r in results:
+            if not isinstance(r, dict) or "score" not in r:
+                raise InvalidArtifact(f"{path}:{lineno}: each result needs 'docid' and 'score'")
+            docid = _id(path, lineno, r, "docid")
+            if docid in docs:
+                raise _duplicate(path, lineno, qid, docid, where[(qid, docid)])
+            docs[docid] = _score(path, lineno, r["score"])
+            where[(qid, docid)] = lineno
+    return run
 
 
 def write_trec_run(
@@ -133,16 +154,17 @@ def write_trec_run(
     for qid in sorted(run):
         _check_id("query id", qid)
         scores = run[qid]
-        for i, docid in enumerate(rank(scores), 1):
+        ordered = sorted(zip(scores.values(), scores.keys()), reverse=True)  # trec_eval order
+        for i, (score, docid) in enumerate(ordered, 1):
             _check_id("doc id", docid)
-            out.append(f"{qid} Q0 {docid} {i} {float(scores[docid])!r} {tag}\n")
+            out.append(f"{qid} Q0 {docid} {i} {float(score)!r} {tag}\n")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text("".join(out), encoding="utf-8")
     os.replace(tmp, path)
 
 
 def _check_id(what: str, value: str) -> None:
-    if not value or any(c.isspace() for c in value):
+    if not value or _SPACE.search(value):
         raise InvalidArtifact(f"{what} {value!r} cannot be written to a TREC run file")
 
 
