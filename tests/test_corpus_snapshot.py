@@ -315,3 +315,14 @@ def test_corrupt_pack_is_detected_on_read(registry: Any, tmp_path: Path) -> None
     p.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="corrupt"):
         list(registry.iter_documents("corpus:docs"))
+
+
+def test_deleting_a_file_after_a_noop_resnapshot_is_seen(registry: Any, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    registry.snapshot("docs", src)
+    assert not registry.snapshot("docs", src).created  # memoises the manifest digest
+    (src / "sec0" / "doc000.md").unlink()
+    assert registry.corpus_status("corpus:docs", src).removed == ["sec0/doc000.md"]
+    res = registry.snapshot("docs", src)
+    assert res.created and res.stats.hashed_files == 0
+    assert registry.corpus_diff("corpus:docs@v1", "corpus:docs@v2").removed == ["sec0/doc000.md"]

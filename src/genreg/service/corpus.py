@@ -87,6 +87,21 @@ class ExportStats:
         return dict(self.__dict__)
 
 
+def _digest(man: Manifest, res: ScanResult, cache: Any) -> tuple[str, bytes | None]:
+    """The manifest digest; taken from the stat cache's memo when every file was a cache hit
+    and no file came or went (then the manifest is the one the memo was computed from)."""
+    if (
+        cache.digest
+        and res.hashed_files == 0
+        and not res.cache_dirty
+        and res.layout is None
+        and not res.skipped
+    ):
+        return cache.digest, None
+    data = man.to_bytes()
+    return manifest_digest(data), data
+
+
 def _safe_rel(rel: str) -> str:
     p = PurePosixPath(rel)
     if p.is_absolute() or ".." in p.parts or "\\" in rel or not rel:
@@ -207,14 +222,14 @@ class CorpusService:
             )
             layout = sha256_hex(res.layout) if res.layout else None
             man = build_manifest(res.entries, source=res.source, fields=fields, layout=layout)
-            data = man.to_bytes()
-            digest = manifest_digest(data)
+            digest, data = _digest(man, res, cache)
             existing = self._by_digest(name, digest)
             if existing is not None:
                 writer.abort()
-                if res.cache_dirty and kind == "tree":
-                    cache.save(res.cache)
+                if kind == "tree" and (res.cache_dirty or cache.digest != digest):
+                    cache.save(res.cache, digest)
                 return SnapshotResult(existing, False, self._stats(man, res, 0, 0, 0))
+            data = data or man.to_bytes()
             self._store_missing(man, res, writer)
             packs = writer.commit()
         except BaseException:
@@ -249,7 +264,7 @@ class CorpusService:
             summary=summary,
         )
         if kind == "tree":
-            cache.save(res.cache)
+            cache.save(res.cache, digest)
         stats = self._stats(man, res, writer.new_docs, writer.new_bytes, len(packs))
         return SnapshotResult(info, created, stats)
 
@@ -354,11 +369,11 @@ class CorpusService:
         rows = cache.load() if kind == "tree" and not verify else {}
         res = scan(src, fmt=fmt, fields=fields, cache=rows, verify=verify,
                    skip_invalid=skip_invalid, progress=progress)  # fmt: skip
-        if res.cache_dirty and kind == "tree":
-            cache.save(res.cache)
         layout = sha256_hex(res.layout) if res.layout else None
         man = build_manifest(res.entries, source=res.source, fields=fields, layout=layout)
-        digest = manifest_digest(man.to_bytes())
+        digest, _ = _digest(man, res, cache)
+        if kind == "tree" and (res.cache_dirty or cache.digest != digest):
+            cache.save(res.cache, digest)
         if digest == info.digest:
             return CorpusDiff(info.ref, str(source), info.digest, digest, [], [], [], man.docs)
         old = old or self.corpus_manifest(info)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from genreg.core.corpus_sources import CacheRow
 
-_MAGIC = f"genreg-statcache/1 py{sys.version_info[0]}.{sys.version_info[1]}"
+_MAGIC = f"genreg-statcache/2 py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 class StatCache:
@@ -27,21 +27,26 @@ class StatCache:
         key = hashlib.sha256(f"{Path(root).resolve()}\0{options}".encode()).hexdigest()[:32]
         self.dir = home / "statcache"
         self.path = self.dir / key
+        self.digest: str | None = None  # manifest digest of exactly these rows, if known
 
     def load(self) -> dict[str, CacheRow]:
         try:
             with open(self.path, "rb") as fh:
-                magic, rows = marshal.load(fh)
+                magic, digest, rows = marshal.load(fh)
         except (OSError, EOFError, ValueError, TypeError):
             return {}
-        return rows if magic == _MAGIC and isinstance(rows, dict) else {}
+        if magic != _MAGIC or not isinstance(rows, dict):
+            return {}
+        self.digest = digest
+        return rows
 
-    def save(self, rows: dict[str, CacheRow]) -> None:
+    def save(self, rows: dict[str, CacheRow], digest: str | None = None) -> None:
+        """Replace the cache; ``digest`` memoises the manifest digest of ``rows``."""
         self.dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=self.dir, prefix="tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                marshal.dump((_MAGIC, rows), fh)
+                marshal.dump((_MAGIC, digest, rows), fh)
             os.replace(name, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
