@@ -297,3 +297,15 @@ def test_corpus_snapshot_metadata_without_the_manifest(registry, write) -> None:
     assert "content" not in body
     assert c.get("/v1/corpus/docs").json()["version"] == 1
     assert snap is not None
+
+
+def test_hot_path_and_full_route_answer_identically(registry) -> None:
+    seed(registry)
+    tok, _ = registry.create_token("app", ["read"])
+    c = _client(registry)
+    for url in ("/v1/prompts/qa/versions/1", "/v1/prompts/qa?alias=production", "/v1/prompts/qa"):
+        hot = c.get(url)  # anonymous: answered by genreg.api.hot
+        full = c.get(url, headers=_bearer(tok))  # a token: through the FastAPI route
+        assert hot.content == full.content
+        for h in ("etag", "cache-control", "content-type"):
+            assert hot.headers[h] == full.headers[h]

@@ -202,6 +202,8 @@ class Client:
         if e is not None:
             if e.expires < time.monotonic() and not e.refreshing:
                 self._refresh_later(key, e, kind)
+            if kind is not None and e.info.kind != kind:
+                raise E.InvalidRef(f"reference {ref} is a {e.info.kind}, expected a {kind}")
             return e
         r = ref if isinstance(ref, Ref) else parse_ref(ref, kind=kind)
         if kind is not None and r.kind != kind:
