@@ -97,4 +97,6 @@ def test_config_errors_exit_2_before_any_work(project, cli, write) -> None:
     assert cli("eval", "run", BASELINE, "--set", "corpus=corpus:nope").exit_code == 2
     assert cli("eval", "run", BASELINE, "--set", "index={type: nosuch}").exit_code == 2
     assert cli("eval", "run", BASELINE, "--set", "bogus=1").exit_code == 2
+    r = cli("eval", "run", BASELINE, "--set", "embedding.model=no-such/model-xyz")
+    assert r.exit_code == 2 and "no-such/model-xyz" in r.output
     assert project.list_runs() == []

@@ -126,9 +126,12 @@ class EvalService(RunViews):
             chunking, index = ChunkingSpec.parse(cfg.chunking), IndexSpec.parse(cfg.index)
         except GenregError as exc:
             raise ConfigError(f"{cfg.source}: {exc.message}") from None
-        retriever = self.open_retriever(
-            corpus.ref, model=cfg.model, chunking=chunking, index=index, progress=progress
-        )
+        try:
+            retriever = self.open_retriever(
+                corpus.ref, model=cfg.model, chunking=chunking, index=index, progress=progress
+            )
+        except NotFound as exc:  # e.g. an embedding model that is not available offline
+            raise ConfigError(f"{cfg.source}: {exc.message}") from None
         info = retriever.info
         lineage = self._lineage(
             "eval",
