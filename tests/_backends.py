@@ -6,7 +6,8 @@ as ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and ``GENREG_TEST_
 ``scripts/ci_services.sh``. Without them the parameters are skipped with the reason, except
 under ``CI`` where a missing server is a failure, so CI can never go green by skipping.
 
-Each test gets its own PostgreSQL database (``CREATE DATABASE t_<uuid>``) and its own bucket.
+Each test gets its own PostgreSQL schema (``CREATE SCHEMA t_<uuid>``, pinned through the
+URL's ``search_path``) and its own bucket.
 Backends are selected through ``GENREG_DATABASE_URL`` / ``GENREG_OBJECTS_URL``, so the CLI,
 subprocesses and spawned workers all see the same backend.
 """
@@ -38,7 +39,8 @@ def need(var: str, what: str) -> str:
 
 @contextlib.contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    """A fresh, empty PostgreSQL schema for one test (``CREATE SCHEMA`` is ~100x cheaper than
+    ``CREATE DATABASE``): the URL pins ``search_path`` to it. Dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -46,12 +48,12 @@ def postgres_database(admin_url: str) -> Iterator[str]:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=None)
     try:
         with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin_url).set(database=name)
+            c.execute(text(f'CREATE SCHEMA "{name}"'))
+        url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={name}"})
         yield url.render_as_string(hide_password=False)
     finally:
         with contextlib.suppress(Exception), admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            c.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
         admin.dispose()
 
 
