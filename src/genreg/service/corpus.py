@@ -146,6 +146,14 @@ class CorpusService:
                 _, recs = parse_index(self.objects.get_bytes(meta["index"]))
                 self._packidx.add(obj, meta["index"], recs)
 
+    def _fast_writer(self) -> Any:
+        """A stdlib-sqlite3 writer on the default SQLite backend (no SQLAlchemy import)."""
+        if self.fast is None:
+            return None
+        from genreg.store.fastwrite import FastWriter
+
+        return FastWriter(self.fast.path)
+
     def _tmp_dir(self) -> Path:
         from genreg.store.objects import LocalObjectStore
 
@@ -235,9 +243,13 @@ class CorpusService:
         except BaseException:
             writer.abort()
             raise
+        fw = self._fast_writer()
         for p in packs:
             meta = {"index": p.index, "count": p.count, "bytes": p.size}
-            self.derived.put("pack", "corpus", f"pack:{p.pack}", p.pack, meta)
+            if fw is not None:
+                fw.put_derived("pack", "corpus", f"pack:{p.pack}", p.pack, meta)
+            else:
+                self.derived.put("pack", "corpus", f"pack:{p.pack}", p.pack, meta)
             self._packidx.add(p.pack, p.index, p.records)
         if res.layout is not None:
             self.objects.put_bytes(res.layout)
@@ -253,16 +265,14 @@ class CorpusService:
             "new_bytes": writer.new_bytes,
             "skipped": len(res.skipped),
         }
-        info, created = self.repo.add_version(
-            "corpus",
-            name,
-            digest=digest,
-            object_digest=obj,
-            author=self.author(author),
-            message=message,
-            tags=dict(tags or {}),
-            summary=summary,
-        )
+        row = dict(digest=digest, object_digest=obj, author=self.author(author), message=message,
+                   tags=dict(tags or {}), summary=summary)  # fmt: skip
+        if fw is not None and self.fast is not None:
+            number, created = fw.add_version("corpus", name, **row)  # type: ignore[arg-type]
+            fw.close()
+            info = self.fast.resolve(Ref("corpus", name, version=number))
+        else:
+            info, created = self.repo.add_version("corpus", name, **row)  # type: ignore[arg-type]
         if kind == "tree":
             cache.save(res.cache, digest)
         stats = self._stats(man, res, writer.new_docs, writer.new_bytes, len(packs))
