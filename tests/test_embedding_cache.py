@@ -94,3 +94,49 @@ def test_cache_persists_as_one_row_per_shard(registry):
     assert np.allclose(reopened.matrix(ds[::-1]), emb.encode(texts[::-1]))
     other = EmbeddingCache(registry.objects, registry.derived, HashEmbedder(16, "v2").digest, 16)
     assert other.missing(ds) == ds  # keyed by model digest too
+
+
+# ---- through the service: only changed chunks are embedded ----------------------------------
+def _corpus_dir(root: Path, n: int, changed: set[int] = frozenset(), words: int = 30) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        body = f"doc {i} " + " ".join(f"w{(i * 7 + j) % 101}" for j in range(words))
+        if i in changed:
+            body = body[: len(body) // 2] + " edited tail " + str(i)
+        (root / f"doc{i:04d}.txt").write_text(body, encoding="utf-8")
+    return root
+
+
+def test_one_percent_change_embeds_exactly_the_changed_documents(registry, tmp_path):
+    emb = HashEmbedder(32)
+    registry.snapshot("docs", _corpus_dir(tmp_path / "v1", 200))
+    first = registry.build_index("corpus:docs", model=emb)
+    assert (first.embedded, emb.encoded, first.n_docs) == (200, 200, 200)
+    registry.snapshot("docs", _corpus_dir(tmp_path / "v2", 200, changed={3, 150}))
+    second = registry.build_index("corpus:docs", model=emb)
+    assert second.corpus_version == 2 and not second.reused
+    assert second.embedded == 2 and emb.encoded == 202
+
+
+def test_one_percent_change_embeds_exactly_the_changed_chunks(registry, tmp_path):
+    from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
+
+    emb = HashEmbedder(32)
+    spec = "chars:60:20"
+    registry.snapshot("docs", _corpus_dir(tmp_path / "v1", 100, words=40))
+    first = registry.build_index("docs", model=emb, chunking=spec)
+    assert first.n_chunks > first.n_docs == 100
+    registry.snapshot("docs", _corpus_dir(tmp_path / "v2", 100, changed={42}, words=40))
+    before = {
+        c.digest
+        for c in iter_chunks(registry.iter_documents("corpus:docs@v1"), ChunkingSpec.parse(spec))
+    }
+    after = {
+        c.digest
+        for c in iter_chunks(registry.iter_documents("corpus:docs@v2"), ChunkingSpec.parse(spec))
+    }
+    new = len(after - before)
+    assert 0 < new < first.n_chunks // 10
+    calls = emb.encoded
+    second = registry.build_index("docs", model=emb, chunking=spec)
+    assert second.embedded == new == emb.encoded - calls

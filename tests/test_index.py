@@ -126,3 +126,55 @@ def test_batched_search_gives_the_same_hits_as_one_by_one():
     assert batched.hits == single.hits
     assert batched.batch_size == 4 and len(set(batched.latencies)) == 1
     assert np.isclose(sum(batched.latencies) / 4, batched.latencies[0])
+
+
+# ---- through the service: built once, reused ---------------------------------------------------
+def _snapshot(registry, tmp_path, n=30):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n):
+        (src / f"d{i:03d}.txt").write_text(f"{TOPICS[i % 8]} note {i} " * 3, encoding="utf-8")
+    registry.snapshot("kb", src)
+
+
+def test_index_is_built_once_and_reused(registry, tmp_path):
+    _snapshot(registry, tmp_path)
+    emb = HashEmbedder(64)
+    first = registry.build_index("corpus:kb", model=emb, index="hnsw")
+    objects = set(registry.objects.iter_digests())
+    second = registry.build_index("corpus:kb@v1", model=emb, index="hnsw")
+    assert not first.reused and second.reused and second.embedded == 0
+    assert second.key == first.key and second.object_digest == first.object_digest
+    assert emb.calls == 1
+    assert set(registry.objects.iter_digests()) == objects
+    assert len(registry.derived.list("index", scope=first.corpus_digest)) == 1
+    retriever = registry.open_retriever("corpus:kb", model=emb, index="hnsw")
+    assert retriever.info.reused and emb.encoded == first.embedded
+    assert len(registry.derived.list("index")) == 1
+
+
+def test_changing_a_search_time_param_reuses_the_built_index(registry, tmp_path):
+    _snapshot(registry, tmp_path)
+    emb = HashEmbedder(64)
+    a = registry.build_index("kb", model=emb, index={"type": "ivf", "nlist": 4, "nprobe": 1})
+    b = registry.open_retriever("kb", model=emb, index={"type": "ivf", "nlist": 4, "nprobe": 4})
+    assert b.info.reused and b.info.key == a.key
+    assert b.info.index["nprobe"] == 4 and b.index.nprobe == 4
+
+
+def test_different_chunking_or_model_builds_a_different_index(registry, tmp_path):
+    _snapshot(registry, tmp_path)
+    a = registry.build_index("kb", model=HashEmbedder(64))
+    b = registry.build_index("kb", model=HashEmbedder(64), chunking="chars:20:5")
+    c = registry.build_index("kb", model=HashEmbedder(64, "v2"))
+    assert len({a.key, b.key, c.key}) == 3
+    assert b.n_chunks > b.n_docs == a.n_docs == 30
+
+
+def test_chunked_search_returns_k_distinct_documents(registry, tmp_path):
+    _snapshot(registry, tmp_path)
+    r = registry.open_retriever("kb", model=HashEmbedder(64), chunking="chars:12:4", index="flat")
+    res = r.search(["ocean wave surf", "guitar"], k=10)
+    for hits in res.hits:
+        assert len(hits) == 10 and len({h.doc_id for h in hits}) == 10
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
