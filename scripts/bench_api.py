@@ -250,11 +250,13 @@ def main() -> None:
     print(json.dumps(figures, indent=2, default=str))
     w = figures["wrk"]
     if isinstance(w, dict) and all(w.values()):
-        print("\n| fetch | concurrency | requests/s | p50 | p99 |\n|---|---|---|---|---|")
+        print("\n| fetch | concurrency | requests/s | p50 | p99 | server CPU/request |")
+        print("|---|---|---|---|---|---|")
         for k, v in w.items():
             name, c = k.split("_c")
             print(
-                f"| {name} | {c} | {v['rps']:.0f} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms |"
+                f"| {name} | {c} | {v['rps']:.0f} | {v['p50_ms']:.2f} ms | {v['p99_ms']:.2f} ms "
+                f"| {v['server_cpu_us_per_req']:.0f} µs |"
             )
     else:
         print("\nwrk not found: install it with 'apt-get install -y wrk' for the load figures")
