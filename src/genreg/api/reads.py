@@ -106,8 +106,7 @@ class Reader:
             info = self.reg.resolve(ref)
             return info, self._body_for(ref, info)
         local = self._local
-        conn = fast._conn()  # this thread's read-only connection
-        dv = conn.execute("PRAGMA data_version").fetchone()[0]
+        dv = fast.data_version()  # changes whenever another connection commits
         cache: dict[Ref, tuple[VersionInfo, bytes]] | None = getattr(local, "cache", None)
         if cache is None or local.dv != dv or len(cache) > _MAX_ENTRIES:
             cache = local.cache = {}

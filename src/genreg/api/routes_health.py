@@ -25,7 +25,7 @@ def build_health_router(reg: Registry) -> APIRouter:
     def readyz() -> Response:
         fast = reg.fast
         if fast is not None:
-            fast._conn().execute("SELECT version_num FROM alembic_version").fetchone()
+            fast.ping()
         else:
             from sqlalchemy import text
 

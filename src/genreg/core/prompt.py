@@ -52,6 +52,25 @@ class Prompt:
     model: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def _validator(self) -> Any:
+        """The variables' JSON Schema validator, built once per Prompt (they are immutable)."""
+        v = self.__dict__.get("_validator_cache")
+        if v is None:
+            from jsonschema import Draft202012Validator
+
+            v = self.__dict__["_validator_cache"] = Draft202012Validator(self.variables)
+        return v
+
+    def _compiled(self) -> list[Any]:
+        """Compiled sandboxed templates, built once per Prompt."""
+        c = self.__dict__.get("_compiled_cache")
+        if c is None:
+            env = _env()
+            c = self.__dict__["_compiled_cache"] = [
+                env.from_string(src) for _, src in self.sources()
+            ]
+        return c
+
     def to_content(self) -> dict[str, Any]:
         return {
             "type": self.type,
@@ -83,12 +102,8 @@ class Prompt:
 
     def validate_variables(self, values: dict[str, Any]) -> None:
         """Raise :class:`RenderError` naming every missing or wrong variable."""
-        from jsonschema import Draft202012Validator
-
         problems = []
-        for e in sorted(
-            Draft202012Validator(self.variables).iter_errors(values), key=lambda e: list(e.path)
-        ):
+        for e in sorted(self._validator().iter_errors(values), key=lambda e: list(e.path)):
             if e.validator == "required":
                 missing = [r for r in e.validator_value if r not in values]
                 problems.extend(f"{m}: missing" for m in missing)
@@ -107,13 +122,13 @@ class Prompt:
         from jinja2.exceptions import SecurityError
 
         self.validate_variables(values)
-        env = _env()
         try:
+            compiled = self._compiled()
             if self.type == "text":
-                return env.from_string(self.template or "").render(values)
+                return compiled[0].render(values)
             return [
-                {"role": m["role"], "content": env.from_string(m["content"]).render(values)}
-                for m in self.messages or []
+                {"role": m["role"], "content": t.render(values)}
+                for m, t in zip(self.messages or [], compiled)
             ]
         except SecurityError as exc:
             raise RenderError(f"template refused by the sandbox: {exc}") from None

@@ -52,6 +52,16 @@ class FastReader:
             self._local.conn = conn
         return conn
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits, so a
+        cache keyed on it never serves a stale alias."""
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
+
+    def ping(self) -> str | None:
+        """The schema revision (raises sqlite3.Error when the database is unreadable)."""
+        row = self._conn().execute("SELECT version_num FROM alembic_version").fetchone()
+        return row[0] if row else None
+
     def _artifact_id(self, kind: str, name: str) -> int:
         row = (
             self._conn()
