@@ -21,7 +21,15 @@ from genreg.service.runs import EvalService
 from genreg.service.tokens import TokenService
 
 
-class Registry(ArtifactService, AdminService, CorpusService, IndexingService, TokenService, EvalService, ServiceBase):
+class Registry(
+    ArtifactService,
+    AdminService,
+    CorpusService,
+    IndexingService,
+    TokenService,
+    EvalService,
+    ServiceBase,
+):
     """A genreg registry: metadata database + object store, opened (and migrated) once."""
 
 
