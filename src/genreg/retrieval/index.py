@@ -102,6 +102,7 @@ def build_faiss(vectors: np.ndarray, spec: IndexSpec, *, progress: Any = None) -
         nlist = max(1, min(spec.get("nlist"), n))
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.min_points_per_centroid = 1  # small corpora: no "too few points" warning
         if n:
             index.train(x)
     step = 8192
