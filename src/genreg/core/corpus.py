@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genreg.core.hashing import canonical_json, sha256_hex
+from genreg.core.types import VersionInfo
 from genreg.errors import IntegrityError
 
 MANIFEST_FORMAT = "genreg-corpus/1"
@@ -81,6 +82,51 @@ class Skipped:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "line": self.line, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class SnapshotStats:
+    docs: int
+    bytes: int
+    files: int
+    hashed_files: int
+    hashed_bytes: int
+    new_docs: int
+    new_bytes: int
+    packs: int
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "skipped"}
+        d["skipped"] = [s.to_dict() for s in self.skipped]
+        return d
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    version: VersionInfo
+    created: bool
+    stats: SnapshotStats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "status": "created" if self.created else "unchanged",
+            **self.version.to_dict(),
+            "stats": self.stats.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ExportStats:
+    ref: str
+    out_dir: str
+    files: int
+    docs: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 # ---- manifest ---------------------------------------------------------------------------

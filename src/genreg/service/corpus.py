@@ -13,7 +13,6 @@ Hot path: an unchanged re-snapshot and ``corpus status`` use only the stat cache
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,11 @@ from genreg.core.corpus import (
     CorpusDiff,
     Document,
     Entry,
+    ExportStats,
     Fields,
     Manifest,
-    Skipped,
+    SnapshotResult,
+    SnapshotStats,
     build_manifest,
     diff_entries,
     manifest_digest,
@@ -40,51 +41,6 @@ from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, NotFound
 
 if TYPE_CHECKING:
     from genreg.store.packs import PackIndex
-
-
-@dataclass(frozen=True)
-class SnapshotStats:
-    docs: int
-    bytes: int
-    files: int
-    hashed_files: int
-    hashed_bytes: int
-    new_docs: int
-    new_bytes: int
-    packs: int
-    skipped: list[Skipped] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "skipped"}
-        d["skipped"] = [s.to_dict() for s in self.skipped]
-        return d
-
-
-@dataclass(frozen=True)
-class SnapshotResult:
-    version: VersionInfo
-    created: bool
-    stats: SnapshotStats
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "created": self.created,
-            "status": "created" if self.created else "unchanged",
-            **self.version.to_dict(),
-            "stats": self.stats.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class ExportStats:
-    ref: str
-    out_dir: str
-    files: int
-    docs: int
-    bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def _digest(man: Manifest, res: ScanResult, cache: Any) -> tuple[str, bytes | None]:
