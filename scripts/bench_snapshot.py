@@ -107,9 +107,10 @@ def bench_tree(n: int, args: argparse.Namespace, base: Path) -> dict[str, float]
     work = base / f"tree-{n}"
     shutil.rmtree(work, ignore_errors=True)
     repo = work / "repo"
-    data = repo / "data"
-    files = make_tree(data, n, args.size)
-    warm(data)
+    data = work / "data"  # genreg's copy; dvc add replaces its files (new inodes), so each
+    files = make_tree(data, n, args.size)  # tool gets its own identical tree
+    dvc_files = make_tree(repo / "data", n, args.size) if args.dvc else []
+    warm(work)
     env = {**os.environ, "GENREG_HOME": str(work / "home"), "GENREG_AUTHOR": "bench"}
     g = [args.genreg]
     run([*g, "init", str(work / "home")], work, env)
@@ -120,6 +121,7 @@ def bench_tree(n: int, args: argparse.Namespace, base: Path) -> dict[str, float]
         run([args.dvc, "config", "core.analytics", "false"], repo, env)
         res["dvc_cold"] = run([args.dvc, "add", "data", "-q"], repo, env)
     edit(files, 0.01)
+    edit(dvc_files, 0.01)
     res["genreg_1pct"] = run([*g, "corpus", "snapshot", "bench", str(data), "-q"], work, env)
     if args.dvc:
         res["dvc_1pct"] = run([args.dvc, "add", "data", "-q"], repo, env)
