@@ -11,9 +11,10 @@ from genreg.core.refs import parse_ref
 from genreg.errors import ConfigError, GateFailed, GenregError, NotFound
 
 if TYPE_CHECKING:
+    from genreg.core.runinfo import RunInfo
     from genreg.core.types import AliasEvent, VersionInfo
     from genreg.store.objects import ObjectStore
-    from genreg.store.runs import RunInfo, RunRepo
+    from genreg.store.runs import RunRepo
 
 
 class RunViews:

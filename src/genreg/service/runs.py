@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +26,9 @@ from genreg.core.gates import Gate, GateResult, Side, check, parse_gates
 from genreg.core.hashing import digest_bytes
 from genreg.core.lineage import capture_environment, fingerprint
 from genreg.core.report import latency_summary
+from genreg.core.runinfo import RunInfo, RunInput
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.service.run_views import RunViews
-from genreg.store.repo import now
-from genreg.store.runs import RunInfo, RunInput
 
 if TYPE_CHECKING:
     from genreg.core.types import VersionInfo
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from genreg.store.runs import RunRepo
 
 RESULTS_FORMAT = "genreg-run-results/1"
+
+
+def now() -> str:
+    """ISO-8601 UTC, the store's timestamp format (sortable as text)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
