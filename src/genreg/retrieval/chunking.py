@@ -15,12 +15,12 @@ A :class:`Chunk` carries the sha256 of its text, which keys the embedding cache.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from genreg.errors import ConfigError
+from genreg.retrieval.specs import json_object_or_text
 
 MODES = ("none", "chars", "tokens")
 
@@ -63,13 +63,9 @@ class ChunkingSpec:
         if value is None or isinstance(value, ChunkingSpec):
             return value or cls()
         if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"--chunking {text!r}: invalid JSON: {exc.msg}") from None
-            else:
+            value = json_object_or_text(value, "--chunking")
+            if isinstance(value, str):
+                text = value
                 parts = text.split(":")
                 if parts[0] == "none" and len(parts) == 1:
                     return cls()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from genreg.core.hashing import canonical_json
 from genreg.errors import ConfigError, IntegrityError
+from genreg.retrieval.specs import json_object_or_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,14 +50,9 @@ class IndexSpec:
         if value is None or isinstance(value, IndexSpec):
             return value or cls()
         if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"--index {text!r}: invalid JSON: {exc.msg}") from None
-            else:
-                value = {"type": text}
+            value = json_object_or_text(value, "--index")
+            if isinstance(value, str):
+                value = {"type": value}
         if not isinstance(value, dict):
             raise ConfigError(f"index {value!r}: expected a string or an object")
         kind = value.get("type", "flat")
