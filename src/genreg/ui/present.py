@@ -632,6 +632,7 @@ def moved_docs(
                 "base_rank": ra.get(d),
                 "head_rank": rb.get(d),
                 "judgment": judgment(row, d) if can_es else None,
+                "_cls_judgment": f"judg-{judgment(row, d)}" if can_es else "",
                 "snippet": snips.get(d, ""),
             }
         )

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from genreg.errors import GenregError, NotFound
 from genreg.ui import present
 from genreg.ui.session import clear_cookie, csrf_ok, set_cookie, viewer
-from genreg.ui.tables import Table, to_csv, to_json
+from genreg.ui.tables import Table, fmt, to_csv, to_json
 
 if TYPE_CHECKING:
     from genreg.api.auth import ApiConfig, Authenticator
@@ -59,7 +59,7 @@ class _Templates:
                 trim_blocks=True,
                 lstrip_blocks=True,
             )
-            env.filters["fmt"] = present.fmt
+            env.filters["fmt"] = fmt
             env.filters["ago"] = present.when
             env.globals["qs"] = present.qs
             self._env = env
