@@ -21,41 +21,48 @@ MarkdownOpt = typer.Option(None, "--markdown", help="Write a Markdown summary to
 JunitOpt = typer.Option(None, "--junit", help="Write JUnit XML (one test per gate) to this file.")
 
 
-def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | None) -> None:
-    from genreg.core.report import cost_line, inputs_lines
-    from genreg.core.report import junit as to_junit
-    from genreg.core.report import markdown as to_md
+RunNameOpt = typer.Option(
+    None, "--run-name", help="A name for this run (runs list shows it next to the eval name)."
+)
+TagOpt = typer.Option(None, "--tag", help="Tag the run: key=value (repeatable).")
 
-    o = outcome.to_dict()
+
+def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | None) -> None:
+    from genreg.report import DELTA_COLUMNS, cost_line, delta_rows, inputs_lines, latency_line
+    from genreg.report import junit as to_junit
+    from genreg.report import markdown as to_md
+
     if markdown:
-        Path(markdown).write_text(to_md(o), encoding="utf-8")
+        Path(markdown).write_text(to_md(outcome), encoding="utf-8")
     if junit:
-        Path(junit).write_text(to_junit(o), encoding="utf-8")
+        Path(junit).write_text(to_junit(outcome), encoding="utf-8")
+    o = outcome.to_dict()
     if json_out:
         emit_json(o)
     else:
-        echo(f"run {o['run_id']}  ({o['name']})")
+        label = o["name"] + (f" / {o['run_name']}" if o.get("run_name") else "")
+        echo(f"run {o['run_id']}  ({label})")
         if o["identical_to"]:
             echo(f"identical to run {o['identical_to']} (same fingerprint)")
-        table(
-            [{"metric": m, "value": f"{v:.4f}"} for m, v in o["metrics"].items()],
-            ["metric", "value"],
-        )
+        if o["baseline_deltas"]:
+            echo(f"against baseline run {o['baseline']} (delta = this run - baseline):")
+            table(delta_rows(o["baseline_deltas"]), DELTA_COLUMNS)
+        else:
+            table(
+                [{"metric": m, "value": f"{v:.4f}"} for m, v in o["metrics"].items()],
+                ["metric", "value"],
+            )
         rep = o["report"]
         if rep.get("empty_queries"):
             echo(
                 f"{rep['empty_queries']} of {rep['n_queries']} queries retrieved nothing (scored 0)"
             )
-        lat = rep.get("latency")
-        if lat and lat.get("queries"):
-            echo(
-                f"latency (batch {lat['batch_size']}): p50 {lat['p50_ms']:.2f} ms  p95 "
-                f"{lat['p95_ms']:.2f} ms  p99 {lat['p99_ms']:.2f} ms  mean {lat['mean_ms']:.2f} ms"
-                f"  {lat['qps']:.1f} q/s"
-            )
+        lat = latency_line(rep.get("latency") or {})
+        if lat:
+            echo(lat)
         if rep.get("cost"):
             echo(cost_line(rep["cost"]))
-        for line in inputs_lines(o["lineage"]):
+        for line in inputs_lines(outcome.run.lineage):
             echo(f"  {line}")
         for g in o["gates"]:
             echo(f"gate {'PASS' if g['passed'] else 'FAIL'}  {g['gate']}  ({g['detail']})")
@@ -73,12 +80,21 @@ def run(
     markdown: Path = MarkdownOpt,
     junit: Path = JunitOpt,
     quiet: bool = QuietOpt,
+    run_name: str = RunNameOpt,
+    tag: list[str] = TagOpt,
 ) -> None:
     """Resolve every ref of an eval config, evaluate retrieval, record the run and check gates
-    (exit 0 pass, 1 gate failed, 2 config error)."""
+    (exit 0 pass, 1 gate failed, 2 config error). --set overrides are recorded as the run's
+    parameters."""
     with progress(quiet) as cb:
         outcome = open_registry().eval_run(
-            file, overrides=list(set_ or []), gates=list(gate or []), baseline=baseline, progress=cb
+            file,
+            overrides=list(set_ or []),
+            gates=list(gate or []),
+            baseline=baseline,
+            progress=cb,
+            run_name=run_name,
+            tags=list(tag or []),
         )
     _finish(outcome, json_out, markdown, junit)
 
@@ -96,11 +112,20 @@ def score(
     json_out: bool = JsonOpt,
     markdown: Path = MarkdownOpt,
     junit: Path = JunitOpt,
+    run_name: str = RunNameOpt,
+    tag: list[str] = TagOpt,
 ) -> None:
     """Score a run file from any retriever against an eval set and record it with lineage."""
     ms = [m.strip() for m in metrics.split(",") if m.strip()]
     outcome = open_registry().eval_score(
-        evalset, run_file, metrics=ms, name=name, gates=list(gate or []), baseline=baseline
+        evalset,
+        run_file,
+        metrics=ms,
+        name=name,
+        gates=list(gate or []),
+        baseline=baseline,
+        run_name=run_name,
+        tags=list(tag or []),
     )
     _finish(outcome, json_out, markdown, junit)
 
@@ -113,17 +138,27 @@ def schema() -> None:
     emit_json(get())
 
 
+def _labels(d: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in d.items())
+
+
 def _row(r: Any) -> dict[str, Any]:
     m = ", ".join(f"{k}={v:.4f}" for k, v in list(r.metrics.items())[:3])
     passed = {True: "pass", False: "FAIL", None: "-"}[r.passed]
     return {
         "id": r.id,
         "name": r.name,
+        "run name": r.run_name or "",
         "source": r.source,
         "gate": passed,
         "started": r.started_at[:19],
+        "tags": _labels(r.tags),
+        "params": _labels(r.params),
         "metrics": m,
     }
+
+
+RUN_COLUMNS = ["id", "name", "run name", "source", "gate", "started", "tags", "params", "metrics"]
 
 
 @runs_app.command("list")
@@ -132,15 +167,31 @@ def list_(
         None, "--used", help="Only runs that used this exact version (a ref)."
     ),
     name: str = typer.Option(None, "--name", help="Only runs of this eval."),
+    tag: list[str] = typer.Option(
+        None, "--tag", help="Only runs with this tag: key=value (repeatable: all must match)."
+    ),
+    param: list[str] = typer.Option(
+        None,
+        "--param",
+        help="Only runs with this parameter (--set override): key=value (repeatable).",
+    ),
     limit: int = typer.Option(None, "--limit", help="At most N runs."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """List runs, newest first, filtered by an input used or by eval name."""
-    runs = open_registry().list_runs(used=used, name=name, limit=limit)
+    """List runs, newest first, filtered by an input used, eval name, tags or parameters."""
+    from genreg.service.runs import parse_labels
+
+    runs = open_registry().list_runs(
+        used=used,
+        name=name,
+        limit=limit,
+        tags=parse_labels(list(tag or []), "--tag"),
+        params=parse_labels(list(param or []), "--param"),
+    )
     if json_out:
         emit_json([r.to_dict() for r in runs])
         return
-    table([_row(r) for r in runs], ["id", "name", "source", "gate", "started", "metrics"])
+    table([_row(r) for r in runs], RUN_COLUMNS)
 
 
 @runs_app.command("show")
@@ -149,8 +200,9 @@ def show(
     queries: bool = typer.Option(False, "--queries", help="Include per-query results."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Show a run: metrics, gates, latency, cost and lineage."""
-    from genreg.core.report import markdown as to_md
+    """Show a run: metrics, gates, baseline deltas, latency, cost and lineage."""
+    from genreg.core.runinfo import RunOutcome
+    from genreg.report import markdown as to_md
 
     reg = open_registry()
     r = reg.get_run(run_id)
@@ -160,20 +212,7 @@ def show(
     if json_out:
         emit_json(d)
         return
-    gates = r.report.get("gates") or []
-    o = {
-        "run_id": r.id,
-        "name": r.name,
-        "passed": r.passed,
-        "identical_to": r.report.get("identical_to"),
-        "metrics": r.metrics,
-        "report": r.report,
-        "gates": gates,
-        "baseline": r.report.get("baseline"),
-        "lineage": r.lineage,
-        "fingerprint": r.fingerprint,
-    }
-    echo(to_md(o))
+    echo(to_md(RunOutcome.from_run(r)))
     if queries:
         for q in d["results"].get("queries", []):
             top = ", ".join(x[0] for x in q["ranked"][:5])
@@ -215,6 +254,8 @@ def compare(
     echo("inputs that differ: " + (", ".join(c["differs"]) or "none"))
     for f, v in c["differs"].items():
         echo(f"  {f}: {v['a']}  ->  {v['b']}")
+    if c["environment_note"]:
+        echo(c["environment_note"] + " (not an input: the delta stays attributable)")
     first = next(iter(c["metrics"].values()), {})
     if first.get("most_regressed"):
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")
@@ -251,7 +292,7 @@ def lineage(
                 ]
             )
             return
-        table([_row(r) for r in runs], ["id", "name", "source", "gate", "started", "metrics"])
+        table([_row(r) for r in runs], RUN_COLUMNS)
         return
     t = reg.lineage(run_id)
     if json_out:

@@ -1,5 +1,7 @@
-"""Comparing two runs: metric deltas with paired tests, per-query wins/losses, and which
-lineage inputs differ (a delta is attributable only when exactly one input changed).
+"""Comparing two runs: metric deltas with paired tests, per-query wins/losses, which lineage
+inputs differ (a delta is attributable only when exactly one input changed) and, separately,
+which parts of the environment differ (git commit, genreg and package versions: reported, but
+they do not make a delta unattributable).
 
 ``B - A`` everywhere: a positive delta means B is better. The tests are paired over the
 queries both runs scored: a paired bootstrap of the mean difference (confidence interval) and
@@ -9,6 +11,8 @@ a paired randomization (sign-flip) test (two-sided p-value), from :mod:`genreg.c
 from __future__ import annotations
 
 from typing import Any
+
+from genreg.core.lineage import INPUT_ROLES, Lineage
 
 # Lineage fields that are "inputs" for attribution, in report order.
 INPUT_FIELDS = (
@@ -21,37 +25,63 @@ INPUT_FIELDS = (
     "index",
     "k",
     "run_file",
-    "code",
-    "packages",
+    "generation",
 )
 
 
-def lineage_view(lineage: dict[str, Any]) -> dict[str, Any]:
+def lineage_view(lineage: Lineage) -> dict[str, Any]:
     """The comparable value of each input field of a lineage record."""
-    inputs = lineage.get("inputs") or {}
     out: dict[str, Any] = {}
     for f in INPUT_FIELDS:
-        if f in ("evalset", "corpus", "prompt", "routing"):
-            i = inputs.get(f)
-            out[f] = None if i is None else _ref(i)
-        elif f == "code":
-            c = lineage.get("code") or {}
-            out[f] = {k: c.get(k) for k in ("commit", "dirty", "diff_digest", "genreg")}
+        if f in INPUT_ROLES:
+            i = lineage.input(f)
+            out[f] = None if i is None else f"{i.ref} ({i.digest[:19]})"
+        elif f == "embedding":
+            out[f] = lineage.embedding.to_dict() if lineage.embedding else None
+        elif f == "k":
+            out[f] = list(lineage.k) if lineage.k is not None else None
         else:
-            out[f] = lineage.get(f)
+            v = getattr(lineage, f)
+            out[f] = dict(v) if hasattr(v, "keys") else v
     return out
 
 
-def _ref(i: dict[str, Any]) -> str:
-    s = f"{i['kind']}:{i['name']}@v{i['version']}"
-    if i.get("split"):
-        s += f"#{i['split']}"
-    return f"{s} ({i['digest'][:19]})"
-
-
-def lineage_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def lineage_diff(a: Lineage, b: Lineage) -> dict[str, dict[str, Any]]:
+    """The *inputs* that differ between two runs (what a delta could be attributed to)."""
     va, vb = lineage_view(a), lineage_view(b)
     return {f: {"a": va[f], "b": vb[f]} for f in INPUT_FIELDS if va[f] != vb[f]}
+
+
+def environment_view(lineage: Lineage) -> dict[str, Any]:
+    """The comparable environment: ``commit`` (short, ``+dirty``, with the diff digest when
+    dirty), ``genreg`` and each recorded package version (``python``, ``torch``, ...)."""
+    code = lineage.code
+    out: dict[str, Any] = {}
+    if code is not None:
+        commit = code.short
+        if code.dirty and code.diff_digest:
+            commit += f" ({code.diff_digest[7:19]})"
+        out["commit"] = commit
+        out["genreg"] = code.genreg
+    for name, version in (lineage.packages or {}).items():
+        out[name] = version
+    return out
+
+
+def environment_diff(a: Lineage, b: Lineage) -> dict[str, dict[str, Any]]:
+    """Environment entries that differ (code state, genreg and package versions). Shown, and
+    part of the fingerprint, but never counted as an input that makes a delta unattributable."""
+    va, vb = environment_view(a), environment_view(b)
+    keys = list(va) + [k for k in vb if k not in va]
+    return {k: {"a": va.get(k), "b": vb.get(k)} for k in keys if va.get(k) != vb.get(k)}
+
+
+def environment_note(diff: dict[str, dict[str, Any]]) -> str | None:
+    """``environment differs: commit 1a2b3c4d5e6f -> 0f9e8d7c6b5a, torch 2.12.0 -> 2.13.0``."""
+    if not diff:
+        return None
+    parts = [f"{k} {v['a']} -> {v['b']}" for k, v in diff.items()]
+    return "environment differs: " + ", ".join(parts)
 
 
 def warnings_for(diff: dict[str, Any]) -> list[str]:

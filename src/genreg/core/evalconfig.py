@@ -11,6 +11,9 @@ Semantics: ``max(k)`` documents are retrieved per query (after collapsing chunks
 documents); a metric cutoff above ``max(k)`` is a config error, and metrics without a cutoff
 (``map``, ``r-precision``) see the ``max(k)`` retrieved documents. When ``k`` is omitted it
 is the largest metric cutoff (10 if none).
+
+``latency``: ``per-query`` (default: each query embedded and searched alone and timed alone)
+or ``per-batch`` (``batch_size`` queries at a time, each given the batch's mean time).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class EvalConfig:
     prompt: Ref | None = None
     routing: Ref | None = None
     batch_size: int = DEFAULT_BATCH
+    latency: str = "per-query"  # how per-query latency is measured (genreg.core.latency)
     cost: dict[str, Any] = field(default_factory=dict)
     gates: list[Gate] = field(default_factory=list)
     baseline: str | None = None
@@ -180,12 +184,33 @@ def parse_config(
         prompt=ref("prompt", "prompt"),
         routing=ref("routing", "routing"),
         batch_size=int(data.get("batch_size") or emb.get("batch_size") or DEFAULT_BATCH),
+        latency=data.get("latency") or "per-query",
         cost=dict(data.get("cost") or {}),
         gates=gates,
         baseline=data.get("baseline"),
         source=source,
         raw=data,
     )
+
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
+def check_name(name: str, where: str) -> None:
+    """An eval name as the schema allows it (lowercase letters, digits, ``._-``)."""
+    if not _NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}: eval name {name!r} must match {_NAME_RE.pattern} (e.g. cranfield-baseline)"
+        )
+
+
+def check_metrics(metrics: list[str], where: str) -> None:
+    """Metric names: known to the metrics registry, none listed twice."""
+    if not metrics:
+        raise ConfigError(f"{where}: no metrics given")
+    if len(set(metrics)) != len(metrics):
+        raise ConfigError(f"{where}: duplicate metric names")
+    _check_metrics(metrics, where)
 
 
 def _check_metrics(metrics: list[str], where: str) -> None:

@@ -1,52 +1,60 @@
-"""Lineage: the environment a run executed in, and the run's fingerprint.
+"""The lineage record of an eval run: what it used, where it ran, and its fingerprint.
 
-:func:`capture_environment` records: the git commit of the working tree the eval ran from
-(``git rev-parse HEAD`` in the current directory), whether it was dirty (``git status
---porcelain`` non-empty, untracked files included) and, when dirty, ``diff_digest`` =
-``sha256:`` of ``git diff HEAD`` (so two dirty runs of different edits differ); the genreg
-version; the Python version and implementation; the versions of the key packages
-(:data:`KEY_PACKAGES`, from installed metadata, never imported); the platform; CPU model,
-logical cores, total RAM; and GPUs (``nvidia-smi``, when present). Nothing here imports torch.
+:class:`Lineage` is the typed form of the JSON stored on every run (``run.lineage``). It is
+frozen: the pipeline assembles its fields stage by stage and builds the record once, so the
+fingerprint can never be computed over one state and stored with another.
+
+Stored JSON (``to_dict``/``from_dict``; runs stored by earlier versions load unchanged)::
+
+    source                 eval (genreg retrieved) | score (an external run file)
+    inputs                 {role: {kind, name, version, digest, split}}  role in INPUT_ROLES
+    embedding              {model, digest} | null
+    chunking, index        normalised parameters | null
+    index_key              the derived index's key (eval runs)
+    k, metrics             cutoffs retrieved, metric names
+    cost                   cost options | null
+    run_file               sha256: of the scored run file | null; run_file_path: its path
+    generation             the generation stage's settings (model, params, prompt...) | absent
+    latency                how per-query latency was measured: per-query | per-batch | absent
+    code                   {commit, dirty, diff_digest, genreg}        -- environment
+    packages               {python, implementation, <key package>: version}  -- environment
+    host                   {platform, cpu, cores, ram_bytes, gpu}      -- environment
+    started_at, ended_at   ISO-8601 UTC
+    fingerprint            see below
 
 Fingerprint
 -----------
-``fingerprint(lineage)`` = ``sha256:`` of the canonical JSON (``genreg.core.hashing``) of
-exactly these fields of the lineage record (:data:`FINGERPRINT_FIELDS`) -- the inputs that
-determine the result:
+``fingerprint`` = ``sha256:`` of the canonical JSON (``genreg.core.hashing``) of exactly the
+fields :data:`FINGERPRINT_FIELDS` of the stored form, plus ``generation`` when the run has a
+generation stage (so runs without one keep the fingerprints stored before it existed):
 
-- ``source``: ``eval`` (genreg retrieved) or ``score`` (an external run file);
-- ``inputs``: for each role (prompt, evalset, corpus, routing) the exact kind, name, version,
-  digest and split;
-- ``embedding``: model name and weights digest; ``chunking`` and ``index``: their
-  normalised parameters; ``k`` and ``metrics``; ``cost``: the cost options;
-- ``run_file``: ``sha256:`` of the scored run file (``eval score`` only);
-- ``code``: git commit, dirty flag, diff digest, genreg version;
-- ``packages``: Python version and key package versions.
+- ``source``, ``inputs`` (kind, name, version, digest, split of every role), ``embedding``,
+  ``chunking``, ``index``, ``k``, ``metrics``, ``cost``, ``run_file`` -- the *inputs*;
+- ``code`` (commit, dirty flag, diff digest, genreg version) and ``packages`` (Python and key
+  package versions) -- the *environment* that could still change the numbers.
 
-Left out on purpose (they do not change the numbers): run id, eval name, author, start/end
-time, host, CPU model, cores, RAM and GPU, batch size, gates and baseline. Two runs with the
-same fingerprint are therefore a repeat of the same computation ("identical to run X").
+Left out on purpose (they do not change the numbers): run id, eval name, run name, tags and
+parameters, author, start/end time, host (CPU, cores, RAM, GPU), batch size, how latency was
+measured, gates and baseline. Two runs with the same fingerprint are a repeat of the same
+computation ("identical to run X").
+
+Attribution (:mod:`genreg.core.compare`) is narrower than the fingerprint: a delta between
+two runs is attributed to the *inputs* that differ; ``code`` and ``packages`` are shown as
+"environment differs" but never make a delta unattributable.
+
+Environment capture (git, ``/proc``, ``nvidia-smi``) lives at the edge, in
+:mod:`genreg.environment`; this module only describes and hashes the record.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from genreg.core.hashing import digest_bytes, digest_json
+from genreg.core.hashing import digest_json
 
-KEY_PACKAGES = (
-    "torch",
-    "sentence-transformers",
-    "transformers",
-    "faiss-cpu",
-    "numpy",
-    "tokenizers",
-)
+INPUT_ROLES = ("evalset", "corpus", "prompt", "routing")
 FINGERPRINT_FIELDS = (
     "source",
     "inputs",
@@ -60,96 +68,250 @@ FINGERPRINT_FIELDS = (
     "code",
     "packages",
 )
+# Fingerprinted only when present: records stored before these existed keep their fingerprint.
+OPTIONAL_FINGERPRINT_FIELDS = ("generation",)
+ENVIRONMENT_FIELDS = ("code", "packages", "host")
+# Emitted by to_dict only when set (absent from older records).
+_OPTIONAL_KEYS = ("index_key", "run_file_path", "generation", "latency")
 
 
-def _git(args: list[str], cwd: Path) -> tuple[int, bytes]:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return 1, b""
-    return out.returncode, out.stdout
+def fingerprint(lineage: Mapping[str, Any]) -> str:
+    """``sha256:`` of the canonical JSON of :data:`FINGERPRINT_FIELDS` of a stored lineage
+    dict (plus :data:`OPTIONAL_FINGERPRINT_FIELDS` that are set)."""
+    body = {f: lineage.get(f) for f in FINGERPRINT_FIELDS}
+    for f in OPTIONAL_FINGERPRINT_FIELDS:
+        if lineage.get(f) is not None:
+            body[f] = lineage[f]
+    return digest_json(body)
 
 
-def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
-    """``{commit, dirty, diff_digest}`` of the git working tree at ``cwd`` (None outside git)."""
-    where = Path(cwd or Path.cwd())
-    rc, head = _git(["rev-parse", "HEAD"], where)
-    if rc != 0:
-        return {"commit": None, "dirty": None, "diff_digest": None}
-    rc, status = _git(["status", "--porcelain"], where)
-    dirty = bool(status.strip()) if rc == 0 else None
-    diff_digest = None
-    if dirty:
-        _, diff = _git(["diff", "HEAD"], where)
-        diff_digest = digest_bytes(diff + b"\0" + status)
-    return {"commit": head.decode().strip(), "dirty": dirty, "diff_digest": diff_digest}
+@dataclass(frozen=True)
+class InputPin:
+    """One exact input version a run used, under its role."""
+
+    role: str  # prompt | evalset | corpus | routing
+    kind: str
+    name: str
+    version: int
+    digest: str
+    split: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.name}@v{self.version}" + (f"#{self.split}" if self.split else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public form (API, ``--json``): every field plus ``ref``."""
+        return {
+            "role": self.role,
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+            "split": self.split,
+            "ref": self.ref,
+        }
+
+    def stored(self) -> dict[str, Any]:
+        """The form stored under ``lineage.inputs[role]``."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+            "split": self.split,
+        }
+
+    @classmethod
+    def from_stored(cls, role: str, d: Mapping[str, Any]) -> InputPin:
+        return cls(role, d["kind"], d["name"], int(d["version"]), d["digest"], d.get("split"))
 
 
-def package_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
+@dataclass(frozen=True)
+class ModelPin:
+    """The embedding model by name and weights digest."""
 
-    out: dict[str, str | None] = {}
-    for name in KEY_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    model: str
+    digest: str | None
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "digest": self.digest}
 
 
-def ram_bytes() -> int | None:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
+@dataclass(frozen=True)
+class CodeState:
+    """The git state of the working tree the run started from, and the genreg version."""
+
+    commit: str | None = None
+    dirty: bool | None = None
+    diff_digest: str | None = None
+    genreg: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "dirty": self.dirty,
+            "diff_digest": self.diff_digest,
+            "genreg": self.genreg,
+        }
+
+    @property
+    def short(self) -> str:
+        c = (self.commit or "no git")[:12]
+        return c + ("+dirty" if self.dirty else "")
 
 
-def gpus() -> list[str]:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=5,
+@dataclass(frozen=True)
+class Environment:
+    """What a run records about where it ran (captured by :mod:`genreg.environment`)."""
+
+    code: CodeState = field(default_factory=CodeState)
+    packages: Mapping[str, str | None] = field(default_factory=dict)
+    host: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code.to_dict(),
+            "packages": dict(self.packages),
+            "host": dict(self.host),
+        }
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The lineage record of one run (see the module docstring for each field)."""
+
+    source: str
+    inputs: tuple[InputPin, ...] = ()
+    embedding: ModelPin | None = None
+    chunking: Mapping[str, Any] | None = None
+    index: Mapping[str, Any] | None = None
+    index_key: str | None = None
+    k: tuple[int, ...] | None = None
+    metrics: tuple[str, ...] | None = None
+    cost: Mapping[str, Any] | None = None
+    run_file: str | None = None
+    run_file_path: str | None = None
+    generation: Mapping[str, Any] | None = None
+    latency: str | None = None
+    code: CodeState | None = None
+    packages: Mapping[str, str | None] | None = None
+    host: Mapping[str, Any] | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # unknown stored keys, kept verbatim
+
+    # ---- access ---------------------------------------------------------------------------
+    def input(self, role: str) -> InputPin | None:
+        return next((i for i in self.inputs if i.role == role), None)
+
+    @property
+    def environment(self) -> Environment:
+        return Environment(self.code or CodeState(), self.packages or {}, self.host or {})
+
+    @property
+    def fingerprint(self) -> str:
+        """See the module docstring: inputs plus code and packages, never times or host."""
+        return fingerprint(self._body())
+
+    def with_times(self, started_at: str | None, ended_at: str | None) -> Lineage:
+        return replace(self, started_at=started_at, ended_at=ended_at)
+
+    def with_environment(self, env: Environment) -> Lineage:
+        return replace(self, code=env.code, packages=dict(env.packages), host=dict(env.host))
+
+    # ---- stored form ----------------------------------------------------------------------
+    def _body(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "source": self.source,
+            "inputs": {i.role: i.stored() for i in self.inputs},
+            "embedding": self.embedding.to_dict() if self.embedding else None,
+            "chunking": _plain(self.chunking),
+            "index": _plain(self.index),
+            "k": list(self.k) if self.k is not None else None,
+            "metrics": list(self.metrics) if self.metrics is not None else None,
+            "cost": _plain(self.cost),
+            "run_file": self.run_file,
+            "code": self.code.to_dict() if self.code else None,
+            "packages": _plain(self.packages),
+            "host": _plain(self.host),
+        }
+        for key in _OPTIONAL_KEYS:
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = _plain(v)
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored JSON (with the fingerprint)."""
+        d = {**_plain(self.extra), **self._body()}
+        d["fingerprint"] = fingerprint(d)
+        d["started_at"], d["ended_at"] = self.started_at, self.ended_at
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Lineage:
+        """Load a stored record (any version genreg has written)."""
+        known = ({f.name for f in fields(cls)} - {"extra"}) | {"fingerprint"}
+        emb = d.get("embedding")
+        code = d.get("code")
+        return cls(
+            source=str(d.get("source") or "eval"),
+            inputs=tuple(InputPin.from_stored(r, i) for r, i in (d.get("inputs") or {}).items()),
+            embedding=ModelPin(emb.get("model"), emb.get("digest")) if emb else None,
+            chunking=d.get("chunking"),
+            index=d.get("index"),
+            index_key=d.get("index_key"),
+            k=tuple(d["k"]) if d.get("k") is not None else None,
+            metrics=tuple(d["metrics"]) if d.get("metrics") is not None else None,
+            cost=d.get("cost"),
+            run_file=d.get("run_file"),
+            run_file_path=d.get("run_file_path"),
+            generation=d.get("generation"),
+            latency=d.get("latency"),
+            code=CodeState(**{k: code.get(k) for k in CodeState.__dataclass_fields__})
+            if code
+            else None,
+            packages=d.get("packages"),
+            host=d.get("host"),
+            started_at=d.get("started_at"),
+            ended_at=d.get("ended_at"),
+            extra={k: v for k, v in d.items() if k not in known},
         )
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return (
-        [ln.strip() for ln in out.stdout.splitlines() if ln.strip()] if out.returncode == 0 else []
-    )
+
+    # Read access by stored key (``run.lineage["run_file"]``), for code that predates the type.
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
 
 
-def capture_environment(cwd: str | Path | None = None) -> dict[str, Any]:
-    """``{code, packages, host}``: what the lineage record stores about the environment."""
-    from genreg import __version__
-
-    return {
-        "code": {**git_state(cwd), "genreg": __version__},
-        "packages": {
-            "python": platform.python_version(),
-            "implementation": sys.implementation.name,
-            **package_versions(),
-        },
-        "host": {
-            "platform": platform.platform(),
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "ram_bytes": ram_bytes(),
-            "gpu": gpus(),
-        },
-    }
+def _plain(v: Any) -> Any:
+    """A JSON-ready deep copy (mappings to dicts, tuples to lists)."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
 
 
-def fingerprint(lineage: dict[str, Any]) -> str:
-    """``sha256:`` of the canonical JSON of :data:`FINGERPRINT_FIELDS` of ``lineage``."""
-    return digest_json({f: lineage.get(f) for f in FINGERPRINT_FIELDS})
+_MOVED = {
+    "capture_environment",
+    "git_state",
+    "package_versions",
+    "cpu_model",
+    "ram_bytes",
+    "gpus",
+    "KEY_PACKAGES",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Environment capture moved to :mod:`genreg.environment` (the edge); the old names are
+    still importable from here, loaded only when asked for."""
+    if name in _MOVED:
+        import genreg.environment as env
+
+        return getattr(env, name)
+    raise AttributeError(name)

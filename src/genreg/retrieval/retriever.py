@@ -40,18 +40,6 @@ class IndexInfo:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def lineage(self) -> dict[str, Any]:
-        """What a run records about the retrieval side (no timing, no cache state)."""
-        return {
-            "corpus": self.corpus,
-            "corpus_digest": self.corpus_digest,
-            "embedding_model": self.model,
-            "embedding_model_digest": self.model_digest,
-            "chunking": self.chunking,
-            "index": self.index,
-            "index_key": self.key,
-        }
-
 
 @dataclass(frozen=True)
 class Hit:
@@ -67,7 +55,7 @@ class Hit:
 @dataclass
 class SearchResult:
     hits: list[list[Hit]]
-    latencies: list[float]  # seconds per query (a batch's time divided by its size)
+    latencies: list[float]  # seconds per query (see Retriever.search: per-query or per-batch)
     batch_size: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -102,14 +90,28 @@ class Retriever:
         return None if self._texts is None else self._texts[row]
 
     def search(
-        self, queries: list[str], k: int, *, batch_size: int = 32, with_text: bool = False
+        self,
+        queries: list[str],
+        k: int,
+        *,
+        batch_size: int = 32,
+        with_text: bool = False,
+        latency: str = "per-batch",
+        progress: Callable[[str, int, int | None], None] | None = None,
     ) -> SearchResult:
-        """Top-``k`` documents per query, best first. ``latencies[i]`` is the time of query
-        ``i``'s batch (embedding + search + collapse) divided by the batch size."""
+        """Top-``k`` documents per query, best first, with a latency per query.
+
+        ``latency="per-query"`` (what ``eval run`` uses by default): each query is embedded and
+        searched on its own and timed alone (embedding + search + collapsing chunks), the
+        latency one request sees; building the hits is left out of the timing.
+        ``"per-batch"`` (the default here): queries are embedded and searched ``batch_size``
+        at a time (faster in total) and each query gets its batch's time divided by the batch
+        size, so percentiles within a batch are equal."""
         hits: list[list[Hit]] = []
         latencies: list[float] = []
-        bs = max(1, batch_size)
-        for start in range(0, len(queries), bs):
+        n = len(queries)
+        bs = 1 if latency == "per-query" else max(1, batch_size)
+        for start in range(0, n, bs):
             batch = list(queries[start : start + bs])
             t0 = time.perf_counter()
             q = self.embedder.encode(batch, batch_size=bs)
@@ -117,6 +119,8 @@ class Retriever:
             dt = time.perf_counter() - t0
             latencies.extend([dt / len(batch)] * len(batch))
             hits.extend(self._to_hits(rows, with_text) for rows in found)
+            if progress is not None and (len(hits) == n or len(hits) % max(bs, 32) == 0):
+                progress("search", len(hits), n)
         return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
 
     def search_vectors(

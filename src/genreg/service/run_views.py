@@ -32,14 +32,21 @@ class RunViews:
         return self.runs_repo.get(run_id)
 
     def list_runs(
-        self, *, used: str | None = None, name: str | None = None, limit: int | None = None
+        self,
+        *,
+        used: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        tags: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> list[RunInfo]:
-        """Runs newest first; ``used`` is a ref resolved to the exact version it names."""
+        """Runs newest first; ``used`` is a ref resolved to the exact version it names;
+        ``tags``/``params`` keep runs carrying every given ``key=value``."""
         u = None
         if used:
             v = self.resolve(used)
             u = (v.kind, v.name, v.version)
-        return self.runs_repo.list(name=name, used=u, limit=limit)
+        return self.runs_repo.list(name=name, used=u, limit=limit, tags=tags, params=params)
 
     def run_results(self, run_id: str) -> dict[str, Any]:
         """The per-query results object of a run (ranked docs, metrics, latency, tokens)."""
@@ -78,6 +85,7 @@ class RunViews:
         return {
             "run": run.id,
             "name": run.name,
+            "run_name": run.run_name,
             "source": run.source,
             "fingerprint": run.fingerprint,
             "started_at": run.started_at,
@@ -88,11 +96,17 @@ class RunViews:
                 for i, v in zip(run.inputs, self.verify_run_inputs(run.id))
             ],
             "retrieval": {
-                f: lin.get(f) for f in ("embedding", "chunking", "index", "k", "index_key")
+                "embedding": lin.embedding.to_dict() if lin.embedding else None,
+                "chunking": lin.get("chunking"),
+                "index": lin.get("index"),
+                "k": lin.get("k"),
+                "index_key": lin.index_key,
             },
+            "generation": lin.get("generation"),
             "metrics": lin.get("metrics"),
-            "run_file": lin.get("run_file"),
-            "code": lin.get("code"),
+            "run_file": lin.run_file,
+            "latency": lin.latency,
+            "code": lin.code.to_dict() if lin.code else None,
             "packages": lin.get("packages"),
             "host": lin.get("host"),
         }
@@ -149,14 +163,22 @@ class RunViews:
         )
 
     def compare_runs(self, a: str, b: str, *, n_resamples: int = 10000) -> dict[str, Any]:
-        """Metric deltas (B - A) with paired tests, per-query wins/losses, lineage differences
-        and loud warnings when the delta is not attributable."""
-        from genreg.core.compare import compare_metric, lineage_diff, warnings_for
+        """Metric deltas (B - A) with paired tests, per-query wins/losses, the inputs that differ
+        (loud warnings when the delta is not attributable) and, apart, the environment that
+        differs (commit, genreg and package versions: shown, never blocking attribution)."""
+        from genreg.core.compare import (
+            compare_metric,
+            environment_diff,
+            environment_note,
+            lineage_diff,
+            warnings_for,
+        )
 
         ra, rb = self.get_run(a), self.get_run(b)
         qa = self.run_results(ra.id).get("per_query_metrics", {})
         qb = self.run_results(rb.id).get("per_query_metrics", {})
         diff = lineage_diff(ra.lineage, rb.lineage)
+        env = environment_diff(ra.lineage, rb.lineage)
         common = [m for m in ra.metrics if m in rb.metrics]
         metrics = {
             m: compare_metric(qa.get(m, {}), qb.get(m, {}), n_resamples=n_resamples) for m in common
@@ -166,11 +188,15 @@ class RunViews:
             "b": rb.id,
             "a_name": ra.name,
             "b_name": rb.name,
+            "a_run_name": ra.run_name,
+            "b_run_name": rb.run_name,
             "metrics": metrics,
             "only_in_a": [m for m in ra.metrics if m not in rb.metrics],
             "only_in_b": [m for m in rb.metrics if m not in ra.metrics],
             "differs": diff,
             "attributable": len(diff) <= 1 and "evalset" not in diff,
             "warnings": warnings_for(diff),
+            "environment_differs": env,
+            "environment_note": environment_note(env),
             "identical_fingerprint": ra.fingerprint == rb.fingerprint,
         }

@@ -91,6 +91,37 @@ class RunRow(SQLModel, table=True):
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     results_object: str | None = Field(default=None, max_length=64)
+    run_name: str | None = Field(default=None, max_length=200)  # --run-name (migration 0003)
+
+
+class RunTagRow(SQLModel, table=True):
+    """``--tag key=value`` on a run (one row per key)."""
+
+    __tablename__ = "run_tag"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key", name="uq_run_tag_run_key"),
+        Index("ix_run_tag_key_value", "key", "value"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", max_length=64)
+    key: str = Field(max_length=200)
+    value: str = Field(max_length=1000)
+
+
+class RunParamRow(SQLModel, table=True):
+    """A run parameter: one ``--set key=value`` override, the value as given."""
+
+    __tablename__ = "run_param"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key", name="uq_run_param_run_key"),
+        Index("ix_run_param_key_value", "key", "value"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", max_length=64)
+    key: str = Field(max_length=200)
+    value: str = Field(max_length=1000)
 
 
 class RunInputRow(SQLModel, table=True):

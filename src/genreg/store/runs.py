@@ -5,13 +5,16 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from genreg.core.lineage import Lineage
 from genreg.core.runinfo import RunInfo, RunInput
 from genreg.errors import AmbiguousRef, NotFound
 from genreg.store.db import read_session, with_retry, write_session
-from genreg.store.models import RunInputRow, RunMetricRow, RunRow
+from genreg.store.models import RunInputRow, RunMetricRow, RunParamRow, RunRow, RunTagRow
+
+_Labels = dict[str, dict[str, str]]
 
 
-def _info(r: RunRow, inputs: list[RunInputRow]) -> RunInfo:
+def _info(r: RunRow, inputs: list[RunInputRow], tags: _Labels, params: _Labels) -> RunInfo:
     return RunInfo(
         id=r.id,
         name=r.name,
@@ -23,11 +26,14 @@ def _info(r: RunRow, inputs: list[RunInputRow]) -> RunInfo:
         ended_at=r.ended_at,
         author=r.author,
         config=dict(r.config or {}),
-        lineage=dict(r.lineage or {}),
+        lineage=Lineage.from_dict(r.lineage or {}),
         metrics=dict(r.metrics or {}),
         report=dict(r.report or {}),
         results_object=r.results_object,
         inputs=[RunInput(i.role, i.kind, i.name, i.version, i.digest, i.split) for i in inputs],
+        run_name=r.run_name,
+        tags=tags.get(r.id, {}),
+        params=params.get(r.id, {}),
     )
 
 
@@ -52,10 +58,11 @@ class RunRepo:
                         ended_at=run.ended_at,
                         author=run.author,
                         config=run.config,
-                        lineage=run.lineage,
+                        lineage=run.lineage.to_dict(),
                         metrics=run.metrics,
                         report=run.report,
                         results_object=run.results_object,
+                        run_name=run.run_name,
                     )
                 )
                 s.flush()
@@ -73,6 +80,10 @@ class RunRepo:
                     )
                 for name, value in run.metrics.items():
                     s.add(RunMetricRow(run_id=run.id, name=name, value=float(value)))
+                for key, value in run.tags.items():
+                    s.add(RunTagRow(run_id=run.id, key=key, value=value))
+                for key, value in run.params.items():
+                    s.add(RunParamRow(run_id=run.id, key=key, value=value))
 
         with_retry(tx)
         return run
@@ -86,7 +97,13 @@ class RunRepo:
             select(RunInputRow).where(col(RunInputRow.run_id).in_(ids)).order_by(RunInputRow.id)
         ):
             edges.setdefault(e.run_id, []).append(e)
-        return [_info(r, edges.get(r.id, [])) for r in rows]
+        labels: list[_Labels] = []
+        for table in (RunTagRow, RunParamRow):
+            found: _Labels = {}
+            for t in s.exec(select(table).where(col(table.run_id).in_(ids)).order_by(table.id)):
+                found.setdefault(t.run_id, {})[t.key] = t.value
+            labels.append(found)
+        return [_info(r, edges.get(r.id, []), *labels) for r in rows]
 
     def get(self, run_id: str) -> RunInfo:
         """A run by id or unique id prefix (at least 4 characters)."""
@@ -112,8 +129,11 @@ class RunRepo:
         used: tuple[str, str, int | None] | None = None,
         fingerprint: str | None = None,
         limit: int | None = None,
+        tags: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
     ) -> list[RunInfo]:
-        """Runs, newest first, filtered by eval name, an input used, or fingerprint."""
+        """Runs, newest first, filtered by eval name, an input used, fingerprint, and tags /
+        parameters (a run must carry every given ``key=value``)."""
         with read_session(self.engine) as s:
             q = select(RunRow)
             if name:
@@ -128,6 +148,10 @@ class RunRepo:
                 if version is not None:
                     sub = sub.where(RunInputRow.version == version)
                 q = q.where(col(RunRow.id).in_(sub))
+            for table, want in ((RunTagRow, tags), (RunParamRow, params)):
+                for key, value in (want or {}).items():
+                    has = select(table.run_id).where(table.key == key, table.value == value)
+                    q = q.where(col(RunRow.id).in_(has))
             q = q.order_by(col(RunRow.started_at).desc(), col(RunRow.id).desc())
             if limit:
                 q = q.limit(limit)

@@ -4,4 +4,4 @@
 scripts, so opening a store can tell in one query whether anything needs to run.
 """
 
-HEAD = "0002"
+HEAD = "0003"

@@ -1,0 +1,524 @@
+"""The stages of an eval run. Each is a small unit with two steps over the shared
+:class:`~genreg.pipeline.records.RunState`:
+
+- ``prepare(state)``: cheap checks and set-up (no model, no index, no network). The pipeline
+  runs *every* stage's ``prepare`` before *any* stage's ``run``, so a bad ref, config,
+  template or gate fails in well under a second, before indexing starts;
+- ``run(state, progress)``: the stage's work, reading what earlier stages set and setting its
+  own fields (documented on each class).
+
+Dependencies are explicit constructor arguments typed by the small protocols below, so a
+stage can be tested over a real registry or over anything else that answers them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from genreg.core.lineage import Environment, InputPin, Lineage, ModelPin
+from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
+from genreg.pipeline.records import Hit, Progress, QueryRecord, RunDraft, RunState
+
+if TYPE_CHECKING:
+    from genreg.core.prompt import Prompt
+    from genreg.core.refs import Ref
+    from genreg.core.routing import Routing
+    from genreg.core.runinfo import RunInfo
+    from genreg.core.types import VersionInfo
+
+RESULTS_FORMAT = "genreg-run-results/1"
+
+
+# ---- what the stages need from the rest of genreg -------------------------------------------
+class ArtifactSource(Protocol):
+    def resolve(self, ref: Any, kind: str | None = None) -> VersionInfo: ...
+    def content(self, ref: Any) -> bytes: ...
+    def load_prompt(self, ref: Any) -> Prompt: ...
+    def load_routing(self, ref: Any) -> Routing: ...
+
+
+class IndexSource(Protocol):
+    def open_retriever(self, corpus_ref: Any, **kw: Any) -> Any: ...
+
+
+class RunHistory(Protocol):
+    def resolve_baseline(self, spec: str) -> RunInfo: ...
+    def run_results(self, run_id: str) -> dict[str, Any]: ...
+
+
+class RunSink(Protocol):
+    """Where finished runs go: the results object and the run row."""
+
+    def put_results(self, blob: bytes) -> str: ...
+    def first_with_fingerprint(self, fingerprint: str) -> str | None: ...
+    def create_run(self, run: RunInfo) -> None: ...
+    def author(self) -> str: ...
+
+
+class Stage(Protocol):
+    name: str
+
+    def prepare(self, state: RunState) -> None: ...
+    def run(self, state: RunState, progress: Progress | None) -> None: ...
+
+
+def now() -> str:
+    """ISO-8601 UTC, the store's timestamp format (sortable as text)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def pin(role: str, v: VersionInfo, split: str | None = None) -> InputPin:
+    return InputPin(role, v.kind, v.name, v.version, v.digest, split)
+
+
+# ---- resolve --------------------------------------------------------------------------------
+class Resolve:
+    """Every ref to an exact version, the baseline run, the eval set's queries.
+
+    Sets ``inputs``, ``records`` (one per eval-set query), ``prompt``/``routing`` (when the
+    config names them), ``baseline``, ``lineage.source``/``metrics``. All in ``prepare``:
+    resolving is cheap, and later stages' checks need what it finds."""
+
+    name = "resolve"
+
+    def __init__(self, artifacts: ArtifactSource, history: RunHistory) -> None:
+        self.artifacts = artifacts
+        self.history = history
+
+    def _version(self, ref: Ref | str, role: str) -> VersionInfo:
+        """A ref that names nothing is a config error (exit 2), so exit code 1 keeps meaning
+        "a gate failed" in CI."""
+        try:
+            return self.artifacts.resolve(ref)
+        except (NotFound, AmbiguousRef) as exc:
+            raise ConfigError(f"{role}: {exc.message}") from None
+
+    def prepare(self, state: RunState) -> None:
+        req, cfg = state.request, state.config
+        es = self._version(req.evalset, "evalset")
+        state.inputs = [pin("evalset", es, req.evalset.split)]
+        if cfg is not None:
+            state.inputs.append(pin("corpus", self._version(cfg.corpus, "corpus")))
+            for role in ("prompt", "routing"):
+                ref = getattr(cfg, role)
+                if ref is not None:
+                    state.inputs.append(pin(role, self._version(ref, role)))
+        state.baseline = self._baseline(state)
+        from genreg.core import artifacts as kinds
+
+        evalset = kinds.decode("evalset", self.artifacts.content(es)).select(req.evalset.split)
+        state.records = [QueryRecord.from_row(r) for r in evalset.rows]
+        if cfg is not None and cfg.prompt is not None and cfg.routing is not None:
+            state.prompt = self.artifacts.load_prompt(state.input_ref("prompt"))
+            state.routing = self.artifacts.load_routing(state.input_ref("routing"))
+        state.lineage.update(source=req.source, metrics=tuple(req.metrics))
+
+    def _baseline(self, state: RunState) -> RunInfo | None:
+        req = state.request
+        if req.baseline:
+            return self.history.resolve_baseline(req.baseline)
+        need = [g.expr for g in req.gates if g.needs_baseline]
+        if need:
+            raise ConfigError(
+                f"gate {need[0]!r} compares with a baseline: pass --baseline RUN|REF "
+                "or set 'baseline:' in the eval config"
+            )
+        return None
+
+    def run(self, state: RunState, progress: Progress | None) -> None:
+        pass
+
+
+# ---- retrieve -------------------------------------------------------------------------------
+class Retrieve:
+    """Open (build or reuse) the corpus index and search every query.
+
+    Sets each record's ``hits`` (with text when a later stage asked for it through
+    ``state.need_text``) and ``latency``; ``lineage`` embedding/chunking/index/index_key/k/
+    latency; ``report.latency`` and ``report.index``. ``prepare`` parses the chunking and
+    index parameters (a bad value is a config error before anything is built)."""
+
+    name = "retrieve"
+
+    def __init__(self, indexes: IndexSource) -> None:
+        self.indexes = indexes
+        self._specs: tuple[Any, Any] | None = None
+
+    def prepare(self, state: RunState) -> None:
+        cfg = state.config
+        assert cfg is not None, "retrieve needs an eval config"
+        try:
+            from genreg.retrieval.chunking import ChunkingSpec
+            from genreg.retrieval.index import IndexSpec
+
+            self._specs = ChunkingSpec.parse(cfg.chunking), IndexSpec.parse(cfg.index)
+        except GenregError as exc:
+            raise ConfigError(f"{cfg.source}: {exc.message}") from None
+
+    def run(self, state: RunState, progress: Progress | None) -> None:
+        from genreg.core.latency import latency_summary
+
+        cfg = state.config
+        assert cfg is not None and self._specs is not None
+        chunking, index = self._specs
+        try:
+            retriever = self.indexes.open_retriever(
+                state.input_ref("corpus"),
+                model=cfg.model,
+                chunking=chunking,
+                index=index,
+                progress=progress,
+            )
+        except NotFound as exc:  # e.g. an embedding model that is not available offline
+            raise ConfigError(f"{cfg.source}: {exc.message}") from None
+        info = retriever.info
+        queries = [r.query for r in state.records]
+        t0 = time.perf_counter()
+        found = retriever.search(
+            queries,
+            cfg.depth,
+            batch_size=cfg.batch_size,
+            with_text=state.need_text,
+            latency=cfg.latency,
+            progress=progress,
+        )
+        wall = time.perf_counter() - t0
+        for rec, hits, lat in zip(state.records, found.hits, found.latencies):
+            rec.hits = [Hit(h.doc_id, h.score, h.text) for h in hits]
+            rec.latency = lat
+        state.lineage.update(
+            embedding=ModelPin(info.model, info.model_digest),
+            chunking=info.chunking,
+            index=info.index,
+            index_key=info.key,
+            k=tuple(cfg.k),
+            latency=cfg.latency,
+        )
+        state.report["latency"] = latency_summary(
+            found.latencies, wall, found.batch_size, cfg.latency
+        )
+        state.report["index"] = {
+            "n_docs": info.n_docs,
+            "n_chunks": info.n_chunks,
+            "reused": info.reused,
+        }
+
+
+# ---- read run file (eval score: replaces retrieve) ------------------------------------------
+class ReadRunFile:
+    """Bring-your-own retrieval: the ranked hits come from a TREC or JSONL run file.
+
+    ``prepare`` reads and parses the file (errors name ``file:line``); ``run`` sets each
+    record's ``hits`` (ranked by score, trec_eval's tie order; no latency) and ``lineage``
+    run_file (its digest) and run_file_path."""
+
+    name = "read-run-file"
+
+    def __init__(self) -> None:
+        self._run: dict[str, dict[str, float]] | None = None
+
+    def prepare(self, state: RunState) -> None:
+        from genreg.core.hashing import digest_bytes
+        from genreg.core.runfile import read_run
+
+        p = state.request.run_file
+        assert p is not None, "read-run-file needs a run file"
+        try:
+            data = Path(p).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read run file ({exc.strerror})") from None
+        self._run = read_run(p)
+        state.lineage.update(run_file=digest_bytes(data), run_file_path=str(p))
+
+    def run(self, state: RunState, progress: Progress | None) -> None:
+        from genreg.core.metrics import rank
+
+        assert self._run is not None
+        for rec in state.records:
+            scores = self._run.get(rec.id, {})
+            rec.hits = [Hit(d, scores[d]) for d in rank(scores)]
+
+
+# ---- templates: render with a sample record before anything expensive ------------------------
+def check_render(
+    prompt: Prompt, prompt_ref: str, record: QueryRecord, render: Callable[[], Any]
+) -> None:
+    """Run ``render`` (a template rendered for ``record``); a failure is a config error naming
+    the prompt ref and the query id, raised before any expensive stage."""
+    try:
+        render()
+    except GenregError as exc:
+        raise ConfigError(
+            f"prompt {prompt_ref}: cannot render for query {record.id!r}: {exc.message}"
+        ) from None
+
+
+# ---- estimate token cost --------------------------------------------------------------------
+class EstimateCost:
+    """Token cost of answering each query with the prompt and routing config (documented in
+    :mod:`genreg.core.cost`). Active when the config names both a prompt and a routing.
+
+    ``prepare`` asks retrieve for hit texts and renders the prompt for the first query with a
+    sample context; ``run`` sets each record's ``extra`` route/model/cost/tokens,
+    ``report.cost`` and ``lineage.cost``."""
+
+    name = "cost"
+
+    def prepare(self, state: RunState) -> None:
+        from genreg.core import cost as costmod
+
+        if state.prompt is None or state.routing is None:
+            return
+        state.need_text = True
+        cfg, prompt, sample = state.config, state.prompt, state.sample()
+        assert cfg is not None
+        context = costmod.format_context([("sample-doc", "sample context")], self._chars(state))
+        check_render(
+            prompt,
+            state.input_ref("prompt"),
+            sample,
+            lambda: costmod.render_inputs(prompt, sample.query, context),
+        )
+        state.lineage["cost"] = dict(cfg.cost)
+
+    @staticmethod
+    def _k(state: RunState) -> int:
+        from genreg.core import cost as costmod
+
+        assert state.config is not None
+        return int(state.config.cost.get("context_k", costmod.DEFAULT_CONTEXT_K))
+
+    @staticmethod
+    def _chars(state: RunState) -> int:
+        from genreg.core import cost as costmod
+
+        assert state.config is not None
+        return int(state.config.cost.get("context_chars", costmod.DEFAULT_CONTEXT_CHARS))
+
+    def run(self, state: RunState, progress: Progress | None) -> None:
+        from genreg.core import cost as costmod
+
+        if state.prompt is None or state.routing is None:
+            return
+        k, chars = self._k(state), self._chars(state)
+        costs = []
+        for rec in state.records:
+            docs = [(h.doc_id, h.text or "") for h in rec.hits[:k]]
+            try:
+                c = costmod.query_cost(
+                    state.prompt, state.routing, rec.query, docs, tags=rec.tags, context_chars=chars
+                )
+            except GenregError as exc:
+                raise ConfigError(
+                    f"prompt {state.input_ref('prompt')}: cannot render for query "
+                    f"{rec.id!r}: {exc.message}"
+                ) from None
+            rec.extra.update(
+                route=c.route,
+                model=c.model,
+                cost=c.cost,
+                tokens={
+                    "input": c.input_tokens,
+                    "output": c.output_tokens,
+                    "counter": c.tokenizer,
+                    "estimate": c.estimate,
+                },
+            )
+            costs.append(c)
+        state.report["cost"] = costmod.summarize(
+            costs, state.routing, context_k=k, context_chars=chars
+        )
+
+
+# ---- score ----------------------------------------------------------------------------------
+class Score:
+    """Metrics over the records, gates, and deltas against the baseline run.
+
+    Retrieval metrics (``recall@k`` ...) are computed from each record's hits and judgments.
+    A metric listed in ``state.stage_metrics`` was computed per query by an earlier stage (a
+    judge, say) into ``record.metrics``; its mean is taken over the records that have it.
+
+    ``prepare`` checks that every gate's metric is one the run computes. ``run`` sets
+    ``scores``, each record's ``metrics``, ``gate_results`` and ``report`` n_queries /
+    empty_queries / gates / baseline / baseline_deltas (per metric: value, baseline, delta,
+    CI, p-value, wins/losses/ties, from :func:`genreg.core.compare.compare_metric`)."""
+
+    name = "score"
+
+    def __init__(self, history: RunHistory, *, n_resamples: int = 10000) -> None:
+        self.history = history
+        self.n_resamples = n_resamples
+
+    def prepare(self, state: RunState) -> None:
+        names = {m.lower() for m in state.metric_names}
+        for g in state.request.gates:
+            if g.metric.lower() not in names:
+                raise ConfigError(
+                    f"gate {g.expr!r}: metric {g.metric!r} is not computed by this run "
+                    f"(metrics: {', '.join(state.metric_names)})"
+                )
+
+    def run(self, state: RunState, progress: Progress | None) -> None:
+        from genreg.core.gates import Side, check
+        from genreg.core.metrics import EvalResult, evaluate
+
+        staged = [m for m in state.metric_names if m in state.stage_metrics]
+        retrieval = [m for m in state.metric_names if m not in state.stage_metrics]
+        qrels = {r.id: r.relevant for r in state.records}
+        res = evaluate(qrels, {r.id: r.scores() for r in state.records}, retrieval)
+        for m in staged:
+            vals = {r.id: r.metrics[m] for r in state.records if m in r.metrics}
+            res.per_query[m] = vals
+            res.mean[m] = sum(vals.values()) / len(vals) if vals else 0.0
+        res = EvalResult(
+            {m: res.per_query[m] for m in state.metric_names},
+            {m: res.mean[m] for m in state.metric_names},
+            res.n_queries,
+            res.empty_queries,
+        )
+        for rec in state.records:
+            rec.metrics = {
+                m: res.per_query[m][rec.id]
+                for m in state.metric_names
+                if rec.id in res.per_query[m]
+            }
+        state.scores = res
+        state.report.update(
+            n_queries=res.n_queries,
+            empty_queries=len(res.empty_queries),
+            empty_query_ids=res.empty_queries[:50],
+        )
+        base = state.baseline
+        bside = None
+        if base is not None:
+            b_pq = self.history.run_results(base.id).get("per_query_metrics", {})
+            bside = Side(dict(base.metrics), b_pq, base.id)
+            state.report["baseline_deltas"] = self._deltas(res, base, b_pq)
+        if state.request.gates:
+            state.gate_results = check(state.request.gates, Side(res.mean, res.per_query), bside)
+            state.report["gates"] = [g.to_dict() for g in state.gate_results]
+        if base is not None:
+            state.report["baseline"] = base.id
+
+    def _deltas(
+        self, res: Any, base: RunInfo, b_pq: dict[str, dict[str, float]]
+    ) -> dict[str, dict[str, Any]]:
+        from genreg.core.compare import compare_metric
+
+        out: dict[str, dict[str, Any]] = {}
+        for m, value in res.mean.items():
+            if m not in base.metrics:
+                continue
+            c = compare_metric(b_pq.get(m, {}), res.per_query[m], n_resamples=self.n_resamples)
+            c.pop("mean_a", None)
+            c.pop("mean_b", None)
+            c["most_regressed"] = c.get("most_regressed", [])[:5]
+            out[m] = {"value": value, "baseline": float(base.metrics[m]), **c}
+        return out
+
+
+# ---- record ---------------------------------------------------------------------------------
+class Record:
+    """Store the run: the per-query results as one gzipped JSON object, then the run row with
+    its lineage edges, metrics, name, tags and parameters.
+
+    ``prepare`` captures the environment (git state, packages, host) as the run starts; ``run``
+    builds the :class:`RunDraft`, detects a repeat (an earlier run with the same fingerprint:
+    ``report.identical_to``) and sets ``state.outcome``."""
+
+    name = "record"
+
+    def __init__(self, sink: RunSink, capture: Callable[[], Environment] | None = None) -> None:
+        self.sink = sink
+        self.capture = capture
+        self._env: Environment | None = None
+
+    def prepare(self, state: RunState) -> None:
+        if self.capture is None:
+            from genreg.environment import environment
+
+            self._env = environment()
+        else:
+            self._env = self.capture()
+
+    def run(self, state: RunState, progress: Progress | None) -> None:
+        state.outcome = self.store(draft(state, self._env or Environment()))
+
+    def store(self, d: RunDraft) -> Any:
+        from genreg.core.runinfo import RunInfo, RunOutcome
+
+        results = {
+            "format": RESULTS_FORMAT,
+            "metrics": d.metric_names,
+            "per_query_metrics": d.per_query_metrics,
+            "queries": d.results,
+        }
+        blob = gzip.compress(json.dumps(results, sort_keys=True).encode(), mtime=0)
+        obj = self.sink.put_results(blob)
+        fp = d.lineage.fingerprint
+        identical_to = self.sink.first_with_fingerprint(fp)
+        report = dict(d.report)
+        if identical_to:
+            report["identical_to"] = identical_to
+        lineage = d.lineage.with_times(d.started_at, now())
+        run = RunInfo(
+            id=uuid.uuid4().hex[:16],
+            name=d.name,
+            source=d.source,
+            status="done",
+            passed=all(g.passed for g in d.gate_results) if d.gate_results else None,
+            fingerprint=fp,
+            started_at=d.started_at,
+            ended_at=lineage.ended_at,
+            author=self.sink.author(),
+            config=d.config,
+            lineage=lineage,
+            metrics=dict(d.metrics),
+            report=report,
+            results_object=obj,
+            inputs=list(d.inputs),
+            run_name=d.run_name,
+            tags=dict(d.tags),
+            params=dict(d.params),
+        )
+        self.sink.create_run(run)
+        return RunOutcome(
+            run, list(d.gate_results), identical_to, d.baseline.id if d.baseline else None
+        )
+
+
+def draft(state: RunState, env: Environment) -> RunDraft:
+    """The finished run of a state whose score stage has run."""
+    req, res = state.request, state.scores
+    assert res is not None, "record needs the score stage"
+    lineage = Lineage(inputs=tuple(state.inputs), **state.lineage).with_environment(env)
+    return RunDraft(
+        name=req.name,
+        source=req.source,
+        config=req.config,
+        inputs=list(state.inputs),
+        lineage=lineage,
+        metrics=dict(res.mean),
+        per_query_metrics=res.per_query,
+        metric_names=list(state.metric_names),
+        results=[r.result() for r in sorted(state.records, key=lambda r: r.id)],
+        report=state.report,
+        gate_results=state.gate_results,
+        baseline=state.baseline,
+        started_at=state.started_at,
+        run_name=req.run_name,
+        tags=dict(req.tags),
+        params=dict(req.params),
+    )
+
+
+def stage_names(stages: Sequence[Stage]) -> list[str]:
+    return [s.name for s in stages]

@@ -1,0 +1,163 @@
+"""Run reports for people and CI: a Markdown summary (step summary / PR comment), JUnit XML,
+and the lines the terminal prints. Rendering only: every writer takes a
+:class:`genreg.core.runinfo.RunOutcome` (its :class:`~genreg.core.lineage.Lineage` typed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from genreg.core.lineage import Lineage
+from genreg.core.runinfo import RunOutcome
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def inputs_lines(lineage: Lineage) -> list[str]:
+    out = [f"{i.role}: {i.ref} ({i.digest[:19]})" for i in lineage.inputs]
+    emb = lineage.embedding
+    if emb:
+        out.append(f"embedding: {emb.model} ({str(emb.digest)[:19]})")
+    for f in ("chunking", "index"):
+        v = getattr(lineage, f)
+        if v is not None:
+            out.append(f"{f}: {dict(v)}")
+    if lineage.k is not None:
+        out.append(f"k: {list(lineage.k)}")
+    if lineage.generation is not None:
+        out.append(f"generation: {dict(lineage.generation)}")
+    code = lineage.code
+    if code:
+        dirty = " (dirty)" if code.dirty else ""
+        out.append(f"code: {str(code.commit)[:12]}{dirty}, genreg {code.genreg}")
+    return out
+
+
+def latency_line(lat: dict[str, Any]) -> str | None:
+    """One line of latency percentiles, saying how they were measured."""
+    if not lat or not lat.get("queries"):
+        return None
+    how = lat.get("mode") or "per-batch"
+    if how == "per-batch":
+        how = f"per-batch, batch {lat['batch_size']}"
+    qps = lat.get("qps")
+    return (
+        f"latency ({how}): p50 {lat['p50_ms']:.2f} ms  p95 {lat['p95_ms']:.2f} ms  "
+        f"p99 {lat['p99_ms']:.2f} ms  mean {lat['mean_ms']:.2f} ms"
+        + (f"  {qps:.1f} q/s" if qps else "")
+    )
+
+
+def delta_rows(deltas: dict[str, Any]) -> list[dict[str, str]]:
+    """Table rows of per-metric deltas vs the baseline (value, baseline, delta, CI, p)."""
+    rows = []
+    for m, d in deltas.items():
+        if not d.get("n_shared"):
+            rows.append({"metric": m, "value": _fmt(d.get("value")), "delta": "no shared queries"})
+            continue
+        rows.append(
+            {
+                "metric": m,
+                "value": _fmt(d.get("value")),
+                "baseline": _fmt(d.get("baseline")),
+                "delta": f"{d['delta']:+.4f}",
+                "95% ci": f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]",
+                "p": f"{d['p_value']:.4f}",
+                "w/l/t": f"{d['wins']}/{d['losses']}/{d['ties']}",
+            }
+        )
+    return rows
+
+
+DELTA_COLUMNS = ["metric", "value", "baseline", "delta", "95% ci", "p", "w/l/t"]
+
+
+def markdown(o: RunOutcome) -> str:
+    r = o.run
+    status = {True: "PASSED", False: "FAILED", None: "no gates"}[o.passed]
+    title = f"`{r.name}`" + (f" / `{r.run_name}`" if r.run_name else "")
+    lines = [f"### genreg eval {title}: {status}", "", f"Run `{r.id}`"]
+    if r.tags:
+        lines.append("Tags: " + ", ".join(f"`{k}={v}`" for k, v in r.tags.items()))
+    if r.params:
+        lines.append("Parameters: " + ", ".join(f"`{k}={v}`" for k, v in r.params.items()))
+    if o.identical_to:
+        lines.append(f"(identical to run `{o.identical_to}`: same fingerprint)")
+    deltas = o.baseline_deltas
+    if deltas and o.baseline:
+        lines += ["", f"Against baseline run `{o.baseline}` (delta = this run - baseline):", ""]
+        lines += ["| " + " | ".join(DELTA_COLUMNS) + " |", "|" + "---|" * len(DELTA_COLUMNS)]
+        for row in delta_rows(deltas):
+            lines.append("| " + " | ".join(row.get(c, "") for c in DELTA_COLUMNS) + " |")
+    else:
+        lines += ["", "| metric | value |", "|---|---|"]
+        lines += [f"| {m} | {_fmt(v)} |" for m, v in r.metrics.items()]
+    rep = r.report or {}
+    if rep.get("empty_queries"):
+        lines += [
+            "",
+            f"{rep['empty_queries']} of {rep.get('n_queries')} queries retrieved nothing (scored 0).",
+        ]
+    if o.gates:
+        lines += ["", "| gate | result | detail |", "|---|---|---|"]
+        for g in o.gates:
+            lines.append(f"| `{g.gate}` | {'pass' if g.passed else '**FAIL**'} | {g.detail} |")
+        if o.baseline and not deltas:
+            lines.append(f"\nBaseline: run `{o.baseline}`")
+    lat = latency_line(rep.get("latency") or {})
+    if lat:
+        lines += ["", lat[0].upper() + lat[1:]]
+    cost = rep.get("cost")
+    if cost:
+        lines += ["", cost_line(cost)]
+    lines += ["", "<details><summary>Lineage</summary>", ""]
+    lines += [f"- {x}" for x in inputs_lines(r.lineage)]
+    lines += [f"- fingerprint: `{r.fingerprint}`", "", "</details>", ""]
+    return "\n".join(lines)
+
+
+def cost_line(cost: dict[str, Any]) -> str:
+    label = " (token counts are an ESTIMATE)" if cost["token_counts"] != "tokenizer" else ""
+    shares = ", ".join(
+        f"{r}: {v['share']:.0%} of queries ({v['model']})" for r, v in cost["routes"].items()
+    )
+    return (
+        f"Token cost: {cost['total_cost']:.6f} {cost['currency']} total, "
+        f"{cost['mean_cost_per_query']:.6f} per query, "
+        f"{cost['mean_input_tokens']:.0f} input tokens per query{label}; {shares}"
+    )
+
+
+def junit(o: RunOutcome) -> str:
+    """One testsuite; one testcase per gate (or one per metric when there are no gates)."""
+    r = o.run
+    cases = []
+    for g in o.gates:
+        body = "" if g.passed else f"<failure message={quoteattr(g.detail)}/>"
+        cases.append(
+            f'  <testcase classname="genreg.{escape(r.name)}" name={quoteattr(g.gate)}>'
+            f"{body}</testcase>"
+        )
+    if not o.gates:
+        for m, v in r.metrics.items():
+            cases.append(
+                f'  <testcase classname="genreg.{escape(r.name)}" '
+                f"name={quoteattr(f'{m} = {_fmt(v)}')}/>"
+            )
+    failures = sum(not g.passed for g in o.gates)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name={quoteattr("genreg eval " + r.name)} tests="{len(cases)}" '
+        f'failures="{failures}" errors="0">\n'
+        f'  <properties><property name="run_id" value={quoteattr(r.id)}/>'
+        f'<property name="fingerprint" value={quoteattr(r.fingerprint)}/></properties>\n'
+        + "\n".join(cases)
+        + "\n</testsuite>\n"
+    )
