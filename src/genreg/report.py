@@ -117,6 +117,9 @@ def markdown(o: RunOutcome) -> str:
     cost = rep.get("cost")
     if cost:
         lines += ["", cost_line(cost)]
+    gen = generation_lines(rep)
+    if gen:
+        lines += ["", *gen]
     lines += ["", "<details><summary>Lineage</summary>", ""]
     lines += [f"- {x}" for x in inputs_lines(r.lineage)]
     lines += [f"- fingerprint: `{r.fingerprint}`", "", "</details>", ""]
@@ -124,7 +127,10 @@ def markdown(o: RunOutcome) -> str:
 
 
 def cost_line(cost: dict[str, Any]) -> str:
-    label = " (token counts are an ESTIMATE)" if cost["token_counts"] != "tokenizer" else ""
+    label = {
+        "tokenizer": "",
+        "usage": " (real usage reported by the model server x route prices)",
+    }.get(cost["token_counts"], " (token counts are an ESTIMATE)")
     shares = ", ".join(
         f"{r}: {v['share']:.0%} of queries ({v['model']})" for r, v in cost["routes"].items()
     )
@@ -133,6 +139,36 @@ def cost_line(cost: dict[str, Any]) -> str:
         f"{cost['mean_cost_per_query']:.6f} per query, "
         f"{cost['mean_input_tokens']:.0f} input tokens per query{label}; {shares}"
     )
+
+
+def generation_lines(rep: dict[str, Any]) -> list[str]:
+    """What the generate stage did: calls, cache, errors, gold coverage, latency, abort."""
+    g = rep.get("generation")
+    if not g:
+        return []
+    c = g["cache"]
+    out = [
+        f"generation: {g['calls']} calls, {c['hits']} cache hits (cache {c['mode']}), "
+        f"{g['errors']} failed, {g['not_generated']} not generated; answers scored on "
+        f"{g['answers_scored']} queries ({g['no_gold']} without a gold answer, excluded); "
+        f"served by {', '.join(g['served_by']) or '-'}"
+    ]
+    lat = g.get("latency_ms")
+    if lat:
+        ttft = g.get("ttft_ms")
+        out.append(
+            f"generation latency: p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms"
+            + (f"  time to first token p50 {ttft['p50']:.1f} ms" if ttft else "")
+        )
+    for m, sp in (g.get("spread") or {}).items():
+        out.append(f"{m} over {len(sp['repeat_means'])} repeats: std {sp['std']:.4f}")
+    ab = rep.get("aborted")
+    if ab:
+        out.append(
+            f"ABORTED: spend {ab['spent']:.6f} passed max_cost_usd {ab['max_cost_usd']}; "
+            f"{ab['not_generated']} calls not made; the run cannot pass a gate or promote"
+        )
+    return out
 
 
 def junit(o: RunOutcome) -> str:

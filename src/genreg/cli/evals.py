@@ -28,7 +28,14 @@ TagOpt = typer.Option(None, "--tag", help="Tag the run: key=value (repeatable)."
 
 
 def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | None) -> None:
-    from genreg.report import DELTA_COLUMNS, cost_line, delta_rows, inputs_lines, latency_line
+    from genreg.report import (
+        DELTA_COLUMNS,
+        cost_line,
+        delta_rows,
+        generation_lines,
+        inputs_lines,
+        latency_line,
+    )
     from genreg.report import junit as to_junit
     from genreg.report import markdown as to_md
 
@@ -62,6 +69,8 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
             echo(lat)
         if rep.get("cost"):
             echo(cost_line(rep["cost"]))
+        for line in generation_lines(rep):
+            echo(line)
         for line in inputs_lines(outcome.run.lineage):
             echo(f"  {line}")
         for g in o["gates"]:
@@ -217,6 +226,9 @@ def show(
         for q in d["results"].get("queries", []):
             top = ", ".join(x[0] for x in q["ranked"][:5])
             echo(f"{q['id']}: {q.get('metrics')}  top: {top}")
+            if "answer" in q or q.get("generation"):
+                err = (q.get("generation") or {}).get("error")
+                echo(f"    answer: {q.get('answer') if not err else 'ERROR ' + err}")
 
 
 @runs_app.command("compare")

@@ -79,6 +79,8 @@ ANSWER_METRICS: dict[str, Callable[[str, str], float]] = {
 }
 # Counts a gate can bound, reported next to the answer metrics (not per-query values).
 COUNT_METRICS = ("generation_errors", "judge_errors")
+# LLM-as-judge metrics (genreg.generation.judge).
+JUDGE_METRICS = ("faithfulness", "answer_relevance")
 
 
 def gold_answers(row: Mapping[str, Any]) -> list[str]:

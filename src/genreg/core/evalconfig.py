@@ -49,6 +49,9 @@ class EvalConfig:
     batch_size: int = DEFAULT_BATCH
     latency: str = "per-query"  # how per-query latency is measured (genreg.core.latency)
     cost: dict[str, Any] = field(default_factory=dict)
+    generate: dict[str, Any] | None = None  # genreg.generation.stage
+    answer_metrics: list[str] = field(default_factory=list)
+    judge: dict[str, Any] | None = None
     gates: list[Gate] = field(default_factory=list)
     baseline: str | None = None
     source: str = "<config>"
@@ -186,6 +189,9 @@ def parse_config(
         batch_size=int(data.get("batch_size") or emb.get("batch_size") or DEFAULT_BATCH),
         latency=data.get("latency") or "per-query",
         cost=dict(data.get("cost") or {}),
+        generate=_generate(data, where),
+        answer_metrics=_answer_metrics(data, where),
+        judge=dict(data["judge"]) if data.get("judge") else None,
         gates=gates,
         baseline=data.get("baseline"),
         source=source,
@@ -224,6 +230,30 @@ def _check_metrics(metrics: list[str], where: str) -> None:
             raise ConfigError(f"{where}: metrics.{i}: {exc.message}") from None
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"{where}: metrics.{i}: unknown metric {m!r} ({exc})") from None
+
+
+def _generate(data: dict[str, Any], where: Any) -> dict[str, Any] | None:
+    gen = data.get("generate")
+    if gen is None:
+        if data.get("answer_metrics") or data.get("judge"):
+            raise ConfigError(
+                f"{where('answer_metrics')}: answer_metrics/judge need a generate: section"
+            )
+        return None
+    if not data.get("prompt") or not data.get("routing"):
+        raise ConfigError(f"{where('generate')}: generate: needs prompt and routing")
+    return dict(gen)
+
+
+def _answer_metrics(data: dict[str, Any], where: Any) -> list[str]:
+    from genreg.core.answers import ANSWER_METRICS, check_answer_metrics
+
+    if data.get("generate") is None:
+        return []
+    names = data.get("answer_metrics")
+    if names is None:
+        return list(ANSWER_METRICS)
+    return check_answer_metrics(names, f"{where('answer_metrics')}: answer_metrics")
 
 
 def schema() -> dict[str, Any]:

@@ -115,7 +115,11 @@ def parse_gate(spec: str | dict[str, Any], where: str = "gate") -> Gate:
 
 
 def _metric(name: str, where: str) -> None:
+    from genreg.core.answers import ANSWER_METRICS, COUNT_METRICS, JUDGE_METRICS
     from genreg.core.metrics import parse_metric
+
+    if name in ANSWER_METRICS or name in COUNT_METRICS or name in JUDGE_METRICS:
+        return  # computed by the generate / judge stages
 
     try:
         parse_metric(name)

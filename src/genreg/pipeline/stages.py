@@ -374,10 +374,15 @@ class Score:
         retrieval = [m for m in state.metric_names if m not in state.stage_metrics]
         qrels = {r.id: r.relevant for r in state.records}
         res = evaluate(qrels, {r.id: r.scores() for r in state.records}, retrieval)
+        from genreg.core.answers import COUNT_METRICS
+
         for m in staged:
             vals = {r.id: r.metrics[m] for r in state.records if m in r.metrics}
             res.per_query[m] = vals
-            res.mean[m] = sum(vals.values()) / len(vals) if vals else 0.0
+            if m in COUNT_METRICS:  # generation_errors: the run's count, not a mean
+                res.mean[m] = float(sum(vals.values()))
+            else:
+                res.mean[m] = sum(vals.values()) / len(vals) if vals else 0.0
         res = EvalResult(
             {m: res.per_query[m] for m in state.metric_names},
             {m: res.mean[m] for m in state.metric_names},
@@ -473,8 +478,11 @@ class Record:
             id=uuid.uuid4().hex[:16],
             name=d.name,
             source=d.source,
-            status="done",
-            passed=all(g.passed for g in d.gate_results) if d.gate_results else None,
+            # an aborted run (generate: max_cost_usd) can pass no gate and never promote
+            status="aborted" if report.get("aborted") else "done",
+            passed=False
+            if report.get("aborted")
+            else (all(g.passed for g in d.gate_results) if d.gate_results else None),
             fingerprint=fp,
             started_at=d.started_at,
             ended_at=lineage.ended_at,

@@ -135,7 +135,13 @@ class EvalService(RunViews):
             tags=parse_labels(tags, "--tag"),
             params=parse_labels(overrides, "--set"),
         )
-        return self._execute(self.eval_pipeline(), request, progress)
+        pipeline = self.eval_pipeline()
+        if cfg.generate is not None:  # real answers and usage replace the cost estimate
+            from genreg.generation.cache import open_cache
+            from genreg.generation.stage import Generate
+
+            pipeline.replace("cost", Generate(open_cache(self, cfg.generate.get("cache", "rw"))))
+        return self._execute(pipeline, request, progress)
 
     def eval_score(
         self,
