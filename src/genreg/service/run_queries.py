@@ -130,7 +130,7 @@ class RunQueries:
                         "started_at": r.started_at,
                         "value": float(r.metrics[metric]),
                         "passed": r.passed,
-                        "inputs": {i.role: i.ref for i in r.inputs},
+                        "inputs": {**{i.role: i.ref for i in r.inputs}, **_settings(r)},
                     }
                 )
         return out
@@ -188,6 +188,20 @@ class RunQueries:
             for d in missing:  # not in the snapshot (e.g. a chunk id): remember the miss
                 cache[d] = ""
         return {d: cache[d] for d in doc_ids if d in cache}
+
+
+def _settings(run: RunInfo) -> dict[str, str]:
+    """The retrieval settings of a run's lineage that can change between runs of one eval."""
+    lin = run.lineage or {}
+    out = {}
+    emb = lin.get("embedding") or {}
+    if emb.get("model"):
+        out["embedding"] = str(emb["model"])
+    for f in ("chunking", "index", "k"):
+        v = lin.get(f)
+        if v is not None:
+            out[f] = ", ".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else str(v)
+    return out
 
 
 def metric_cis(
