@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from genreg.core.inputs import check_value
 from genreg.core.validation import parse_structured, read_text, schema_errors
 from genreg.errors import InvalidArtifact, RenderError
 
@@ -179,6 +180,7 @@ def parse_prompt_data(data: Any, where: str) -> Prompt:
         raise InvalidArtifact(
             f"{where}: a prompt file must be a mapping with 'template' or 'messages'"
         )
+    check_value(data, where)
     errors = schema_errors("prompt", data)
     if errors:
         raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})

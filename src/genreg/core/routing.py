@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genreg.core.inputs import check_value
 from genreg.core.validation import parse_structured, schema_errors
 from genreg.errors import InvalidArtifact
 
@@ -108,6 +109,7 @@ def parse_routing_data(data: Any, where: str) -> Routing:
         raise InvalidArtifact(
             f"{where}: a routing config must be a mapping with 'routes' and 'default'"
         )
+    check_value(data, where)
     errors = schema_errors("routing", data)
     if errors:
         raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})
