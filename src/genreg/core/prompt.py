@@ -3,7 +3,14 @@
 Canonical content (what is hashed)::
 
     {"type": "text"|"chat", "template": str|None, "messages": [{"role","content"}]|None,
-     "variables": <JSON Schema>, "model": {...}, "metadata": {...}}
+     "variables": <JSON Schema>, "model": {...}, "metadata": {...}, "description": str}
+
+``description`` is present only when the file has one, so prompts without it keep the
+digests they always had. Any other top-level key is refused by the prompt schema.
+
+Rendering: declared variables that are not passed are defined as their schema ``default``,
+else ``None`` (so ``{% if audience %}`` works for an optional one); a name that is not
+declared stays an error (strict undefined).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class Prompt:
     variables: dict[str, Any]
     model: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
 
     def _validator(self) -> Any:
         """The variables' JSON Schema validator, built once per Prompt (they are immutable)."""
@@ -73,7 +81,7 @@ class Prompt:
         return c
 
     def to_content(self) -> dict[str, Any]:
-        return {
+        content = {
             "type": self.type,
             "template": self.template,
             "messages": self.messages,
@@ -81,6 +89,9 @@ class Prompt:
             "model": self.model,
             "metadata": self.metadata,
         }
+        if self.description is not None:  # absent key: digests of older prompts unchanged
+            content["description"] = self.description
+        return content
 
     @classmethod
     def from_content(cls, c: dict[str, Any]) -> Prompt:
@@ -91,6 +102,7 @@ class Prompt:
             variables=c.get("variables") or {"type": "object"},
             model=c.get("model") or {},
             metadata=c.get("metadata") or {},
+            description=c.get("description"),
         )
 
     def sources(self) -> list[tuple[str, str]]:
@@ -100,6 +112,18 @@ class Prompt:
 
     def declared(self) -> set[str]:
         return set((self.variables.get("properties") or {}).keys())
+
+    def context(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Render context: every declared variable not passed gets its schema ``default``
+        (else ``None``); passed values win. Undeclared names stay undefined (errors)."""
+        props = self.variables.get("properties") or {}
+        ctx = {
+            name: (spec.get("default") if isinstance(spec, dict) else None)
+            for name, spec in props.items()
+            if name not in values
+        }
+        ctx.update(values)
+        return ctx
 
     def validate_variables(self, values: dict[str, Any]) -> None:
         """Raise :class:`RenderError` naming every missing or wrong variable."""
@@ -123,6 +147,7 @@ class Prompt:
         from jinja2.exceptions import SecurityError
 
         self.validate_variables(values)
+        values = self.context(values)
         try:
             compiled = self._compiled()
             if self.type == "text":
@@ -196,5 +221,6 @@ def parse_prompt_data(data: Any, where: str) -> Prompt:
         variables=variables,
         model=data.get("model") or {},
         metadata=data.get("metadata") or {},
+        description=data.get("description"),
     )
     return _check(prompt, where)

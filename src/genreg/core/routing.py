@@ -104,6 +104,12 @@ class Routing:
         )
 
 
+def _invalid(where: str, errors: list[str]) -> InvalidArtifact:
+    """Every error of a file at once, each with its field path."""
+    head = errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
+    return InvalidArtifact(f"{where}: {head}", details={"errors": errors})
+
+
 def parse_routing_data(data: Any, where: str) -> Routing:
     if not isinstance(data, dict):
         raise InvalidArtifact(
@@ -112,25 +118,23 @@ def parse_routing_data(data: Any, where: str) -> Routing:
     check_value(data, where)
     errors = schema_errors("routing", data)
     if errors:
-        raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})
+        raise _invalid(where, errors)
     names: set[str] = set()
     for i, r in enumerate(data.get("routes") or []):
         if r["name"] in names or r["name"] == "default":
-            raise InvalidArtifact(
-                f"{where}: routes.{i}.name: duplicate or reserved route name {r['name']!r}"
-            )
+            errors.append(f"routes.{i}.name: duplicate or reserved route name {r['name']!r}")
         names.add(r["name"])
         rx = (r.get("match") or {}).get("query_regex")
         if rx is not None:
             try:
                 re.compile(rx)
             except re.error as exc:
-                raise InvalidArtifact(
-                    f"{where}: routes.{i}.match.query_regex: invalid regex: {exc}"
-                ) from None
+                errors.append(f"routes.{i}.match.query_regex: invalid regex: {exc}")
         m = r.get("match") or {}
         if "min_tokens" in m and "max_tokens" in m and m["min_tokens"] > m["max_tokens"]:
-            raise InvalidArtifact(f"{where}: routes.{i}.match: min_tokens > max_tokens")
+            errors.append(f"routes.{i}.match: min_tokens > max_tokens")
+    if errors:
+        raise _invalid(where, errors)
     return Routing(data)
 
 
