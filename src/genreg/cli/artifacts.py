@@ -70,10 +70,14 @@ def push(
 
 def register(
     kind: str = typer.Argument(..., help="prompt | evalset | routing"),
-    name: str = typer.Argument(..., help="Artifact name: [a-z0-9][a-z0-9._-]*"),
+    name: str = typer.Argument(
+        ..., help="Artifact name: lowercase letters, digits, '.', '_', '-' (up to 100)."
+    ),
     file: Path = typer.Argument(..., help="Content file (an eval set may be a BEIR directory)."),
     message: str = typer.Option("", "-m", "--message"),
-    tag: list[str] = typer.Option(None, "--tag", help="key=value (repeatable)."),
+    tag: list[str] = typer.Option(
+        None, "--tag", metavar="KEY=VALUE", help="key=value (repeatable)."
+    ),
     author: str = typer.Option(None, "--author"),
     json_out: bool = JsonOpt,
 ) -> None:

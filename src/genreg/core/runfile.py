@@ -77,14 +77,14 @@ def _read_trec(path: Path, lines: list[str]) -> Run:
     run: Run = {}
     for lineno, line in enumerate(lines, 1):
         fields = line.split()
-        if len(fields) != 6:
+        if len(fields) < 6:  # like trec_eval, text after the six standard fields is ignored
             if not fields:
                 continue
             raise InvalidArtifact(
                 f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag',"
                 f" got {len(fields)}"
             )
-        qid, _, docid, _, raw, _ = fields
+        qid, _, docid, _, raw, _ = fields[:6]
         try:
             score = float(raw)
         except ValueError:
@@ -100,7 +100,7 @@ def _read_trec(path: Path, lines: list[str]) -> Run:
             first = next(
                 i
                 for i, ln in enumerate(lines, 1)
-                if (f := ln.split()) and len(f) == 6 and f[0] == qid and f[2] == docid
+                if (f := ln.split()) and len(f) >= 6 and f[0] == qid and f[2] == docid
             )
             raise _duplicate(path, lineno, qid, docid, first)
         docs[docid] = score

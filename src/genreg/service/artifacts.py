@@ -133,7 +133,21 @@ class ArtifactService:
         """The exact version a reference names (raises NotFound / AmbiguousRef)."""
         r = as_ref(ref, kind)
         fast = self.fast
-        return fast.resolve(r) if fast is not None else self.repo.resolve(r)
+        try:
+            return fast.resolve(r) if fast is not None else self.repo.resolve(r)
+        except NotFound as exc:
+            raise self._did_you_mean(r, exc) from None
+
+    def _did_you_mean(self, r: Ref, exc: NotFound) -> NotFound:
+        """Add the closest existing artifact to an unknown artifact's error."""
+        if exc.message != f"{r.kind}:{r.name} not found":
+            return exc  # the artifact exists; its version/alias does not
+        from genreg.core.suggest import closest_artifact
+
+        near = closest_artifact(r.kind, r.name, ((a.kind, a.name) for a in self.list()))
+        if near is None:
+            return exc
+        return NotFound(f"{exc.message}; did you mean {near}?", details={"suggestion": near})
 
     def history(self, ref: str | Ref) -> list[VersionInfo]:
         r = as_ref(ref)
