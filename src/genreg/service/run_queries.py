@@ -90,7 +90,7 @@ class RunQueries:
         unversioned ref such as ``corpus:docs`` matches every version); ``status`` is
         ``passed`` | ``failed`` | ``no-gates`` | a run status (``done``...); ``sort`` is a column
         of :data:`SORTS` or ``metric:NAME``."""
-        u = None
+        u: tuple[str, str, int | None] | None = None
         if used:
             from genreg.core.refs import parse_ref
 
@@ -185,8 +185,8 @@ class RunQueries:
                     missing.discard(d.doc_id)
                     if not missing:
                         break
-            for d in missing:  # not in the snapshot (e.g. a chunk id): remember the miss
-                cache[d] = ""
+            for doc_id in missing:  # not in the snapshot (e.g. a chunk id): remember the miss
+                cache[doc_id] = ""
         return {d: cache[d] for d in doc_ids if d in cache}
 
 
