@@ -38,8 +38,17 @@ def free_port() -> int:
 def start_server(delay_ms: float) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from genreg.cli import main; main()", "llm", "serve",
-         "--port", str(port), "--delay-ms", str(delay_ms)],
+        [
+            sys.executable,
+            "-c",
+            "from genreg.cli import main; main()",
+            "llm",
+            "serve",
+            "--port",
+            str(port),
+            "--delay-ms",
+            str(delay_ms),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -80,35 +89,66 @@ def main() -> None:
         out = ChatClient(ClientOptions(concurrency=c)).run(reqs)
         wall = time.perf_counter() - t0
         assert len(out) == n and all(r.ok for r in out.values())
-        print(f"client: {n} calls x {a.delay_ms:g} ms at concurrency {c}: {wall:.3f} s, "
-              f"ideal {ideal:.3f} s, ratio {wall / ideal:.3f} (target <= 1.25)")
+        print(
+            f"client: {n} calls x {a.delay_ms:g} ms at concurrency {c}: {wall:.3f} s, "
+            f"ideal {ideal:.3f} s, ratio {wall / ideal:.3f} (target <= 1.25)"
+        )
 
         with tempfile.TemporaryDirectory() as tmp:
             reg = Registry.init(Path(tmp) / ".genreg")
             reg.push([ROOT / "registry"])
-            cfg = parse_config({
-                "name": "bench", "evalset": "evalset:x#test", "corpus": "corpus:x",
-                "metrics": ["recall@5"], "prompt": "prompt:rag-answer",
-                "routing": "routing:default",
-                "generate": {"concurrency": c, "endpoint": {"base_url": base}},
-                "answer_metrics": ["exact_match", "token_f1"],
-            })
-            words = "refund plan fee invoice charge billing ticket days card".split()
+            cfg = parse_config(
+                {
+                    "name": "bench",
+                    "evalset": "evalset:x#test",
+                    "corpus": "corpus:x",
+                    "metrics": ["recall@5"],
+                    "prompt": "prompt:rag-answer",
+                    "routing": "routing:default",
+                    "generate": {"concurrency": c, "endpoint": {"base_url": base}},
+                    "answer_metrics": ["exact_match", "token_f1"],
+                }
+            )
+            words = [
+                "refund",
+                "plan",
+                "fee",
+                "invoice",
+                "charge",
+                "billing",
+                "ticket",
+                "days",
+                "card",
+            ]
             records = []
             for i in range(n):
-                rec = QueryRecord(f"q{i:04d}", f"how do I get a refund for charge {i}",
-                                  {"d": 1}, None, {"id": f"q{i:04d}", "answer": "14 days"})
-                rec.hits = [Hit(f"doc{j}.md", 1.0 - j / 10,
-                                " ".join(words[(i + j + k) % len(words)] for k in range(60)))
-                            for j in range(5)]
+                rec = QueryRecord(
+                    f"q{i:04d}",
+                    f"how do I get a refund for charge {i}",
+                    {"d": 1},
+                    None,
+                    {"id": f"q{i:04d}", "answer": "14 days"},
+                )
+                rec.hits = [
+                    Hit(
+                        f"doc{j}.md",
+                        1.0 - j / 10,
+                        " ".join(words[(i + j + k) % len(words)] for k in range(60)),
+                    )
+                    for j in range(5)
+                ]
                 records.append(rec)
 
             def stage_run() -> tuple[float, float, Generate]:
                 req = RunRequest("eval", "bench", ["recall@5"], cfg.evalset, {}, cfg)
-                state = RunState(req, "now", records=[
-                    QueryRecord(r.id, r.query, r.relevant, None, r.row, list(r.hits))
-                    for r in records
-                ])
+                state = RunState(
+                    req,
+                    "now",
+                    records=[
+                        QueryRecord(r.id, r.query, r.relevant, None, r.row, list(r.hits))
+                        for r in records
+                    ],
+                )
                 state.prompt = reg.load_prompt("prompt:rag-answer")
                 state.routing = reg.load_routing("routing:default")
                 state.inputs = []
@@ -124,12 +164,16 @@ def main() -> None:
             cold, cold_cpu, g1 = stage_run()
             warm, warm_cpu, g2 = stage_run()
             assert g2.cache.hits == n, g2.cache.hits
-            print(f"generate stage, cold (calls): {cold:.3f} s wall, {cold_cpu / n * 1000:.3f} ms "
-                  f"CPU per query incl. HTTP; ratio to ideal {cold / ideal:.3f}")
-            print(f"generate stage, fully cached re-run: {warm:.3f} s added over retrieval-only "
-                  f"(target < 0.5 s), {warm_cpu / n * 1000:.3f} ms CPU per query "
-                  f"(render, route, cache lookup, parsing; target < 1 ms); calls made: "
-                  f"{g2.client.calls if g2.client else 0}")
+            print(
+                f"generate stage, cold (calls): {cold:.3f} s wall, {cold_cpu / n * 1000:.3f} ms "
+                f"CPU per query incl. HTTP; ratio to ideal {cold / ideal:.3f}"
+            )
+            print(
+                f"generate stage, fully cached re-run: {warm:.3f} s added over retrieval-only "
+                f"(target < 0.5 s), {warm_cpu / n * 1000:.3f} ms CPU per query "
+                f"(render, route, cache lookup, parsing; target < 1 ms); calls made: "
+                f"{g2.client.calls if g2.client else 0}"
+            )
             reg.close()
     finally:
         proc.terminate()

@@ -134,3 +134,21 @@ def test_repeats_sample_each_query_and_report_spread(project, cli, llm, monkeypa
     assert len(spread["repeat_means"]) == 2 and spread["std"] == pytest.approx(0.0)
     q = project.run_results(out["run_id"])["queries"][0]
     assert len(q["generation"]["samples"]) == 2 and q["generation"]["ttft_ms"] > 0
+
+
+def test_runs_differing_only_in_the_prompt_compare_cleanly_with_answers_side_by_side(
+    project, cli, llm, monkeypatch, tmp_path: Path
+):
+    monkeypatch.setenv("E2E_KEY", KEY)
+    _, a, _ = run(cli, llm)
+    p = tmp_path / "registry" / "prompts" / "rag-answer.yaml"
+    p.write_text(p.read_text().replace("Question: {{ question }}", "Q: {{ question }}"))
+    project.push([tmp_path / "registry"])
+    _, b, text = run(cli, llm)
+    assert b["lineage"]["inputs"]["prompt"]["version"] == 2, text
+    c = project.compare_runs(a["run_id"], b["run_id"], n_resamples=200)
+    assert list(c["differs"]) == ["prompt"] and c["attributable"]
+    assert c["answers"]["metric"] == "token_f1" and len(c["answers"]["queries"]) == 5
+    r = cli("runs", "compare", a["run_id"], b["run_id"])
+    assert r.exit_code == 0, r.output
+    assert "inputs that differ: prompt" in r.output and "    A: " in r.output

@@ -273,6 +273,13 @@ def compare(
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")
         for q in first["most_regressed"]:
             echo(f"  {q['query']}: {q['a']:.4f} -> {q['b']:.4f} ({q['delta']:+.4f})")
+    ans = c.get("answers")
+    if ans and ans["queries"]:
+        echo(f"answers of the most changed queries ({ans['metric']}, A | B):")
+        for q in ans["queries"]:
+            echo(f"  {q['query']} ({q['a']:.3f} -> {q['b']:.3f}): {q['text']}")
+            echo(f"    A: {q['answer_a']}")
+            echo(f"    B: {q['answer_b']}")
 
 
 def lineage(

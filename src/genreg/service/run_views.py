@@ -175,8 +175,9 @@ class RunViews:
         )
 
         ra, rb = self.get_run(a), self.get_run(b)
-        qa = self.run_results(ra.id).get("per_query_metrics", {})
-        qb = self.run_results(rb.id).get("per_query_metrics", {})
+        res_a, res_b = self.run_results(ra.id), self.run_results(rb.id)
+        qa = res_a.get("per_query_metrics", {})
+        qb = res_b.get("per_query_metrics", {})
         diff = lineage_diff(ra.lineage, rb.lineage)
         env = environment_diff(ra.lineage, rb.lineage)
         common = [m for m in ra.metrics if m in rb.metrics]
@@ -199,4 +200,40 @@ class RunViews:
             "environment_differs": env,
             "environment_note": environment_note(env),
             "identical_fingerprint": ra.fingerprint == rb.fingerprint,
+            "answers": _changed_answers(res_a, res_b, qa, qb),
         }
+
+
+def _changed_answers(
+    res_a: dict[str, Any],
+    res_b: dict[str, Any],
+    qa: dict[str, Any],
+    qb: dict[str, Any],
+    n: int = 5,
+) -> dict[str, Any] | None:
+    """The two answers side by side for the ``n`` queries whose answer metric (token_f1, else
+    the first answer metric both runs have) changed most; None when either has no answers."""
+    from genreg.core.answers import ANSWER_METRICS
+
+    metric = next((m for m in ("token_f1", *ANSWER_METRICS) if m in qa and m in qb), None)
+    if metric is None:
+        return None
+    a_q = {q["id"]: q for q in res_a.get("queries", [])}
+    b_q = {q["id"]: q for q in res_b.get("queries", [])}
+    shared = sorted(set(qa[metric]) & set(qb[metric]))
+    ranked = sorted(shared, key=lambda q: (-abs(qb[metric][q] - qa[metric][q]), q))[:n]
+    return {
+        "metric": metric,
+        "queries": [
+            {
+                "query": q,
+                "text": (b_q.get(q) or a_q.get(q) or {}).get("query"),
+                "a": qa[metric][q],
+                "b": qb[metric][q],
+                "delta": qb[metric][q] - qa[metric][q],
+                "answer_a": (a_q.get(q) or {}).get("answer"),
+                "answer_b": (b_q.get(q) or {}).get("answer"),
+            }
+            for q in ranked
+        ],
+    }
