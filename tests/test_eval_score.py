@@ -127,3 +127,48 @@ def test_duplicate_doc_in_run_file_names_the_line(registry, cli, write) -> None:
     r = cli("eval", "score", "--evalset", "evalset:gold", "--run", f)
     assert r.exit_code != 0
     assert "dup.trec:2" in r.output
+
+
+def test_score_answers_from_any_generator_with_answer_metrics(registry, cli, tmp_path) -> None:
+    import json
+
+    from _evalhelp import GOOD, ROWS, add_evalset, trec
+
+    rows = [dict(r) for r in ROWS]
+    rows[0]["answer"] = "Refunds take 14 days"
+    rows[1]["answer"] = ["Use the reset link", "reset link"]
+    add_evalset(registry, rows=rows)
+    ans = tmp_path / "answers.jsonl"
+    ans.write_text(
+        json.dumps({"id": "q1", "answer": "refunds take 14 days.", "usage": {"input_tokens": 9}})
+        + "\n"
+        + json.dumps({"id": "q2", "answer": "click the reset link"})
+        + "\n"
+    )
+    r = cli("eval", "score", "--evalset", "evalset:gold#test", "--answers", ans, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    m = out["metrics"]
+    # q1: exact match. q2: "click reset link" vs "use reset link" P = R = 2/3 -> F1 2/3;
+    # vs "reset link" P = 2/3, R = 1 -> F1 0.8; max over golds = 0.8. q3: no gold, excluded.
+    assert m["exact_match"] == 0.5
+    assert abs(m["token_f1"] - (1 + 0.8) / 2) < 1e-9
+    assert set(m) == {"exact_match", "token_f1", "rouge_l"}
+    assert out["report"]["answers"]["no_gold"] == 1
+    both = cli(
+        "eval",
+        "score",
+        "--evalset",
+        "evalset:gold#test",
+        "--answers",
+        ans,
+        "--run",
+        trec(tmp_path / "run.trec", GOOD),
+        "--json",
+    )
+    assert both.exit_code == 0, both.output
+    assert {"ndcg@10", "token_f1"} <= set(json.loads(both.stdout)["metrics"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "q1", "answer": "x"}\n{"id": "nope", "answer": "y"}\n')
+    r = cli("eval", "score", "--evalset", "evalset:gold#test", "--answers", bad)
+    assert r.exit_code == 2 and "bad.jsonl:2: id 'nope' is not a query" in r.output

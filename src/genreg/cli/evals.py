@@ -112,9 +112,14 @@ def run(
 def score(
     evalset: str = typer.Option(..., "--evalset", help="Eval set ref, e.g. evalset:gold#test."),
     run_file: Path = typer.Option(
-        ..., "--run", help="Run file: TREC (qid Q0 doc rank score tag) or JSONL."
+        None, "--run", help="Run file: TREC (qid Q0 doc rank score tag) or JSONL."
     ),
-    metrics: str = typer.Option("ndcg@10,recall@100,mrr@10", "--metrics", help="Comma-separated."),
+    answers: Path = typer.Option(
+        None, "--answers", help='Answers JSONL: {"id", "answer", "contexts"?, "usage"?} per line.'
+    ),
+    metrics: str = typer.Option(
+        None, "--metrics", help="Comma-separated (default ndcg@10,recall@100,mrr@10 with --run)."
+    ),
     name: str = typer.Option("score", "--name", help="Eval name to record the run under."),
     gate: list[str] = GateOpt,
     baseline: str = BaselineOpt,
@@ -124,11 +129,13 @@ def score(
     run_name: str = RunNameOpt,
     tag: list[str] = TagOpt,
 ) -> None:
-    """Score a run file from any retriever against an eval set and record it with lineage."""
-    ms = [m.strip() for m in metrics.split(",") if m.strip()]
+    """Score a run file from any retriever and/or answers from any generator against an eval
+    set (retrieval and answer metrics) and record it with lineage."""
+    ms = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     outcome = open_registry().eval_score(
         evalset,
         run_file,
+        answers=answers,
         metrics=ms,
         name=name,
         gates=list(gate or []),

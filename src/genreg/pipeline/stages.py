@@ -373,7 +373,10 @@ class Score:
         staged = [m for m in state.metric_names if m in state.stage_metrics]
         retrieval = [m for m in state.metric_names if m not in state.stage_metrics]
         qrels = {r.id: r.relevant for r in state.records}
-        res = evaluate(qrels, {r.id: r.scores() for r in state.records}, retrieval)
+        if retrieval:
+            res = evaluate(qrels, {r.id: r.scores() for r in state.records}, retrieval)
+        else:  # answers only (eval score --answers without --run)
+            res = EvalResult({}, {}, len(state.records), [])
         from genreg.core.answers import COUNT_METRICS
 
         for m in staged:

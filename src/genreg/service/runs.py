@@ -146,8 +146,9 @@ class EvalService(RunViews):
     def eval_score(
         self,
         evalset: str,
-        run_file: str | Path,
+        run_file: str | Path | None = None,
         *,
+        answers: str | Path | None = None,
         metrics: list[str] | None = None,
         name: str | None = None,
         gates: list[str] | None = None,
@@ -160,28 +161,48 @@ class EvalService(RunViews):
         from genreg.core.refs import parse_ref
         from genreg.errors import GenregError
 
-        ms = [m.strip() for m in (metrics or DEFAULT_SCORE_METRICS)]
+        if run_file is None and answers is None:
+            raise ConfigError("eval score: give --run FILE, --answers FILE, or both")
+        if run_file is None and metrics:
+            raise ConfigError("--metrics: retrieval metrics need --run")
+        ms = [m.strip() for m in (metrics or (DEFAULT_SCORE_METRICS if run_file else []))]
         label = name or "score"
         check_name(label, "--name")
-        check_metrics(ms, "--metrics")
+        if ms:
+            check_metrics(ms, "--metrics")
         try:
             ref = parse_ref(evalset, kind="evalset")
         except GenregError as exc:
             raise ConfigError(f"--evalset: {exc.message}") from None
-        p = Path(run_file)
+        p = Path(run_file) if run_file is not None else None
         request = RunRequest(
             source="score",
             name=label,
             metrics=ms,
             evalset=ref,
-            config={"name": label, "evalset": evalset, "run_file": str(p), "metrics": ms},
+            config={
+                "name": label,
+                "evalset": evalset,
+                "run_file": str(p) if p else None,
+                "metrics": ms,
+                **({"answers_file": str(answers)} if answers is not None else {}),
+            },
             run_file=p,
             gates=parse_gates(gates, "--gate"),
             baseline=baseline,
             run_name=run_name,
             tags=parse_labels(tags, "--tag"),
         )
-        return self._execute(self.score_pipeline(), request, None)
+        pipeline = self.score_pipeline()
+        if answers is not None:  # bring-your-own generator: answer metrics on its answers
+            from genreg.generation.answers_file import ReadAnswers
+
+            stage = ReadAnswers(Path(answers))
+            if p is None:
+                pipeline.replace("read-run-file", stage)
+            else:
+                pipeline.insert(stage, after="read-run-file")
+        return self._execute(pipeline, request, None)
 
     def _execute(
         self, pipeline: Pipeline, request: RunRequest, progress: Progress | None
