@@ -64,6 +64,8 @@ class ArtifactService:
     ) -> RegisterResult:
         """Store the canonical bytes (durably) first, then insert the version row. A failure
         at any point leaves no visible version."""
+        from genreg.store.objects import ensure_stored
+
         validate_name(name)
         obj = self.objects.put_bytes(parsed.data)
         info, created = self.repo.add_version(
@@ -76,6 +78,7 @@ class ArtifactService:
             tags=dict(tags or {}),
             summary=parsed.summary,
         )
+        ensure_stored(self.objects, obj, parsed.data)  # a concurrent gc may have hidden it
         return RegisterResult(info, created)
 
     def register(
