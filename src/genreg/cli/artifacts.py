@@ -210,9 +210,17 @@ def render(
     ref: str = typer.Argument(..., help="prompt:NAME[@...]"),
     var: list[str] = typer.Option(None, "--var", help="name=value (repeatable)."),
     vars_file: list[Path] = typer.Option(None, "--vars", help="JSON file of variables."),
+    request: bool = typer.Option(
+        False,
+        "--request",
+        help="Print the ready OpenAI request body {model, temperature, max_tokens, ..., messages} (JSON).",
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Render a prompt after validating its variables."""
+    if request:
+        emit_json(open_registry().render_request(ref, load_vars(var, vars_file)))
+        return
     out: Any = open_registry().render(ref, load_vars(var, vars_file))
     if json_out:
         emit_json(out)
