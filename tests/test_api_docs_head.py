@@ -9,7 +9,6 @@ import httpx
 
 from _apihelp import seed, start_server, stop_server
 
-
 FILL = {"{kind}": "prompts", "{name}": "qa", "{number}": "1", "{alias}": "production"}
 
 

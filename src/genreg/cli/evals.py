@@ -22,6 +22,7 @@ JunitOpt = typer.Option(None, "--junit", help="Write JUnit XML (one test per gat
 
 
 def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | None) -> None:
+    from genreg.cli import github
     from genreg.core.report import cost_line, inputs_lines
     from genreg.core.report import junit as to_junit
     from genreg.core.report import markdown as to_md
@@ -29,6 +30,8 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     o = outcome.to_dict()
     if markdown:
         Path(markdown).write_text(to_md(o), encoding="utf-8")
+    if github.active():  # GITHUB_ACTIONS=true: step summary + ::error:: per failed gate
+        github.report(o, to_md(o), json_out=json_out)
     if junit:
         Path(junit).write_text(to_junit(o), encoding="utf-8")
     if json_out:
