@@ -68,26 +68,46 @@ def show_progress(quiet: bool) -> bool:
 
 
 @contextmanager
-def progress(quiet: bool = False) -> Iterator[ProgressCallback | None]:
-    """A ``(stage, done, total)`` callback drawing rich progress bars on a TTY, else None."""
-    if not show_progress(quiet):
+def progress(quiet: bool = False, *, console: Any = None) -> Iterator[ProgressCallback | None]:
+    """A ``(stage, done, total)`` callback drawing one bar per stage on a TTY (stderr), else
+    None so nothing at all is printed (no ANSI codes in logs).
+
+    A stage with a total shows done/total, elapsed time and an ETA; a stage whose total is
+    not known (``None``) shows a pulsing bar and a spinner -- e.g. while a model loads. A
+    stage reported done (``done == total``) stops its clock. ``console`` is for tests."""
+    if console is None and not show_progress(quiet):
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     tasks: dict[str, Any] = {}
     with Progress(
+        SpinnerColumn(finished_text="✓"),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        transient=True,
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=console is None,
     ) as bar:
 
         def update(stage: str, done: int, total: int | None) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
+            if total is not None and done >= total:
+                bar.stop_task(tasks[stage])
 
         yield update
 
