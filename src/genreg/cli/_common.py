@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from genreg.errors import ConfigError
+from genreg.textout import emit_json, table  # noqa: F401 - re-exported (shared with genreg.fastcli)
 
 if TYPE_CHECKING:
     from genreg.service import Registry
@@ -26,10 +27,6 @@ def open_registry() -> Registry:
     from genreg.service import Registry
 
     return Registry()
-
-
-def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def echo(text: str = "") -> None:
@@ -110,14 +107,3 @@ def progress(quiet: bool = False, *, console: Any = None) -> Iterator[ProgressCa
                 bar.stop_task(tasks[stage])
 
         yield update
-
-
-def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain aligned table (no colour codes, so output is stable in logs and tests)."""
-    if not rows:
-        echo("(none)")
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for r in rows:
-        echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
