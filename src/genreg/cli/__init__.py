@@ -80,7 +80,7 @@ def _root(
 
 
 def _mount() -> None:
-    from genreg.cli import admin, aliases, artifacts, corpus, corpus_index, evals, serve
+    from genreg.cli import admin, aliases, artifacts, corpus, corpus_index, evals, llm, serve
 
     artifacts.register_commands(app)
     app.add_typer(aliases.app, name="alias", help="Move, remove and list aliases (journaled).")
@@ -90,6 +90,7 @@ def _mount() -> None:
     admin.register_commands(app)
     serve.register(app)
     evals.register(app)
+    llm.register(app)
     _plain_help(app)
 
 
