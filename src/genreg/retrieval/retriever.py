@@ -111,10 +111,12 @@ class Retriever:
         latencies: list[float] = []
         n = len(queries)
         bs = 1 if latency == "per-query" else max(1, batch_size)
+        if progress is not None:
+            progress("search", 0, n)
         for start in range(0, n, bs):
             batch = list(queries[start : start + bs])
             t0 = time.perf_counter()
-            q = self.embedder.encode(batch, batch_size=bs)
+            q = self.embedder.encode(batch, batch_size=bs, progress=_loading_only(progress))
             found = self._search_rows(q, k)
             dt = time.perf_counter() - t0
             latencies.extend([dt / len(batch)] * len(batch))
@@ -168,3 +170,16 @@ class Retriever:
             todo = retry
             fetch = min(n, fetch * OVERFETCH)
         return out
+
+
+def _loading_only(progress: Any) -> Any:
+    """Pass the embedder's model-loading line through, not its per-batch "embedding" stage
+    (query embedding is part of the "search" stage)."""
+    if progress is None:
+        return None
+
+    def relay(stage: str, done: int, total: int | None) -> None:
+        if stage.startswith("loading "):
+            progress(stage, done, total)
+
+    return relay

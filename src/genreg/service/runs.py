@@ -24,6 +24,7 @@ from genreg.errors import ConfigError
 from genreg.pipeline.records import Progress, RunRequest, RunState
 from genreg.pipeline.stages import now
 from genreg.service.run_views import RunViews
+from genreg.store.objects import ensure_stored
 
 if TYPE_CHECKING:
     from genreg.core.types import VersionInfo
@@ -59,7 +60,9 @@ class _Sink:
         self.svc = svc
 
     def put_results(self, blob: bytes) -> str:
-        return self.svc.objects.put_bytes(blob)
+        obj = self.svc.objects.put_bytes(blob)
+        self._last = (obj, blob)
+        return obj
 
     def first_with_fingerprint(self, fingerprint: str) -> str | None:
         earlier = self.svc.runs_repo.list(fingerprint=fingerprint, limit=1)
@@ -67,6 +70,9 @@ class _Sink:
 
     def create_run(self, run: RunInfo) -> None:
         self.svc.runs_repo.create(run)
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] == run.results_object:
+            ensure_stored(self.svc.objects, *last)  # a concurrent gc may have hidden it
 
     def author(self) -> str:
         return self.svc.author()
