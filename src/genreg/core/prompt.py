@@ -16,24 +16,20 @@ declared stays an error (strict undefined).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from genreg.core import sandbox
+from genreg.core.inputs import check_value
 from genreg.core.validation import parse_structured, read_text, schema_errors
 from genreg.errors import InvalidArtifact, RenderError
 
 TEXT_SUFFIXES = {".txt", ".j2", ".jinja", ".jinja2", ".tmpl"}
 
 
-@lru_cache(maxsize=1)
 def _env() -> Any:
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    return ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+    """The bounded sandbox (output, loop, time and recursion caps): :mod:`genreg.core.sandbox`."""
+    return sandbox.environment()
 
 
 def template_variables(source: str, where: str) -> set[str]:
@@ -43,11 +39,14 @@ def template_variables(source: str, where: str) -> set[str]:
     env = _env()
     try:
         ast = env.parse(source)
+        sandbox.check_ast(ast, where)
+        return set(meta.find_undeclared_variables(ast))
     except TemplateSyntaxError as exc:
         raise InvalidArtifact(
             f"{where}:{exc.lineno}: template syntax error: {exc.message}"
         ) from None
-    return set(meta.find_undeclared_variables(ast))
+    except RecursionError:
+        raise InvalidArtifact(f"{where}: template nested too deeply") from None
 
 
 @dataclass
@@ -126,14 +125,16 @@ class Prompt:
 
     def validate_variables(self, values: dict[str, Any]) -> None:
         """Raise :class:`RenderError` naming every missing or wrong variable."""
-        problems = []
+        problems: list[str] = []
         for e in sorted(self._validator().iter_errors(values), key=lambda e: list(e.path)):
             if e.validator == "required":
+                # jsonschema reports one error per missing name, each carrying the whole list
                 missing = [r for r in e.validator_value if r not in values]
-                problems.extend(f"{m}: missing" for m in missing)
+                found = [f"{m}: missing" for m in missing]
             else:
                 where = ".".join(str(p) for p in e.path) or "(variables)"
-                problems.append(f"{where}: {e.message}")
+                found = [f"{where}: {e.message}"]
+            problems.extend(p for p in found if p not in problems)
         if problems:
             raise RenderError(
                 "invalid variables: " + "; ".join(problems),
@@ -147,18 +148,43 @@ class Prompt:
 
         self.validate_variables(values)
         values = self.context(values)
-        try:
+
+        def run() -> str | list[dict[str, str]]:
             compiled = self._compiled()
             if self.type == "text":
-                return compiled[0].render(values)
-            return [
-                {"role": m["role"], "content": t.render(values)}
-                for m, t in zip(self.messages or [], compiled)
-            ]
+                return sandbox.render_stream(compiled[0], values)
+            out = []
+            for m, t in zip(self.messages or [], compiled):
+                out.append({"role": m["role"], "content": sandbox.render_stream(t, values)})
+                if sum(len(x["content"]) for x in out) > sandbox.MAX_OUTPUT_CHARS:
+                    raise RenderError(
+                        f"render refused: the messages exceed the "
+                        f"{sandbox.MAX_OUTPUT_CHARS:,}-character output cap"
+                    )
+            return out
+
+        try:
+            return sandbox.bounded(run)  # type: ignore[no-any-return]
+        except RenderError:
+            raise
         except SecurityError as exc:
-            raise RenderError(f"template refused by the sandbox: {exc}") from None
+            raise RenderError(f"template refused by the sandbox: {_line(exc)}") from None
         except TemplateError as exc:
-            raise RenderError(f"render failed: {exc}") from None
+            raise RenderError(f"render failed: {_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - 1/0, 'a' + 1, ... in a template: one line
+            raise RenderError(f"render failed: {type(exc).__name__}: {_line(exc)}") from None
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
+
+
+def request_body(prompt: Prompt, rendered: str | list[dict[str, str]]) -> dict[str, Any]:
+    """The ready OpenAI Chat Completions request body: the prompt's model config
+    (``model``, ``temperature``, ``max_tokens``, ... as registered) plus ``messages``; a
+    text prompt becomes one user message."""
+    messages = rendered if isinstance(rendered, list) else [{"role": "user", "content": rendered}]
+    return {**prompt.model, "messages": messages}
 
 
 def _check(prompt: Prompt, where: str) -> Prompt:
@@ -204,6 +230,7 @@ def parse_prompt_data(data: Any, where: str) -> Prompt:
         raise InvalidArtifact(
             f"{where}: a prompt file must be a mapping with 'template' or 'messages'"
         )
+    check_value(data, where)
     errors = schema_errors("prompt", data)
     if errors:
         raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})

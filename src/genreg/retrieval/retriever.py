@@ -97,7 +97,7 @@ class Retriever:
         batch_size: int = 32,
         with_text: bool = False,
         latency: str = "per-batch",
-        progress: Callable[[str, int, int | None], None] | None = None,
+        progress: Any = None,
     ) -> SearchResult:
         """Top-``k`` documents per query, best first, with a latency per query.
 
@@ -106,15 +106,19 @@ class Retriever:
         latency one request sees; building the hits is left out of the timing.
         ``"per-batch"`` (the default here): queries are embedded and searched ``batch_size``
         at a time (faster in total) and each query gets its batch's time divided by the batch
-        size, so percentiles within a batch are equal."""
+        size, so percentiles within a batch are equal.
+        ``progress(stage, done, total)``: a "search" stage (and the model-loading line of the
+        first batch when the weights are not loaded yet)."""
         hits: list[list[Hit]] = []
         latencies: list[float] = []
         n = len(queries)
         bs = 1 if latency == "per-query" else max(1, batch_size)
+        if progress is not None:
+            progress("search", 0, n)
         for start in range(0, n, bs):
             batch = list(queries[start : start + bs])
             t0 = time.perf_counter()
-            q = self.embedder.encode(batch, batch_size=bs)
+            q = self.embedder.encode(batch, batch_size=bs, progress=_loading_only(progress))
             found = self._search_rows(q, k)
             dt = time.perf_counter() - t0
             latencies.extend([dt / len(batch)] * len(batch))
@@ -168,3 +172,16 @@ class Retriever:
             todo = retry
             fetch = min(n, fetch * OVERFETCH)
         return out
+
+
+def _loading_only(progress: Any) -> Any:
+    """Pass the embedder's model-loading line through, not its per-batch "embedding" stage
+    (query embedding is part of the "search" stage)."""
+    if progress is None:
+        return None
+
+    def relay(stage: str, done: int, total: int | None) -> None:
+        if stage.startswith("loading "):
+            progress(stage, done, total)
+
+    return relay
