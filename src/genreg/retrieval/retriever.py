@@ -123,7 +123,7 @@ class Retriever:
             dt = time.perf_counter() - t0
             latencies.extend([dt / len(batch)] * len(batch))
             hits.extend(self._to_hits(rows, with_text) for rows in found)
-            if progress is not None and (len(hits) == n or len(hits) % max(bs, 32) == 0):
+            if progress is not None:
                 progress("search", len(hits), n)
         return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
 
