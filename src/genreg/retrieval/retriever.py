@@ -117,6 +117,9 @@ class Retriever:
             dt = time.perf_counter() - t0
             latencies.extend([dt / len(batch)] * len(batch))
             hits.extend(self._to_hits(rows, with_text) for rows in found)
+        flush = getattr(self.embedder, "flush", None)
+        if flush is not None:  # new query vectors go to the query-embedding cache
+            flush()
         return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
 
     def search_vectors(
