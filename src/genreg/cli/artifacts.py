@@ -19,14 +19,19 @@ def register_commands(app: typer.Typer) -> None:
 
 def init(
     path: Path = typer.Argument(
-        None, help="Where to create the registry home (default: ./.genreg)."
+        None, help="Where to create the registry home (default: $GENREG_HOME, else ./.genreg)."
     ),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Create a registry home (SQLite metadata + object store); safe to run twice."""
+    """Create a registry home (SQLite metadata + object store); safe to run twice.
+
+    PATH wins over $GENREG_HOME, which wins over ./.genreg; the home used is printed."""
+    import os
+
     from genreg.service import Registry
 
-    home = path or Path.cwd() / ".genreg"
+    home = path or Path(os.environ.get("GENREG_HOME") or Path.cwd() / ".genreg")
+    existed = (home / "registry.db").exists()
     reg = Registry.init(home)
     if json_out:
         emit_json(
@@ -37,7 +42,8 @@ def init(
             }
         )
     else:
-        echo(f"Initialized genreg registry in {reg.home}")
+        verb = "Reinitialized existing" if existed else "Initialized"
+        echo(f"{verb} genreg registry in {reg.home}")
 
 
 def push(
@@ -64,10 +70,14 @@ def push(
 
 def register(
     kind: str = typer.Argument(..., help="prompt | evalset | routing"),
-    name: str = typer.Argument(..., help="Artifact name: [a-z0-9][a-z0-9._-]*"),
+    name: str = typer.Argument(
+        ..., help="Artifact name: lowercase letters, digits, '.', '_', '-' (up to 100)."
+    ),
     file: Path = typer.Argument(..., help="Content file (an eval set may be a BEIR directory)."),
     message: str = typer.Option("", "-m", "--message"),
-    tag: list[str] = typer.Option(None, "--tag", help="key=value (repeatable)."),
+    tag: list[str] = typer.Option(
+        None, "--tag", metavar="KEY=VALUE", help="key=value (repeatable)."
+    ),
     author: str = typer.Option(None, "--author"),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -90,22 +100,13 @@ def list_(
     json_out: bool = JsonOpt,
 ) -> None:
     """List artifacts with their latest version and aliases."""
+    from genreg.textout import LIST_COLUMNS, list_rows
+
     arts = open_registry().list(kind)
     if json_out:
         emit_json([a.to_dict() for a in arts])
         return
-    table(
-        [
-            {
-                "ref": f"{a.kind}:{a.name}",
-                "latest": f"v{a.latest}" if a.latest else "-",
-                "versions": a.versions,
-                "aliases": ", ".join(f"{k}=v{v}" for k, v in sorted(a.aliases.items())),
-            }
-            for a in arts
-        ],
-        ["ref", "latest", "versions", "aliases"],
-    )
+    table(list_rows(arts), LIST_COLUMNS)
 
 
 def show(
@@ -134,24 +135,13 @@ def show(
 
 def history(ref: str = typer.Argument(..., help="KIND:NAME"), json_out: bool = JsonOpt) -> None:
     """Versions of an artifact with digest, author, message and aliases."""
+    from genreg.textout import HISTORY_COLUMNS, history_rows
+
     versions = open_registry().history(ref)
     if json_out:
         emit_json([v.to_dict() for v in versions])
         return
-    table(
-        [
-            {
-                "version": f"v{v.version}",
-                "digest": v.digest[:19],
-                "created": v.created_at[:19],
-                "author": v.author,
-                "aliases": ", ".join(v.aliases),
-                "message": v.message,
-            }
-            for v in versions
-        ],
-        ["version", "digest", "created", "author", "aliases", "message"],
-    )
+    table(history_rows(versions), HISTORY_COLUMNS)
 
 
 def diff(
@@ -180,18 +170,11 @@ def diff(
 
 def resolve(ref: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
     """Print the exact version and digest a reference names."""
+    from genreg.textout import resolve_json
+
     v = open_registry().resolve(ref)
     if json_out:
-        emit_json(
-            {
-                "kind": v.kind,
-                "name": v.name,
-                "version": v.version,
-                "digest": v.digest,
-                "ref": v.ref,
-                "aliases": list(v.aliases),
-            }
-        )
+        emit_json(resolve_json(v))
     else:
         echo(f"{v.ref}  {v.digest}")
 
@@ -200,9 +183,17 @@ def render(
     ref: str = typer.Argument(..., help="prompt:NAME[@...]"),
     var: list[str] = typer.Option(None, "--var", help="name=value (repeatable)."),
     vars_file: list[Path] = typer.Option(None, "--vars", help="JSON file of variables."),
+    request: bool = typer.Option(
+        False,
+        "--request",
+        help="Print the ready OpenAI request body {model, temperature, max_tokens, ..., messages} (JSON).",
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Render a prompt after validating its variables."""
+    if request:
+        emit_json(open_registry().render_request(ref, load_vars(var, vars_file)))
+        return
     out: Any = open_registry().render(ref, load_vars(var, vars_file))
     if json_out:
         emit_json(out)
