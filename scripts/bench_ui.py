@@ -62,7 +62,7 @@ def build(home: Path, n_runs: int, n_queries: int) -> tuple[str, str]:
         with path.open("w") as f:
             for r in rows:
                 rel = [d for d, g in r["relevant"].items() if g > 0]
-                ranked = rng.sample(docs, 100)
+                ranked = [d for d in rng.sample(docs, 100) if d not in r["relevant"]]
                 for d in rel:
                     if rng.random() < (0.6 if tag == "a" else 0.65):
                         ranked.insert(rng.randrange(0, 20), d)

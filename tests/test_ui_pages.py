@@ -128,10 +128,10 @@ def test_run_page_metrics_ci_gates_lineage(registry, runs) -> None:
     assert f"{nd:.4f}" in html
     assert "95% CI" in html
     # The failed gate is written as the comparison that holds.
-    assert f"{nd:.4f} &lt; 0.9" in html and "FAIL" in html
+    assert f"{nd:.4f} &lt; 0.90" in html and "FAIL" in html
     assert 'href="/ui/artifacts/evalset/gold/v/1"' in html  # lineage input -> version page
     good = client(registry).get(f"/ui/runs/{runs['good'].id}").text
-    assert f"{runs['good'].metrics['ndcg@10']:.4f} &gt;= 0.9" in good
+    assert f"{runs['good'].metrics['ndcg@10']:.4f} &gt;= 0.90" in good
 
 
 def test_eval_set_content_needs_the_scope(registry, runs) -> None:
@@ -376,3 +376,25 @@ def test_a_ui_page_imports_no_torch_or_faiss(genreg_home, tmp_path: Path) -> Non
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_compare_without_runs_offers_a_picker(registry, runs) -> None:
+    c = client(registry)
+    html = c.get("/ui/compare").text
+    assert f'<option value="{runs["good"].id}"' in html and 'name="base"' in html
+    one = c.get(f"/ui/compare?run={runs['good'].id}")
+    assert one.status_code == 400 and "Pick exactly two runs" in one.text
+
+
+def test_trend_says_where_an_input_changed(registry, runs) -> None:
+    registry.register_content(
+        "evalset", "gold", [{"id": "q1", "query": "new", "relevant": ["d1"], "split": "test"}]
+    )
+    from _evalhelp import trec as _trec
+
+    p = _trec(Path("later.trec"), {"q1": ["d1"]})
+    later = registry.eval_score("evalset:gold#test", p, metrics=["ndcg@10"], name="search").run
+    html = client(registry).get("/ui/trend?name=search&metric=ndcg@10").text
+    assert "Where an input changed" in html
+    assert "evalset:gold@v1#test" in html and "evalset:gold@v2#test" in html
+    assert f'href="/ui/runs/{later.id}"' in html

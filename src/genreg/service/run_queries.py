@@ -90,7 +90,7 @@ class RunQueries:
         unversioned ref such as ``corpus:docs`` matches every version); ``status`` is
         ``passed`` | ``failed`` | ``no-gates`` | a run status (``done``...); ``sort`` is a column
         of :data:`SORTS` or ``metric:NAME``."""
-        u = None
+        u: tuple[str, str, int | None] | None = None
         if used:
             from genreg.core.refs import parse_ref
 
@@ -130,7 +130,7 @@ class RunQueries:
                         "started_at": r.started_at,
                         "value": float(r.metrics[metric]),
                         "passed": r.passed,
-                        "inputs": {i.role: i.ref for i in r.inputs},
+                        "inputs": {**{i.role: i.ref for i in r.inputs}, **_settings(r)},
                     }
                 )
         return out
@@ -185,9 +185,23 @@ class RunQueries:
                     missing.discard(d.doc_id)
                     if not missing:
                         break
-            for d in missing:  # not in the snapshot (e.g. a chunk id): remember the miss
-                cache[d] = ""
+            for doc_id in missing:  # not in the snapshot (e.g. a chunk id): remember the miss
+                cache[doc_id] = ""
         return {d: cache[d] for d in doc_ids if d in cache}
+
+
+def _settings(run: RunInfo) -> dict[str, str]:
+    """The retrieval settings of a run's lineage that can change between runs of one eval."""
+    lin = run.lineage or {}
+    out = {}
+    emb = lin.get("embedding") or {}
+    if emb.get("model"):
+        out["embedding"] = str(emb["model"])
+    for f in ("chunking", "index", "k"):
+        v = lin.get(f)
+        if v is not None:
+            out[f] = ", ".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else str(v)
+    return out
 
 
 def metric_cis(

@@ -62,7 +62,9 @@ class RunPages(RunRepo):
         with read_session(self.engine) as s:
             count = self._filtered(select(func.count()).select_from(RunRow), name, used, status)
             total = int(s.exec(count).one())
-            q = self._filtered(select(RunRow), name, used, status)
+            # Order and page over ids only (the sort then never carries the JSON columns),
+            # then load the page's rows.
+            q = self._filtered(select(RunRow.id), name, used, status)
             if sort.startswith("metric:"):
                 m = sort.split(":", 1)[1]
                 q = q.outerjoin(
@@ -78,8 +80,9 @@ class RunPages(RunRepo):
                 col(RunRow.started_at).desc(),
                 col(RunRow.id).desc(),
             )
-            rows = list(s.exec(q.offset(offset).limit(limit)).all())
-            return self._load(s, rows), total
+            ids = list(s.exec(q.offset(offset).limit(limit)).all())
+            by_id = {r.id: r for r in s.exec(select(RunRow).where(col(RunRow.id).in_(ids)))}
+            return self._load(s, [by_id[i] for i in ids if i in by_id]), total
 
     def names(self) -> list[str]:
         """Every eval name that has runs, alphabetically."""

@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from genreg.service.run_queries import RunPage
     from genreg.ui.session import Viewer
 
-NEGATE = {">=": "<", ">": "<=", "<=": ">", "<": ">=", "==": "!="}
-ROLE_ORDER = ("evalset", "corpus", "prompt", "routing")
+ROLE_ORDER = ("evalset", "corpus", "prompt", "routing", "embedding", "chunking", "index", "k")
 PROMOTE_ORDER = ("prompt", "routing", "corpus")
 
 
@@ -138,28 +137,24 @@ def metrics_table(run: RunInfo, cis: dict[str, dict[str, float]]) -> Table:
     return Table("metrics", cols, rows)
 
 
-_NUM_IN_EXPR = re.compile(r"(?:>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-
-
 def gate_sentence(g: dict[str, Any]) -> str:
     """The comparison that actually holds, e.g. ``0.3817 < 0.40`` for a failed
-    ``recall@5 >= 0.40`` (the threshold as written in the gate)."""
+    ``recall@5 >= 0.40`` (recomputed, so runs recorded before the CLI wrote it so read the
+    same)."""
     if g.get("kind") == "significance" or g.get("actual") is None or g.get("threshold") is None:
         return str(g.get("detail", ""))
-    from genreg.core.gates import parse_gate
+    from genreg.core.gates import holds, parse_gate
+    from genreg.errors import ConfigError
 
     try:
         op = parse_gate(g["gate"]).op
-    except Exception:  # a stored gate this version cannot parse: show what was recorded
+    except ConfigError:  # a stored gate this version cannot parse: show what was recorded
         return str(g.get("detail", ""))
-    holds = op if g.get("passed") else NEGATE[op]
-    if g.get("kind") == "absolute":
-        m = _NUM_IN_EXPR.search(g["gate"])
-        thr = m.group(1) if m else f"{g['threshold']:g}"
-        return f"{g['actual']:.4f} {holds} {thr}"
+    text = holds(float(g["actual"]), op, float(g["threshold"]), bool(g.get("passed")))
     base = g.get("baseline")
-    tail = f" (baseline {base:.4f})" if base is not None else ""
-    return f"{g['actual']:.4f} {holds} {g['threshold']:.4f}{tail}"
+    return text + (
+        f" (baseline {base:.4f})" if g.get("kind") == "relative" and base is not None else ""
+    )
 
 
 def gates(run: RunInfo) -> list[dict[str, Any]]:
@@ -457,7 +452,7 @@ def generation(q: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any] 
     """Answer, gold answer, usage, latency and judge verdicts, when the run generated."""
     if not any(k in q for k in GEN_KEYS):
         return None
-    g = q.get("generation") if isinstance(q.get("generation"), dict) else {}
+    g: dict[str, Any] = q["generation"] if isinstance(q.get("generation"), dict) else {}
     answer = q.get("answer", g.get("answer"))
     verdicts = q.get("verdicts") or q.get("judges") or q.get("judgments") or g.get("verdicts")
     if isinstance(verdicts, dict):
@@ -556,19 +551,14 @@ def compare_queries(
         text = q.get("query", "") if can_es else ""
         if search and search not in qid.lower() and search not in text.lower():
             continue
-        a_top = [x for x, _ in (qa.get(qid) or {}).get("ranked", [])[:10]]
-        b_top = [x for x, _ in q.get("ranked", [])[:10]]
         rows.append(
             {
                 "id": qid,
-                "_href_id": f"/ui/compare/queries/{quote(qid, safe='')}?"
-                + urlencode({"base": ra.id, "head": rb.id}),
                 "query": text if can_es else None,
                 "base": float(pa[qid]),
                 "head": float(pb[qid]),
                 "delta": d,
-                "_cls_delta": _sign_cls(d, None),
-                "entered": len([x for x in b_top if x not in a_top]),
+                "_q": q,
             }
         )
     rows.sort(key=lambda r: (-abs(r["delta"]), r["delta"], r["id"]))
@@ -583,6 +573,13 @@ def compare_queries(
     ]
     t = Table("per_query", cols, rows, links={"id": "_href_id"})
     info = _paginate(t, qp, "page", per_page)
+    pair = urlencode({"base": ra.id, "head": rb.id})
+    for r in t.rows:  # only the shown page (or every row when downloading)
+        q = r.pop("_q")
+        a_top = {x for x, _ in (qa.get(r["id"]) or {}).get("ranked", [])[:10]}
+        r["entered"] = sum(1 for x, _ in q.get("ranked", [])[:10] if x not in a_top)
+        r["_href_id"] = f"/ui/compare/queries/{quote(r['id'], safe='')}?{pair}"
+        r["_cls_delta"] = _sign_cls(r["delta"], None)
     info.update(only_changed=only_changed, search=qp.get("q") or "")
     return t, info
 

@@ -429,13 +429,15 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
                 return error(request, v, exc)
             return RedirectResponse("/ui/compare?" + urlencode({"base": a.id, "head": b.id}), 303)
         if not (base and head):
+            recent = rq.page(per_page=100).runs
             return page(
                 request,
                 v,
-                "error.html",
-                400,
-                title="Compare",
-                message="pick two runs on the Runs page (or pass ?base=RUN&head=RUN)",
+                "compare_pick.html",
+                400 if picked else 200,
+                title="Compare runs",
+                recent=recent,
+                picked=picked,
             )
         can_es = v.allows("evalsets:read")
         try:

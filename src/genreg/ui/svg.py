@@ -137,10 +137,12 @@ def scatter(
             f'<text class="tick" x="{pad - 6}" y="{_n(sy(v) + 4)}" text-anchor="end">'
             f"{_axis_label(v)}</text>"
         )
-    # Identical (base, head) pairs are drawn once, with their count.
+    # Identical (base, head) pairs are drawn once, with their count; with many queries,
+    # pairs are binned to a 0.01 grid so the chart stays a few hundred circles.
+    digits = 4 if len(points) <= 2000 else 2
     seen: dict[tuple[float, float], list[str]] = {}
     for qid, a, b in points:
-        seen.setdefault((round(a, 4), round(b, 4)), []).append(qid)
+        seen.setdefault((round(a, digits), round(b, digits)), []).append(qid)
     for (a, b), ids in seen.items():
         cls = "up" if b > a + 1e-12 else "down" if b < a - 1e-12 else "same"
         r = min(3 + len(ids) ** 0.5, 9)
