@@ -225,6 +225,9 @@ def build_router(
                 raise RenderError(exc.message, details={"errors": errs, "variables": bad}) from None
             res: dict[str, Any] = {"ref": info.ref, "digest": info.digest, "type": prompt.type}
             res["messages" if prompt.type == "chat" else "text"] = out
+            from genreg.core.prompt import request_body
+
+            res["request"] = request_body(prompt, out)  # the ready OpenAI request body
             return json_response(res)
 
         return await off_loop(work)  # type: ignore[no-any-return]

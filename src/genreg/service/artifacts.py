@@ -187,6 +187,16 @@ class ArtifactService:
         """Render a prompt; chat prompts give OpenAI-style ``[{role, content}]`` messages."""
         return self.load_prompt(ref).render({**(variables or {}), **kw})
 
+    def render_request(
+        self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """Render a prompt into the ready OpenAI request body ``{model, temperature,
+        max_tokens, ..., messages}`` (the prompt's model config plus the messages)."""
+        from genreg.core.prompt import request_body
+
+        prompt = self.load_prompt(ref)
+        return request_body(prompt, prompt.render({**(variables or {}), **kw}))
+
     def explain_route(self, ref: str | Ref, query: str, tags: list[str] | None = None) -> Decision:
         return self.load_routing(ref).choose(query, tags)
 

@@ -150,8 +150,9 @@ class IndexingService:
         row = self.derived.get(key)
         if row is None:
             docs = self.iter_documents(version.ref)
+            n = version.summary.get("docs")  # the snapshot's document count: the bar's total
             row, embedded = self._build_new(
-                key, version.digest, docs, emb, cspec, ispec, progress, batch_size
+                key, version.digest, docs, emb, cspec, ispec, progress, batch_size, n
             )
         else:
             embedded = -1
@@ -183,6 +184,7 @@ class IndexingService:
         ispec: IndexSpec,
         progress: Progress | None,
         batch_size: int,
+        total: int | None = None,
     ) -> tuple[Derived, int]:
         from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import build_faiss, encode_index
@@ -193,15 +195,19 @@ class IndexingService:
         texts: list[str] = []
         tokenizer = emb.tokenizer if cspec.needs_tokenizer else None
         n_docs = 0
+        if progress is not None:
+            progress("chunking", 0, total)
         for ch in iter_chunks(docs, cspec, tokenizer=tokenizer):
             if ch.chunk_index == 0:
                 n_docs += 1
                 if progress is not None and n_docs % 1000 == 0:
-                    progress("chunking", n_docs, None)
+                    progress("chunking", n_docs, total)
             doc_ids.append(ch.doc_id)
             chunk_index.append(ch.chunk_index)
             digests.append(ch.digest)
             texts.append(ch.text)
+        if progress is not None:
+            progress("chunking", n_docs, n_docs)  # done: the bar completes
 
         cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
         missing = cache.missing(digests)

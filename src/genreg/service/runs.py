@@ -152,10 +152,10 @@ class EvalService(RunViews):
         want_text = cfg.prompt is not None and cfg.routing is not None
         queries = [r["query"] for r in rows]
         t0 = time.perf_counter()
-        found = retriever.search(queries, cfg.depth, batch_size=cfg.batch_size, with_text=want_text)
+        found = retriever.search(
+            queries, cfg.depth, batch_size=cfg.batch_size, with_text=want_text, progress=progress
+        )
         wall = time.perf_counter() - t0
-        if progress:
-            progress("search", len(queries), len(queries))
         run_scores = {
             r["id"]: {h.doc_id: h.score for h in hits} for r, hits in zip(rows, found.hits)
         }
