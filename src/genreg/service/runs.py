@@ -29,6 +29,7 @@ from genreg.core.report import latency_summary
 from genreg.core.runinfo import RunInfo, RunInput
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.service.run_views import RunViews
+from genreg.store.objects import ensure_stored
 
 if TYPE_CHECKING:
     from genreg.core.types import VersionInfo
@@ -416,6 +417,7 @@ class EvalService(RunViews):
             inputs=inputs,
         )
         self.runs_repo.create(run)
+        ensure_stored(self.objects, obj, blob)  # a concurrent gc may have hidden it
         return RunOutcome(run, gate_results, identical_to, base.id if base else None)
 
     def _side(self, run: RunInfo) -> Side:
