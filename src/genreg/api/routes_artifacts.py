@@ -40,7 +40,11 @@ def version_path() -> Any:
 
 
 def version_query() -> Any:
-    return Query(None, description="Version number (1 .. 2^63-1)", json_schema_extra=VERSION_DOC)
+    return Query(
+        None,
+        description="Version number (1 .. 2^63-1); give at most one of alias, digest, version",
+        json_schema_extra=VERSION_DOC,
+    )
 
 
 async def off_loop(fn: Any) -> Any:

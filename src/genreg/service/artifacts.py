@@ -81,6 +81,8 @@ class ArtifactService:
     ) -> RegisterResult:
         """Store the canonical bytes (durably) first, then insert the version row. A failure
         at any point leaves no visible version."""
+        from genreg.store.objects import ensure_stored
+
         validate_name(name)
         tags = check_metadata(tags, message, author)
         obj = self.objects.put_bytes(parsed.data)
@@ -94,6 +96,7 @@ class ArtifactService:
             tags=tags,
             summary=parsed.summary,
         )
+        ensure_stored(self.objects, obj, parsed.data)  # a concurrent gc may have hidden it
         return RegisterResult(info, created)
 
     def register(

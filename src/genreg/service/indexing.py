@@ -19,6 +19,7 @@ from genreg.core.hashing import canonical_json, digest_json
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
+from genreg.store.objects import ensure_stored
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,7 +114,16 @@ class IndexingService:
         def texts() -> list[str]:
             return json.loads(self.objects.get_bytes(texts_digest))
 
-        return Retriever(info, faiss_index, meta["doc_ids"], meta["chunk_index"], emb, texts)
+        return Retriever(
+            info, faiss_index, meta["doc_ids"], meta["chunk_index"], self.query_cache(emb), texts
+        )
+
+    def query_cache(self, emb: EmbedderLike) -> Any:
+        """``emb`` answering from (and filling) the model's query-embedding cache."""
+        from genreg.retrieval.cache import QUERY_KIND, EmbeddingCache, QueryCache
+
+        cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim, kind=QUERY_KIND)
+        return QueryCache(emb, cache)
 
     def search(
         self,
@@ -221,7 +231,8 @@ class IndexingService:
         matrix = cache.matrix(digests)
         faiss_index = build_faiss(matrix, ispec, progress=progress)
 
-        texts_obj = self.objects.put_bytes(canonical_json(texts))
+        texts_blob = canonical_json(texts)
+        texts_obj = self.objects.put_bytes(texts_blob)
         meta = {
             "key": key,
             "snapshot": snapshot,
@@ -233,7 +244,8 @@ class IndexingService:
             "doc_ids": doc_ids,
             "chunk_index": chunk_index,
         }
-        obj = self.objects.put_bytes(encode_index(faiss_index, meta))
+        index_blob = encode_index(faiss_index, meta)
+        obj = self.objects.put_bytes(index_blob)
         summary = {
             "model": emb.name,
             "model_digest": emb.digest,
@@ -247,6 +259,9 @@ class IndexingService:
         row = self.derived.put(
             kind="index", scope=snapshot, key=key, object_digest=obj, meta=summary
         )
+        if row.object_digest == obj:  # a concurrent gc may have hidden what we wrote
+            ensure_stored(self.objects, texts_obj, texts_blob)
+            ensure_stored(self.objects, obj, index_blob)
         return row, len(missing)
 
     def list_indexes(self, corpus_ref: str | Ref | None = None) -> list[dict[str, Any]]:
