@@ -11,7 +11,6 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,7 +18,8 @@ from genreg.errors import GenregError
 
 
 class _Group(TyperGroup):
-    def invoke(self, ctx: click.Context) -> Any:
+    # ctx: click's Context, which typer>=0.20 vendors as typer._click (a different class).
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except GenregError as exc:

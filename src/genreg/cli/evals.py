@@ -215,7 +215,7 @@ def compare(
     echo("inputs that differ: " + (", ".join(c["differs"]) or "none"))
     for f, v in c["differs"].items():
         echo(f"  {f}: {v['a']}  ->  {v['b']}")
-    first = next(iter(c["metrics"].values()), {})
+    first: dict[str, Any] = next(iter(c["metrics"].values()), {})
     if first.get("most_regressed"):
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")
         for q in first["most_regressed"]:

@@ -157,11 +157,11 @@ def parse_beir(root: Path) -> EvalSet:
                     raise InvalidArtifact(f"{tsv}:{i}: duplicate judgment {qid} {did}")
                 judgments[qid][did] = rel
                 where_of.setdefault(qid, (str(tsv), i))
-    rows = []
+    rows: list[tuple[str, int, dict[str, Any]]] = []
     for qid, rels in judgments.items():
         text, _ = queries[qid]
-        f, line = where_of[qid]
-        rows.append((f, line, {"id": qid, "query": text, "relevant": rels, "split": split_of[qid]}))
+        f, ln = where_of[qid]
+        rows.append((f, ln, {"id": qid, "query": text, "relevant": rels, "split": split_of[qid]}))
     return build(rows)
 
 

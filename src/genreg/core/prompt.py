@@ -102,7 +102,7 @@ class Prompt:
 
     def validate_variables(self, values: dict[str, Any]) -> None:
         """Raise :class:`RenderError` naming every missing or wrong variable."""
-        problems = []
+        problems: list[str] = []
         for e in sorted(self._validator().iter_errors(values), key=lambda e: list(e.path)):
             if e.validator == "required":
                 missing = [r for r in e.validator_value if r not in values]

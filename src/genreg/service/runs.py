@@ -31,7 +31,12 @@ from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.service.run_views import RunViews
 
 if TYPE_CHECKING:
+    from genreg.core.refs import Ref
     from genreg.core.types import VersionInfo
+    from genreg.retrieval.chunking import ChunkingSpec
+    from genreg.retrieval.index import IndexSpec
+    from genreg.retrieval.retriever import Retriever
+    from genreg.service.indexing import EmbedderLike, Progress
     from genreg.store.objects import ObjectStore
     from genreg.store.runs import RunRepo
 
@@ -85,7 +90,15 @@ class EvalService(RunViews):
 
         def author(self, explicit: str | None = None) -> str: ...
         def resolve(self, ref: Any, kind: str | None = None) -> VersionInfo: ...
-        def open_retriever(self, corpus_ref: Any, **kw: Any) -> Any: ...
+        def open_retriever(
+            self,
+            corpus_ref: str | Ref,
+            *,
+            model: str | EmbedderLike | None = None,
+            chunking: str | dict[str, Any] | ChunkingSpec | None = None,
+            index: str | dict[str, Any] | IndexSpec | None = None,
+            progress: Progress | None = None,
+        ) -> Retriever: ...
 
     @cached_property
     def runs_repo(self) -> RunRepo:
@@ -266,7 +279,7 @@ class EvalService(RunViews):
     def _evalset_rows(self, v: VersionInfo, split: str | None) -> list[dict[str, Any]]:
         from genreg.core import artifacts as kinds
 
-        es = kinds.decode("evalset", self.content(v)).select(split)  # type: ignore[attr-defined]
+        es = kinds.decode("evalset", self.content(v)).select(split)  # type: ignore[attr-defined]  # mixin: Registry provides it
         return list(es.rows)
 
     def _lineage(self, source: str, inputs: list[RunInput], **fields: Any) -> dict[str, Any]:
@@ -317,8 +330,8 @@ class EvalService(RunViews):
     ) -> dict[str, Any]:
         from genreg.core import cost as costmod
 
-        prompt = self.load_prompt(next(i for i in inputs if i.role == "prompt").ref)  # type: ignore[attr-defined]
-        routing = self.load_routing(next(i for i in inputs if i.role == "routing").ref)  # type: ignore[attr-defined]
+        prompt = self.load_prompt(next(i for i in inputs if i.role == "prompt").ref)  # type: ignore[attr-defined]  # mixin: Registry provides it
+        routing = self.load_routing(next(i for i in inputs if i.role == "routing").ref)  # type: ignore[attr-defined]  # mixin: Registry provides it
         k = int(cfg.cost.get("context_k", costmod.DEFAULT_CONTEXT_K))
         chars = int(cfg.cost.get("context_chars", costmod.DEFAULT_CONTEXT_CHARS))
         costs = []

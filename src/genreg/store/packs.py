@@ -16,6 +16,7 @@ when the whole snapshot has been read without error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sqlite3
@@ -122,7 +123,7 @@ class PackWriter:
                 self.objects._commit(st.name, hexd)  # same filesystem: rename into place
             else:
                 with open(st.name, "rb") as fh:
-                    got = self.objects.put_stream(iter(lambda f=fh: f.read(1 << 20), b""))
+                    got = self.objects.put_stream(iter(functools.partial(fh.read, 1 << 20), b""))
                 os.unlink(st.name)
                 if got != hexd:
                     raise IntegrityError(f"pack {hexd} changed while being stored")

@@ -83,7 +83,9 @@ class RunRepo:
         ids = [r.id for r in rows]
         edges: dict[str, list[RunInputRow]] = {}
         for e in s.exec(
-            select(RunInputRow).where(col(RunInputRow.run_id).in_(ids)).order_by(RunInputRow.id)
+            select(RunInputRow)
+            .where(col(RunInputRow.run_id).in_(ids))
+            .order_by(col(RunInputRow.id))
         ):
             edges.setdefault(e.run_id, []).append(e)
         return [_info(r, edges.get(r.id, [])) for r in rows]
