@@ -13,6 +13,9 @@ Caching (in-process):
 Offline fallback: when the server cannot be reached (or answers 5xx) and a ref is not cached,
 the client serves it from ``lock_file`` (``genreg lock`` writes it), re-verifying the digest
 of the locked content on every load (tampering raises :class:`~genreg.errors.IntegrityError`).
+With ``lock_key`` (or ``$GENREG_LOCK_KEY``) the lock must also carry a valid HMAC signature
+(``genreg lock --sign``); see :mod:`genreg.lockfile` for the trust model. A server (or proxy)
+answering something that is not the registry's JSON counts as unreachable: the lock serves.
 
 Only the standard library is imported here (``http.client``, ``json``): no FastAPI,
 SQLAlchemy or httpx, so ``import genreg`` plus a client stays well under 0.3 s.
@@ -96,6 +99,7 @@ class Client:
         alias_ttl: float = 60.0,
         lock_file: str | Path | None = None,
         timeout: float = 5.0,
+        lock_key: str | bytes | None = None,
     ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -113,11 +117,26 @@ class Client:
         self.timeout = timeout
         env_lock = os.environ.get("GENREG_LOCK_FILE")
         self.lock_file = Path(lock_file) if lock_file else (Path(env_lock) if env_lock else None)
+        from genreg.lockfile import lock_key as _key
+
+        self._lock_key = _key(lock_key)
         self._cache: dict[str, _Entry] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.requests = 0  # HTTP requests made (for tests and benchmarks)
+
+    def _json(self, data: bytes, what: str) -> Any:
+        """The server's JSON, or RegistryUnavailable (a proxy's HTML page, a truncated or
+        absurdly nested body): such a server is as good as unreachable."""
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            head = data[:40].decode("utf-8", "replace").strip()
+            raise RegistryUnavailable(
+                f"registry {self.url} answered {what} with something that is not JSON "
+                f"({head!r}...; a proxy or captive portal?)"
+            ) from None
 
     def __repr__(self) -> str:  # never shows the token
         return f"Client({self.url!r}, alias_ttl={self.alias_ttl})"
@@ -159,7 +178,7 @@ class Client:
         try:
             err = json.loads(data)["error"]
             code, msg, details = err["code"], err["message"], err.get("details") or {}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             code, msg, details = "error", f"HTTP {status}", {}
         if status >= 500:
             raise RegistryUnavailable(f"registry {self.url} failed: {msg}")
@@ -186,7 +205,9 @@ class Client:
             return None
         if status != 200:
             self._raise_for(status, data)
-        doc: dict[str, Any] = json.loads(data)
+        doc = self._json(data, f"GET {r}")
+        if not isinstance(doc, dict) or not isinstance(doc.get("digest"), str):
+            raise RegistryUnavailable(f"registry {self.url} answered GET {r} with a non-document")
         if doc.get("kind") in ("prompt", "routing") and digest_bytes(
             canonical_json(doc.get("content"))
         ) != doc.get("digest"):
@@ -211,9 +232,15 @@ class Client:
         try:
             doc = self._fetch(r)
             assert doc is not None
-            e = _Entry(doc, _info(doc), self._ttl(r))
-        except RegistryUnavailable:
-            e = self._from_lock(r)
+            try:
+                info = _info(doc)
+            except (KeyError, TypeError, ValueError):
+                raise RegistryUnavailable(
+                    f"registry {self.url} answered GET {r} with an incomplete document"
+                ) from None
+            e = _Entry(doc, info, self._ttl(r))
+        except RegistryUnavailable as exc:
+            e = self._from_lock(r, exc.message)
         self._cache[key] = e
         return e
 
@@ -240,12 +267,14 @@ class Client:
         self._threads = [x for x in self._threads if x.is_alive()] + [t]
         t.start()
 
-    def _from_lock(self, r: Ref) -> _Entry:
+    def _from_lock(self, r: Ref, why: str = "") -> _Entry:
         from genreg import lockfile
 
         if self.lock_file is None or not self.lock_file.exists():
+            if why and "unreachable" not in why:
+                raise RegistryUnavailable(f"{why}; and no lock file for {r}")
             raise RegistryUnavailable(f"registry {self.url} unreachable and no lock file for {r}")
-        hit = lockfile.find(lockfile.read_lock(self.lock_file), r)
+        hit = lockfile.find(lockfile.read_lock(self.lock_file, self._lock_key), r)
         if hit is None:
             raise RegistryUnavailable(
                 f"registry {self.url} unreachable and {r} is not in {self.lock_file}"
@@ -320,7 +349,12 @@ class Client:
         status, _, data = self._request("GET", f"/v1/{_URL_KIND[r.kind]}/{quote(r.name)}/versions")
         if status != 200:
             self._raise_for(status, data)
-        return [_info(d) for d in json.loads(data)["versions"]]
+        try:
+            return [_info(d) for d in self._json(data, "GET versions")["versions"]]
+        except (KeyError, TypeError, ValueError):
+            raise RegistryUnavailable(
+                f"registry {self.url} answered a malformed version list"
+            ) from None
 
     def close(self) -> None:
         c = getattr(self._local, "conn", None)

@@ -100,12 +100,30 @@ class PayloadTooLarge(GenregError):
     http_status = 413
 
 
+class EndpointError(GenregError):
+    """An LLM endpoint cannot be reached or rejects the API key (401/403): the eval run stops
+    before spending further. Exit code 2, like a config error (fix the route, then re-run)."""
+
+    code = "endpoint"
+    http_status = 502
+    exit_code = 2
+
+
+class ReplayMiss(GenregError):
+    """``cache: replay`` found no recorded response for a query (names the query id)."""
+
+    code = "replay_miss"
+    http_status = 409
+    exit_code = 2
+
+
 __all__ = [
     "AlreadyExists",
     "AmbiguousRef",
     "AuthError",
     "ConfigError",
     "Conflict",
+    "EndpointError",
     "Forbidden",
     "GateFailed",
     "GenregError",
@@ -116,4 +134,5 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RenderError",
+    "ReplayMiss",
 ]

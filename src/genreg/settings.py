@@ -1,6 +1,8 @@
 """Where the registry lives: ``GENREG_HOME`` or a ``.genreg/`` found walking up from the
-current directory (like git or dvc). ``GENREG_DATABASE_URL`` and ``GENREG_OBJECTS_URL``
-point metadata and objects elsewhere (PostgreSQL, S3...)."""
+current directory (like git or dvc). ``GENREG_CEILING_DIRECTORIES`` (``os.pathsep``-separated,
+like git's ``GIT_CEILING_DIRECTORIES``) stops that walk: a ceiling directory and what lies
+above it are never searched (unless the walk starts there). ``GENREG_DATABASE_URL`` and
+``GENREG_OBJECTS_URL`` point metadata and objects elsewhere (PostgreSQL, S3...)."""
 
 from __future__ import annotations
 
@@ -29,12 +31,20 @@ class Settings:
         return cls(home=home, database_url=db, objects_url=objects)
 
 
+def _ceilings() -> set[Path]:
+    raw = os.environ.get("GENREG_CEILING_DIRECTORIES", "")
+    return {Path(p).resolve() for p in raw.split(os.pathsep) if p.strip()}
+
+
 def find_home(start: Path | None = None) -> Path | None:
     env = os.environ.get("GENREG_HOME")
     if env:
         return Path(env)
     cur = (start or Path.cwd()).resolve()
+    ceilings = _ceilings()
     for d in (cur, *cur.parents):
+        if d in ceilings and d != cur:
+            break
         candidate = d / HOME_DIRNAME
         if candidate.is_dir():
             return candidate

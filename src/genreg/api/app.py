@@ -130,6 +130,9 @@ def create_app(
     if runs is not None:
         app.include_router(runs)
     app.include_router(build_router(reg, reader, auth, cfg))
+    from genreg.ui import mount as mount_ui
+
+    mount_ui(app, reg, auth, cfg)  # the web UI under /ui (genreg.ui)
     from genreg.api.hot import HotPath
 
     app.add_middleware(HotPath, reader=reader, config=cfg)  # outermost: see genreg.api.hot

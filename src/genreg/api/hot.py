@@ -41,7 +41,13 @@ class HotPath:
         if kind is None or kind == "evalset":
             return None
         version = alias = digest = None
-        if n == 6 and parts[4] == "versions" and parts[5].isdigit() and not scope["query_string"]:
+        if (
+            n == 6
+            and parts[4] == "versions"
+            and parts[5].isascii()
+            and parts[5].isdigit()
+            and not scope["query_string"]
+        ):
             version = int(parts[5])
         elif n == 4:
             qs: bytes = scope["query_string"]
@@ -54,7 +60,7 @@ class HotPath:
                     alias = v
                 elif key == b"digest":
                     digest = v
-                elif v.isdigit():
+                elif v.isascii() and v.isdigit():
                     version = int(v)
                 else:
                     return None

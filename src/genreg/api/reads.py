@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from genreg.core import artifacts as kinds
-from genreg.core.refs import KINDS, Ref, validate_name
+from genreg.core.refs import KINDS, MAX_VERSION, Ref, validate_name
 from genreg.core.types import VersionInfo
 from genreg.errors import InvalidRef, NotFound
 
@@ -61,6 +61,8 @@ def make_ref(
     if version is not None:
         if version < 1:
             raise InvalidRef(f"invalid version {version}: versions start at 1")
+        if version > MAX_VERSION:
+            raise InvalidRef(f"invalid version: at most {MAX_VERSION} (2^63 - 1)")
         return Ref(kind, name, version=version)
     if digest is not None:
         from genreg.core.refs import parse_ref

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from genreg.api.errors import responses
 from genreg.api.reads import make_ref, url_kind
-from genreg.api.routes_artifacts import json_response
+from genreg.api.routes_artifacts import json_response, version_path
 
 if TYPE_CHECKING:
     from genreg.api.auth import Authenticator
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 def build_runs_router(reg: Registry, auth: Authenticator) -> APIRouter | None:
     if not hasattr(reg, "list_runs"):
         return None
-    r = APIRouter(prefix="/v1")
+    r = APIRouter(prefix="/v1", responses=responses(401, 403, 404, 405, 422))
 
     def check(request: Request) -> None:
         auth.check_read(request.headers.get("authorization"), "run")
@@ -31,7 +32,12 @@ def build_runs_router(reg: Registry, auth: Authenticator) -> APIRouter | None:
     def list_runs(
         request: Request,
         name: str | None = Query(None, description="Only runs of this eval"),
-        used: str | None = Query(None, description="Only runs that used this ref"),
+        used: str | None = Query(
+            None,
+            description="Only runs that used the exact version this reference names "
+            "(KIND:NAME[@ALIAS|@vN|@sha256:HEX]); a malformed reference is a 422, an "
+            "unknown one a 404",
+        ),
         limit: int = Query(100, ge=1, le=1000),
     ) -> Response:
         check(request)
@@ -49,7 +55,7 @@ def build_runs_router(reg: Registry, auth: Authenticator) -> APIRouter | None:
         return json_response(reg.lineage(run_id))
 
     @r.get("/{kind}/{name}/versions/{number}/runs", summary="Runs that used this exact version")
-    def used_by(request: Request, kind: str, name: str, number: int) -> Response:
+    def used_by(request: Request, kind: str, name: str, number: int = version_path()) -> Response:
         check(request)
         ref = make_ref(url_kind(kind), name, version=number)
         return json_response(

@@ -17,7 +17,29 @@ from typer.core import TyperGroup
 from genreg.errors import GenregError
 
 
+def error_json(exc: GenregError) -> str:
+    """The API's error envelope (same codes), for errors under ``--json``."""
+    import json
+
+    body = {
+        "error": {
+            "status": exc.http_status,
+            "code": exc.code,
+            "message": exc.message,
+            "details": exc.details or {},
+        }
+    }
+    return json.dumps(body, ensure_ascii=False, default=str)
+
+
 class _Group(TyperGroup):
+    _json_args = False
+
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
+        argv = sys.argv[1:] if args is None else list(args)
+        self._json_args = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+        return super().main(args, *a, **kw)
+
     # ctx: click's Context, which typer>=0.20 vendors as typer._click (a different class).
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -25,7 +47,10 @@ class _Group(TyperGroup):
         except GenregError as exc:
             if os.environ.get("GENREG_DEBUG"):
                 raise
-            typer.echo(f"error: {exc.message}", err=True)
+            if self._json_args:
+                typer.echo(error_json(exc), err=True)
+            else:
+                typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("error: interrupted", err=True)
@@ -39,6 +64,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: no `<bool>` placeholders on flags, no markup eating `[a-z0-9]`, and
+    # no import of rich just to print help.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -52,7 +80,7 @@ def _root(
 
 
 def _mount() -> None:
-    from genreg.cli import admin, aliases, artifacts, corpus, corpus_index, evals, serve
+    from genreg.cli import admin, aliases, artifacts, corpus, corpus_index, evals, llm, serve
 
     artifacts.register_commands(app)
     app.add_typer(aliases.app, name="alias", help="Move, remove and list aliases (journaled).")
@@ -62,6 +90,16 @@ def _mount() -> None:
     admin.register_commands(app)
     serve.register(app)
     evals.register(app)
+    llm.register(app)
+    _plain_help(app)
+
+
+def _plain_help(t: typer.Typer) -> None:
+    for group in t.registered_groups:
+        sub = group.typer_instance
+        if sub is not None:
+            sub.rich_markup_mode = None
+            _plain_help(sub)
 
 
 _mount()

@@ -22,6 +22,8 @@ def alias_set(
     ev = open_registry().set_alias(ref, alias, reason=reason, actor=author)
     if json_out:
         emit_json(ev.to_dict())
+    elif ev.action == "unchanged":
+        echo(f"unchanged: {ev.kind}:{ev.name}@{ev.alias} already -> v{ev.to_version}")
     elif ev.action == "move":
         echo(f"moved {ev.kind}:{ev.name}@{ev.alias}: v{ev.from_version} -> v{ev.to_version}")
     else:

@@ -19,14 +19,19 @@ def register_commands(app: typer.Typer) -> None:
 
 def init(
     path: Path = typer.Argument(
-        None, help="Where to create the registry home (default: ./.genreg)."
+        None, help="Where to create the registry home (default: $GENREG_HOME, else ./.genreg)."
     ),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Create a registry home (SQLite metadata + object store); safe to run twice."""
+    """Create a registry home (SQLite metadata + object store); safe to run twice.
+
+    PATH wins over $GENREG_HOME, which wins over ./.genreg; the home used is printed."""
+    import os
+
     from genreg.service import Registry
 
-    home = path or Path.cwd() / ".genreg"
+    home = path or Path(os.environ.get("GENREG_HOME") or Path.cwd() / ".genreg")
+    existed = (home / "registry.db").exists()
     reg = Registry.init(home)
     if json_out:
         emit_json(
@@ -37,7 +42,8 @@ def init(
             }
         )
     else:
-        echo(f"Initialized genreg registry in {reg.home}")
+        verb = "Reinitialized existing" if existed else "Initialized"
+        echo(f"{verb} genreg registry in {reg.home}")
 
 
 def push(
@@ -64,10 +70,14 @@ def push(
 
 def register(
     kind: str = typer.Argument(..., help="prompt | evalset | routing"),
-    name: str = typer.Argument(..., help="Artifact name: [a-z0-9][a-z0-9._-]*"),
+    name: str = typer.Argument(
+        ..., help="Artifact name: lowercase letters, digits, '.', '_', '-' (up to 100)."
+    ),
     file: Path = typer.Argument(..., help="Content file (an eval set may be a BEIR directory)."),
     message: str = typer.Option("", "-m", "--message"),
-    tag: list[str] = typer.Option(None, "--tag", help="key=value (repeatable)."),
+    tag: list[str] = typer.Option(
+        None, "--tag", metavar="KEY=VALUE", help="key=value (repeatable)."
+    ),
     author: str = typer.Option(None, "--author"),
     json_out: bool = JsonOpt,
 ) -> None:

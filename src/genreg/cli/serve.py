@@ -104,10 +104,15 @@ def lock(
     output: Path = typer.Option(Path("genreg.lock"), "-o", "--output", help="Lock file to write."),
     url: str = typer.Option(None, "--url", help="Resolve through a genreg server instead."),
     token: str = typer.Option(None, "--token", envvar="GENREG_TOKEN", help="Token for --url."),
+    sign: bool = typer.Option(
+        False, "--sign", help="Add an HMAC-SHA256 signature with the key in $GENREG_LOCK_KEY."
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Pin the exact digests and content of REFS in a lock file (offline fallback)."""
-    from genreg.lockfile import build_lock, write_lock
+    from genreg.lockfile import build_lock, lock_key, sign_lock, write_lock
+
+    key = lock_key(required=True) if sign else None
 
     if url:
         from genreg.client import Client
@@ -116,6 +121,8 @@ def lock(
     else:
         reg = open_registry()
         data = build_lock(reg, list(refs), origin=str(reg.home))
+    if key is not None:
+        data = sign_lock(data, key)
     write_lock(output, data)
     if json_out:
         emit_json(
@@ -127,7 +134,8 @@ def lock(
         return
     for k, e in data["entries"].items():
         echo(f"{k:40}  v{e['version']}  {e['digest'][:19]}")
-    echo(f"wrote {output} ({len(data['entries'])} ref(s))")
+    signed = ", signed" if key is not None else ""
+    echo(f"wrote {output} ({len(data['entries'])} ref(s){signed})")
 
 
 def register(app: typer.Typer) -> None:

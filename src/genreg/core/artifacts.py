@@ -104,17 +104,44 @@ def to_payload(kind: str, data: bytes) -> Any:
     return obj
 
 
+_PROMPT_KEYS = ("description", "template", "messages", "variables", "model", "metadata")
+
+
+def _block_dumper() -> Any:
+    """A YAML dumper writing multi-line strings as literal ``|`` blocks (as people write
+    templates), not as folded scalars with a blank line between every line."""
+    import yaml
+
+    class BlockDumper(yaml.SafeDumper):
+        pass
+
+    def str_block(dumper: Any, value: str) -> Any:
+        style = "|" if "\n" in value.rstrip("\n") or value.endswith("\n") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    BlockDumper.add_representer(str, str_block)
+    return BlockDumper
+
+
 def pretty(kind: str, data: bytes) -> str:
-    """A stable, human-readable text form, used for ``show`` and unified diffs."""
+    """The content as registered, in a stable text form used for ``show`` and unified
+    diffs: block-style YAML in the order a prompt file is written (description, template or
+    messages, variables, model, metadata); multi-line strings as literal blocks. Parsing it
+    back gives the same content (and digest)."""
     import yaml
 
     if kind == "evalset":
         return data.decode("utf-8")
     obj = json.loads(data)
     if kind == "prompt":
-        obj = {k: v for k, v in obj.items() if v is not None}
-    return yaml.safe_dump(
-        obj, sort_keys=True, allow_unicode=True, default_flow_style=False, width=100
+        obj = {k: obj[k] for k in _PROMPT_KEYS if obj.get(k) not in (None, {}) or k == "variables"}
+    return yaml.dump(
+        obj,
+        Dumper=_block_dumper(),
+        sort_keys=kind != "prompt",
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
     )
 
 

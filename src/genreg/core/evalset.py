@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from genreg.core.hashing import canonical_json
+from genreg.core.inputs import check_value, load_json
 from genreg.core.validation import read_text, schema_errors
 from genreg.errors import InvalidArtifact
 
@@ -76,6 +77,7 @@ def build(rows: Iterable[tuple[str, int, dict[str, Any]]]) -> EvalSet:
     out = []
     for where, line, row in rows:
         loc = f"{where}:{line}"
+        check_value(row, loc)
         errors = schema_errors("evalset-row", row)
         if errors:
             raise InvalidArtifact(f"{loc}: {errors[0]}", details={"errors": errors, "line": line})
@@ -99,12 +101,7 @@ def parse_jsonl(path: Path) -> EvalSet:
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArtifact(
-                f"{path}:{i}: invalid JSON: {exc.msg}", details={"line": i}
-            ) from None
+        row = load_json(line, str(path), line=i)
         if not isinstance(row, dict):
             raise InvalidArtifact(f"{path}:{i}: each line must be a JSON object")
         rows.append((str(path), i, row))
@@ -121,10 +118,10 @@ def parse_beir(root: Path) -> EvalSet:
     for i, line in enumerate(read_text(qpath).splitlines(), start=1):
         if not line.strip():
             continue
+        q = load_json(line, str(qpath), line=i)
         try:
-            q = json.loads(line)
             queries[str(q["_id"])] = (q["text"], i)
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (KeyError, TypeError):
             raise InvalidArtifact(
                 f"{qpath}:{i}: expected a JSON object with _id and text"
             ) from None

@@ -32,6 +32,8 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "==": lambda a, b: abs(a - b) <= 1e-12,
 }
+# The relation that holds when a comparison fails: a failing `x >= 0.40` is `x < 0.40`.
+NEGATED = {">=": "<", ">": "<=", "<=": ">", "<": ">=", "==": "!="}
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _METRIC = r"[A-Za-z][A-Za-z0-9_.\-]*(?:@\d+)?"
 _CMP_RE = re.compile(
@@ -189,7 +191,7 @@ def check(
                     actual,
                     thr,
                     base,
-                    detail=f"{actual:.4f} {g.op} {thr:.4f} (baseline {base:.4f})",
+                    detail=f"{holds(actual, g.op, thr, ok)} (baseline {base:.4f})",
                 )
             )
             continue
@@ -223,5 +225,18 @@ def check(
     return out
 
 
+def threshold_text(v: float) -> str:
+    """A threshold as people write it: at least two decimals (0.4 -> ``0.40``), more only
+    when needed (0.425 -> ``0.425``)."""
+    s = f"{v:.6f}".rstrip("0")
+    head, _, tail = s.partition(".")
+    return f"{head}.{tail.ljust(2, '0')}"
+
+
+def holds(actual: float, op: str, threshold: float, ok: bool) -> str:
+    """The comparison that holds: ``0.4123 >= 0.40`` when passing, ``0.3817 < 0.40`` when not."""
+    return f"{actual:.4f} {op if ok else NEGATED[op]} {threshold_text(threshold)}"
+
+
 def _d(actual: float, g: Gate) -> str:
-    return f"{actual:.4f} {g.op} {g.value:g}"
+    return holds(actual, g.op, g.value, OPS[g.op](actual, g.value))

@@ -3,30 +3,33 @@
 Canonical content (what is hashed)::
 
     {"type": "text"|"chat", "template": str|None, "messages": [{"role","content"}]|None,
-     "variables": <JSON Schema>, "model": {...}, "metadata": {...}}
+     "variables": <JSON Schema>, "model": {...}, "metadata": {...}, "description": str}
+
+``description`` is present only when the file has one, so prompts without it keep the
+digests they always had. Any other top-level key is refused by the prompt schema.
+
+Rendering: declared variables that are not passed are defined as their schema ``default``,
+else ``None`` (so ``{% if audience %}`` works for an optional one); a name that is not
+declared stays an error (strict undefined).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from genreg.core import sandbox
+from genreg.core.inputs import check_value
 from genreg.core.validation import parse_structured, read_text, schema_errors
 from genreg.errors import InvalidArtifact, RenderError
 
 TEXT_SUFFIXES = {".txt", ".j2", ".jinja", ".jinja2", ".tmpl"}
 
 
-@lru_cache(maxsize=1)
 def _env() -> Any:
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    return ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+    """The bounded sandbox (output, loop, time and recursion caps): :mod:`genreg.core.sandbox`."""
+    return sandbox.environment()
 
 
 def template_variables(source: str, where: str) -> set[str]:
@@ -36,11 +39,14 @@ def template_variables(source: str, where: str) -> set[str]:
     env = _env()
     try:
         ast = env.parse(source)
+        sandbox.check_ast(ast, where)
+        return set(meta.find_undeclared_variables(ast))
     except TemplateSyntaxError as exc:
         raise InvalidArtifact(
             f"{where}:{exc.lineno}: template syntax error: {exc.message}"
         ) from None
-    return set(meta.find_undeclared_variables(ast))
+    except RecursionError:
+        raise InvalidArtifact(f"{where}: template nested too deeply") from None
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Prompt:
     variables: dict[str, Any]
     model: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
 
     def _validator(self) -> Any:
         """The variables' JSON Schema validator, built once per Prompt (they are immutable)."""
@@ -72,7 +79,7 @@ class Prompt:
         return c
 
     def to_content(self) -> dict[str, Any]:
-        return {
+        content = {
             "type": self.type,
             "template": self.template,
             "messages": self.messages,
@@ -80,6 +87,9 @@ class Prompt:
             "model": self.model,
             "metadata": self.metadata,
         }
+        if self.description is not None:  # absent key: digests of older prompts unchanged
+            content["description"] = self.description
+        return content
 
     @classmethod
     def from_content(cls, c: dict[str, Any]) -> Prompt:
@@ -90,6 +100,7 @@ class Prompt:
             variables=c.get("variables") or {"type": "object"},
             model=c.get("model") or {},
             metadata=c.get("metadata") or {},
+            description=c.get("description"),
         )
 
     def sources(self) -> list[tuple[str, str]]:
@@ -100,16 +111,30 @@ class Prompt:
     def declared(self) -> set[str]:
         return set((self.variables.get("properties") or {}).keys())
 
+    def context(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Render context: every declared variable not passed gets its schema ``default``
+        (else ``None``); passed values win. Undeclared names stay undefined (errors)."""
+        props = self.variables.get("properties") or {}
+        ctx = {
+            name: (spec.get("default") if isinstance(spec, dict) else None)
+            for name, spec in props.items()
+            if name not in values
+        }
+        ctx.update(values)
+        return ctx
+
     def validate_variables(self, values: dict[str, Any]) -> None:
         """Raise :class:`RenderError` naming every missing or wrong variable."""
         problems: list[str] = []
         for e in sorted(self._validator().iter_errors(values), key=lambda e: list(e.path)):
             if e.validator == "required":
+                # jsonschema reports one error per missing name, each carrying the whole list
                 missing = [r for r in e.validator_value if r not in values]
-                problems.extend(f"{m}: missing" for m in missing)
+                found = [f"{m}: missing" for m in missing]
             else:
                 where = ".".join(str(p) for p in e.path) or "(variables)"
-                problems.append(f"{where}: {e.message}")
+                found = [f"{where}: {e.message}"]
+            problems.extend(p for p in found if p not in problems)
         if problems:
             raise RenderError(
                 "invalid variables: " + "; ".join(problems),
@@ -122,18 +147,36 @@ class Prompt:
         from jinja2.exceptions import SecurityError
 
         self.validate_variables(values)
-        try:
+        values = self.context(values)
+
+        def run() -> str | list[dict[str, str]]:
             compiled = self._compiled()
             if self.type == "text":
-                return compiled[0].render(values)
-            return [
-                {"role": m["role"], "content": t.render(values)}
-                for m, t in zip(self.messages or [], compiled)
-            ]
+                return sandbox.render_stream(compiled[0], values)
+            out = []
+            for m, t in zip(self.messages or [], compiled):
+                out.append({"role": m["role"], "content": sandbox.render_stream(t, values)})
+                if sum(len(x["content"]) for x in out) > sandbox.MAX_OUTPUT_CHARS:
+                    raise RenderError(
+                        f"render refused: the messages exceed the "
+                        f"{sandbox.MAX_OUTPUT_CHARS:,}-character output cap"
+                    )
+            return out
+
+        try:
+            return sandbox.bounded(run)
+        except RenderError:
+            raise
         except SecurityError as exc:
-            raise RenderError(f"template refused by the sandbox: {exc}") from None
+            raise RenderError(f"template refused by the sandbox: {_line(exc)}") from None
         except TemplateError as exc:
-            raise RenderError(f"render failed: {exc}") from None
+            raise RenderError(f"render failed: {_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - 1/0, 'a' + 1, ... in a template: one line
+            raise RenderError(f"render failed: {type(exc).__name__}: {_line(exc)}") from None
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
 
 
 def _check(prompt: Prompt, where: str) -> Prompt:
@@ -179,6 +222,7 @@ def parse_prompt_data(data: Any, where: str) -> Prompt:
         raise InvalidArtifact(
             f"{where}: a prompt file must be a mapping with 'template' or 'messages'"
         )
+    check_value(data, where)
     errors = schema_errors("prompt", data)
     if errors:
         raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})
@@ -194,5 +238,6 @@ def parse_prompt_data(data: Any, where: str) -> Prompt:
         variables=variables,
         model=data.get("model") or {},
         metadata=data.get("metadata") or {},
+        description=data.get("description"),
     )
     return _check(prompt, where)

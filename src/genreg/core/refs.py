@@ -22,6 +22,8 @@ _VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 _DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{6,64})$")
 MIN_DIGEST_PREFIX = 6
 LATEST = "latest"
+# Version numbers are stored as signed 64-bit integers (SQLite, PostgreSQL BIGINT).
+MAX_VERSION = 2**63 - 1
 
 
 def validate_name(name: str, what: str = "name") -> str:
@@ -113,6 +115,8 @@ def parse_ref(text: str, *, kind: str | None = None) -> Ref:
         raise InvalidRef(f"invalid reference {text!r}: nothing after '@'")
     m = _VERSION_RE.match(sel)
     if m:
+        if len(m.group(1)) > 19 or int(m.group(1)) > MAX_VERSION:
+            raise InvalidRef(f"invalid reference {text[:60]!r}: version number too large")
         return Ref(k, name, version=int(m.group(1)), split=split)
     if re.match(r"^v[0-9]+$", sel):
         raise InvalidRef(f"invalid reference {text!r}: versions are numbered from v1")

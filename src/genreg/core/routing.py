@@ -1,7 +1,8 @@
 """Routing configs: ordered routes (match -> target) and a required default.
 
 A route matches when every condition it states holds: ``tags`` (all present), ``any_tags``
-(at least one), ``query_regex`` (``re.search``), ``min_tokens``/``max_tokens`` (inclusive,
+(at least one), ``query_regex`` (a search with the linear-time RE2 engine: no
+backreferences or lookaround, so no pattern can stall the server; see :func:`compile_regex`), ``min_tokens``/``max_tokens`` (inclusive,
 on the query's token length). Token length uses ``length_tokenizer`` when the config names
 one, else the documented estimate :func:`estimate_tokens`. The first matching route wins.
 """
@@ -12,13 +13,44 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from genreg.core.inputs import check_value
 from genreg.core.validation import parse_structured, schema_errors
 from genreg.errors import InvalidArtifact
 
 _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Queries longer than this are refused by the HTTP API (POST /v1/routing/NAME/explain).
+MAX_QUERY_CHARS = 10_000
+# RE2 program memory for one pattern; a pattern that needs more is refused at registration.
+REGEX_MAX_MEM = 8 << 20
+
+
+@lru_cache(maxsize=512)
+def compile_regex(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (google-re2): matching time is linear in the query, for
+    every pattern. Raises ``ValueError`` with a one-line reason for patterns RE2 cannot run
+    (backreferences, lookaround) or that need more than :data:`REGEX_MAX_MEM`."""
+    import re2
+
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.max_mem = REGEX_MAX_MEM
+    try:
+        return re2.compile(pattern, opts)
+    except re2.error as exc:
+        msg = exc.args[0] if exc.args else exc
+        msg = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+        try:
+            re.compile(pattern)
+        except re.error as py_exc:
+            raise ValueError(f"invalid regex: {py_exc}") from None
+        raise ValueError(
+            f"regex not supported by the linear-time RE2 engine ({msg}); backreferences and "
+            "lookaround are not available"
+        ) from None
 
 
 def estimate_tokens(text: str) -> int:
@@ -60,7 +92,10 @@ class Routing:
                 return False, [f"none of tags {', '.join(match['any_tags'])}"]
             why.append(f"has tag {', '.join(sorted(hit))}")
         if "query_regex" in match:
-            m = re.search(match["query_regex"], query)
+            try:
+                m = compile_regex(match["query_regex"]).search(query)
+            except ValueError as exc:  # a config registered before RE2 was the engine
+                raise InvalidArtifact(f"query_regex /{match['query_regex']}/: {exc}") from None
             if not m:
                 return False, [f"query does not match /{match['query_regex']}/"]
             why.append(f"query matches /{match['query_regex']}/ at {m.group(0)!r}")
@@ -103,32 +138,37 @@ class Routing:
         )
 
 
+def _invalid(where: str, errors: list[str]) -> InvalidArtifact:
+    """Every error of a file at once, each with its field path."""
+    head = errors[0] if len(errors) == 1 else f"{len(errors)} errors: " + "; ".join(errors)
+    return InvalidArtifact(f"{where}: {head}", details={"errors": errors})
+
+
 def parse_routing_data(data: Any, where: str) -> Routing:
     if not isinstance(data, dict):
         raise InvalidArtifact(
             f"{where}: a routing config must be a mapping with 'routes' and 'default'"
         )
+    check_value(data, where)
     errors = schema_errors("routing", data)
     if errors:
-        raise InvalidArtifact(f"{where}: {errors[0]}", details={"errors": errors})
+        raise _invalid(where, errors)
     names: set[str] = set()
     for i, r in enumerate(data.get("routes") or []):
         if r["name"] in names or r["name"] == "default":
-            raise InvalidArtifact(
-                f"{where}: routes.{i}.name: duplicate or reserved route name {r['name']!r}"
-            )
+            errors.append(f"routes.{i}.name: duplicate or reserved route name {r['name']!r}")
         names.add(r["name"])
         rx = (r.get("match") or {}).get("query_regex")
         if rx is not None:
             try:
-                re.compile(rx)
-            except re.error as exc:
-                raise InvalidArtifact(
-                    f"{where}: routes.{i}.match.query_regex: invalid regex: {exc}"
-                ) from None
+                compile_regex(rx)
+            except ValueError as exc:
+                errors.append(f"routes.{i}.match.query_regex: {exc}")
         m = r.get("match") or {}
         if "min_tokens" in m and "max_tokens" in m and m["min_tokens"] > m["max_tokens"]:
-            raise InvalidArtifact(f"{where}: routes.{i}.match: min_tokens > max_tokens")
+            errors.append(f"routes.{i}.match: min_tokens > max_tokens")
+    if errors:
+        raise _invalid(where, errors)
     return Routing(data)
 
 

@@ -13,12 +13,11 @@ score (ties by doc id descending, see :func:`genreg.core.metrics.rank`), so the 
 scored by its scores.
 
 Errors are :class:`~genreg.errors.InvalidArtifact` naming ``file:line``: a malformed line, a
-non-numeric or NaN score, a doc id listed twice for one query, an empty file.
+non-numeric, NaN or infinite score, a doc id listed twice for one query, an empty file.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -26,10 +25,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from genreg.core.inputs import load_json
 from genreg.errors import ConfigError, InvalidArtifact
 
 Run = dict[str, dict[str, float]]
 _SPACE = re.compile(r"\s")
+_INF = (math.inf, -math.inf)
 
 
 def read_run(path: Path | str) -> Run:
@@ -67,6 +68,8 @@ def _score(path: Path, lineno: int, value: Any) -> float:
         raise InvalidArtifact(f"{path}:{lineno}: score {value!r} is not a number") from None
     if math.isnan(score):
         raise InvalidArtifact(f"{path}:{lineno}: score is NaN")
+    if math.isinf(score):
+        raise InvalidArtifact(f"{path}:{lineno}: score is infinite (scores must be finite)")
     return score
 
 
@@ -74,20 +77,22 @@ def _read_trec(path: Path, lines: list[str]) -> Run:
     run: Run = {}
     for lineno, line in enumerate(lines, 1):
         fields = line.split()
-        if len(fields) != 6:
+        if len(fields) < 6:  # like trec_eval, text after the six standard fields is ignored
             if not fields:
                 continue
             raise InvalidArtifact(
                 f"{path}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag',"
                 f" got {len(fields)}"
             )
-        qid, _, docid, _, raw, _ = fields
+        qid, _, docid, _, raw, _ = fields[:6]
         try:
             score = float(raw)
         except ValueError:
             raise InvalidArtifact(f"{path}:{lineno}: score {raw!r} is not a number") from None
         if score != score:
             raise InvalidArtifact(f"{path}:{lineno}: score is NaN")
+        if score in _INF:
+            raise InvalidArtifact(f"{path}:{lineno}: score is infinite (scores must be finite)")
         docs = run.get(qid)
         if docs is None:
             docs = run[qid] = {}
@@ -95,7 +100,7 @@ def _read_trec(path: Path, lines: list[str]) -> Run:
             first = next(
                 i
                 for i, ln in enumerate(lines, 1)
-                if (f := ln.split()) and len(f) == 6 and f[0] == qid and f[2] == docid
+                if (f := ln.split()) and len(f) >= 6 and f[0] == qid and f[2] == docid
             )
             raise _duplicate(path, lineno, qid, docid, first)
         docs[docid] = score
@@ -115,10 +120,7 @@ def _read_jsonl(path: Path, lines: list[str]) -> Run:
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidArtifact(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        obj = load_json(line, str(path), line=lineno)
         if not isinstance(obj, dict):
             raise InvalidArtifact(f"{path}:{lineno}: expected a JSON object")
         qid = _id(path, lineno, obj, "qid")

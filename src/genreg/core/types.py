@@ -50,7 +50,7 @@ class AliasEvent:
     kind: str
     name: str
     alias: str
-    action: str  # set | move | delete
+    action: str  # set | move | delete (journaled) | unchanged (already there: not journaled)
     from_version: int | None
     to_version: int | None
     actor: str

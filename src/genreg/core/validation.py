@@ -63,19 +63,11 @@ def read_text(path: Path) -> str:
 
 
 def parse_structured(path: Path, text: str | None = None) -> Any:
-    """Parse a YAML or JSON file; errors name the file and line."""
+    """Parse a YAML or JSON file strictly (:mod:`genreg.core.inputs`); errors name the file
+    and line."""
+    from genreg.core.inputs import load_json, load_yaml
+
     text = read_text(path) if text is None else text
     if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidArtifact(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidArtifact(f"{path}{line}: invalid YAML: {problem}") from None
+        return load_json(text, str(path))
+    return load_yaml(text, str(path))

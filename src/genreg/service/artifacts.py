@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genreg.core import artifacts as kinds
 from genreg.core.hashing import digest_bytes, strip_prefix
+from genreg.core.inputs import check_value, load_json
 from genreg.core.refs import LATEST, Ref, parse_ref, validate_kind, validate_name
 from genreg.core.types import AliasEvent, ArtifactInfo, RegisterResult, VersionInfo
 from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, InvalidName, NotFound
@@ -36,6 +36,23 @@ class PushResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "status": "created" if self.created else "unchanged"}
+
+
+def check_metadata(
+    tags: Any, message: Any, author: Any, where: str = "version metadata"
+) -> dict[str, Any]:
+    """Tags (a JSON mapping), message and author (strings) as plain bounded JSON, checked
+    before anything is written; returns the tags as a new dict."""
+    if tags is None:
+        tags = {}
+    if not isinstance(tags, dict):
+        raise InvalidArtifact(f"{where}: tags must be a mapping, not {type(tags).__name__}")
+    if not isinstance(message, str):
+        raise InvalidArtifact(f"{where}: message must be a string")
+    if author is not None and not isinstance(author, str):
+        raise InvalidArtifact(f"{where}: author must be a string")
+    check_value({"tags": tags, "message": message, "author": author}, where)
+    return dict(tags)
 
 
 def as_ref(ref: str | Ref, kind: str | None = None) -> Ref:
@@ -65,6 +82,7 @@ class ArtifactService:
         """Store the canonical bytes (durably) first, then insert the version row. A failure
         at any point leaves no visible version."""
         validate_name(name)
+        tags = check_metadata(tags, message, author)
         obj = self.objects.put_bytes(parsed.data)
         info, created = self.repo.add_version(
             parsed.kind,
@@ -73,7 +91,7 @@ class ArtifactService:
             object_digest=obj,
             author=self.author(author),
             message=message,
-            tags=dict(tags or {}),
+            tags=tags,
             summary=parsed.summary,
         )
         return RegisterResult(info, created)
@@ -115,7 +133,21 @@ class ArtifactService:
         """The exact version a reference names (raises NotFound / AmbiguousRef)."""
         r = as_ref(ref, kind)
         fast = self.fast
-        return fast.resolve(r) if fast is not None else self.repo.resolve(r)
+        try:
+            return fast.resolve(r) if fast is not None else self.repo.resolve(r)
+        except NotFound as exc:
+            raise self._did_you_mean(r, exc) from None
+
+    def _did_you_mean(self, r: Ref, exc: NotFound) -> NotFound:
+        """Add the closest existing artifact to an unknown artifact's error."""
+        if exc.message != f"{r.kind}:{r.name} not found":
+            return exc  # the artifact exists; its version/alias does not
+        from genreg.core.suggest import closest_artifact
+
+        near = closest_artifact(r.kind, r.name, ((a.kind, a.name) for a in self.list_artifacts()))
+        if near is None:
+            return exc
+        return NotFound(f"{exc.message}; did you mean {near}?", details={"suggestion": near})
 
     def history(self, ref: str | Ref) -> list[VersionInfo]:
         r = as_ref(ref)
@@ -305,21 +337,36 @@ class ArtifactService:
         if not isinstance(bundle, dict):
             p = Path(bundle)
             try:
-                bundle = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidArtifact(f"{p}: not a genreg export bundle ({exc})") from None
+                raw = p.read_bytes()
+            except OSError as exc:
+                raise InvalidArtifact(
+                    f"{p}: not a genreg export bundle ({exc.strerror or exc})"
+                ) from None
+            bundle = load_json(raw, str(p))
         if not isinstance(bundle, dict) or bundle.get("format") != EXPORT_FORMAT:
             raise InvalidArtifact(f"not a genreg export bundle (expected format {EXPORT_FORMAT})")
+        # Every field is checked before anything is written (no stray object on refusal).
+        for key in ("kind", "name", "digest", "content_b64"):
+            if not isinstance(bundle.get(key), str):
+                raise InvalidArtifact(f"export bundle: {key!r} must be a string")
+        kind, digest = bundle["kind"], bundle["digest"]
+        validate_kind(kind)
+        validate_name(name or bundle["name"])
+        tags = check_metadata(
+            bundle.get("tags"), bundle.get("message", ""), bundle.get("author"), "export bundle"
+        )
         try:
             data = base64.b64decode(bundle["content_b64"], validate=True)
-            kind, digest = bundle["kind"], bundle["digest"]
-        except (KeyError, ValueError) as exc:
+        except ValueError as exc:
             raise InvalidArtifact(f"export bundle is incomplete or corrupt: {exc}") from None
         if digest_bytes(data) != digest:
             raise IntegrityError(f"export bundle content does not match its digest {digest}")
-        validate_kind(kind)
         # Re-validate: the bundle must hold valid canonical content of its kind.
-        parsed = kinds.parse_payload(kind, kinds.to_payload(kind, data), where="bundle")
+        try:
+            payload = kinds.to_payload(kind, data)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # not JSON rows
+            raise InvalidArtifact(f"export bundle: content is not a valid {kind}: {exc}") from None
+        parsed = kinds.parse_payload(kind, payload, where="bundle")
         if parsed.digest != digest:
             raise IntegrityError(
                 f"export bundle content is not in canonical form ({strip_prefix(digest)[:12]})"
@@ -328,6 +375,6 @@ class ArtifactService:
             name or bundle["name"],
             parsed,
             message=bundle.get("message", ""),
-            tags=bundle.get("tags"),
+            tags=tags,
             author=bundle.get("author") or None,
         )

@@ -234,6 +234,11 @@ class Repo:
                         )
                     )
                     action, prev = "set", None
+                elif cur.version == version:  # already there: nothing moves, nothing journaled
+                    return AliasEvent(
+                        kind, name, alias, "unchanged", version, version,
+                        cur.updated_by, "", None, cur.updated_at,
+                    )  # fmt: skip
                 else:
                     action, prev = "move", cur.version
                     cur.version, cur.updated_at, cur.updated_by = version, ts, actor

@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""Benchmark the web UI against the equivalent JSON API calls, on a real ``genreg serve``.
+
+Builds a throw-away registry with
+- two real scored runs of N queries each (``eval_score`` over generated TREC run files with
+  100 ranked docs per query, an eval set of N rows), and
+- R recorded runs in all: the remaining R - 2 rows are written through the real run store
+  (``RunRepo.create``: run row, lineage edges, metric rows) as copies of the first run with
+  their own ids, times and metric values, because scoring 10,000 run files would take minutes;
+
+then times, over loopback, each page side by side with the JSON call that returns the same
+data (median and p95 of ``--repeat`` requests; the first, cold request separately: it parses
+the run's gzipped per-query results, and the compare page computes the paired bootstrap and
+randomization tests with 10,000 resamples per metric -- both are cached per run / pair after):
+
+    runs page      /ui/runs                 vs  /v1/runs?limit=50
+    run page       /ui/runs/ID              vs  /v1/runs/ID  (+ /v1/runs/ID/lineage)
+    compare page   /ui/compare?base&head    vs  the UI's own JSON download of the deltas table
+
+and the time from starting ``genreg serve`` until ``/ui/runs`` answers.
+
+    .venv/bin/python scripts/bench_ui.py [--runs 10000] [--queries 10000] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import http.client
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build(home: Path, n_runs: int, n_queries: int) -> tuple[str, str]:
+    from genreg import Registry
+
+    rng = random.Random(0)
+    reg = Registry.init(home)
+    docs = [f"doc{i:06d}" for i in range(50_000)]
+    rows = []
+    for i in range(n_queries):
+        rel = {d: rng.choice((0, 1, 2)) for d in rng.sample(docs, 3)}
+        rows.append({"id": f"q{i:05d}", "query": f"benchmark query number {i}", "relevant": rel})
+    reg.register_content("evalset", "bench", rows)
+    ids = []
+    for tag in ("a", "b"):
+        path = home.parent / f"{tag}.trec"
+        with path.open("w") as f:
+            for r in rows:
+                rel = [d for d, g in r["relevant"].items() if g > 0]
+                ranked = [d for d in rng.sample(docs, 100) if d not in r["relevant"]]
+                for d in rel:
+                    if rng.random() < (0.6 if tag == "a" else 0.65):
+                        ranked.insert(rng.randrange(0, 20), d)
+                for rank, d in enumerate(ranked[:100], start=1):
+                    f.write(f"{r['id']} Q0 {d} {rank} {100 - rank} {tag}\n")
+        out = reg.eval_score(
+            "evalset:bench", path, metrics=["ndcg@10", "recall@100", "mrr@10"], name="bench"
+        )
+        ids.append(out.run.id)
+    base = reg.get_run(ids[0])
+    repo = reg.runs_repo
+    for i in range(n_runs - 2):
+        m = {k: max(0.0, min(1.0, v + rng.uniform(-0.05, 0.05))) for k, v in base.metrics.items()}
+        repo.create(
+            dataclasses.replace(
+                base,
+                id=uuid.uuid4().hex[:16],
+                name=f"eval-{i % 20}",
+                started_at=f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00.{i:06d}Z",
+                metrics=m,
+                passed=rng.choice((True, False, None)),
+            )
+        )
+    reg.close()
+    return ids[0], ids[1]
+
+
+def timed(conn: http.client.HTTPConnection, path: str) -> tuple[float, int, int]:
+    t0 = time.perf_counter()
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    return (time.perf_counter() - t0) * 1000, r.status, len(body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="genreg-bench-ui-"))
+    home = tmp / ".genreg"
+    t0 = time.perf_counter()
+    a, b = build(home, args.runs, args.queries)
+    print(
+        f"built {args.runs} runs (two of {args.queries} queries) in "
+        f"{time.perf_counter() - t0:.0f} s under {tmp}"
+    )
+    port = free_port()
+    env = {**os.environ, "GENREG_HOME": str(home)}
+    exe = str(Path(sys.executable).parent / "genreg")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ready = None
+        while time.perf_counter() - t0 < 30:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    ready = time.perf_counter() - t0
+                    break
+            except OSError:
+                time.sleep(0.02)
+        assert ready is not None, "server did not start"
+        print(f"genreg serve ready in {ready * 1000:.0f} ms")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        pairs = [
+            ("runs page", "/ui/runs", "/v1/runs?limit=50"),
+            (
+                "runs page, sorted by a metric, page 100",
+                "/ui/runs?sort=metric:ndcg@10&page=100",
+                "/v1/runs?limit=1000",
+            ),
+            ("run page (10k queries, per-query page 1)", f"/ui/runs/{a}", f"/v1/runs/{a}"),
+            (
+                "run page, per-query sorted by ndcg, page 50",
+                f"/ui/runs/{a}?qsort=ndcg@10&qpage=50",
+                f"/v1/runs/{a}/lineage",
+            ),
+            ("query drill-down", f"/ui/runs/{a}/queries/q00042", f"/v1/runs/{a}"),
+            (
+                "compare page (2 x 10k queries)",
+                f"/ui/compare?base={a}&head={b}",
+                f"/ui/compare?base={a}&head={b}&table=deltas&format=json",
+            ),
+        ]
+        print(
+            f"\n{'page':46} {'cold ms':>8} {'p50 ms':>8} {'p95 ms':>8}   "
+            f"{'JSON call':40} {'p50 ms':>8} {'p95 ms':>8}"
+        )
+        for label, ui, api in pairs:
+            cold, st, _ = timed(conn, ui)
+            assert st == 200, (ui, st)
+            u = sorted(timed(conn, ui)[0] for _ in range(args.repeat))
+            j = sorted(timed(conn, api)[0] for _ in range(args.repeat))
+            p95 = max(0, int(len(u) * 0.95) - 1)
+            print(
+                f"{label:46} {cold:8.1f} {statistics.median(u):8.1f} {u[p95]:8.1f}   "
+                f"{api[:40]:40} {statistics.median(j):8.1f} {j[p95]:8.1f}"
+            )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()

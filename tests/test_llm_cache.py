@@ -1,0 +1,105 @@
+"""The response cache over a real registry (SQLite + object store) and a real local server."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from genreg.errors import ConfigError, IntegrityError, ReplayMiss
+from genreg.generation.cache import open_cache, request_key
+from genreg.generation.client import ChatClient, ChatRequest, ClientOptions, Endpoint
+from genreg.generation.server import ChatServer
+
+BODY = {
+    "model": "gpt-4o-mini",
+    "messages": [
+        {"role": "user", "content": "Context:\nRefunds take 14 days.\n\nQuestion: refund?"}
+    ],
+    "temperature": 0.1,
+}
+
+
+def test_key_covers_endpoint_model_messages_params_repeat_but_not_credentials() -> None:
+    k = request_key("http://h:1/v1", BODY, 0)
+    assert request_key("http://h:1/v1", {**BODY, "stream": True}, 0) == k  # transport only
+    assert request_key("http://h:2/v1", BODY, 0) != k
+    assert request_key("http://h:1/v1", {**BODY, "model": "gpt-4o"}, 0) != k
+    assert request_key("http://h:1/v1", {**BODY, "temperature": 0.2}, 0) != k
+    assert request_key("http://h:1/v1", {**BODY, "messages": []}, 0) != k
+    assert request_key("http://h:1/v1", BODY, 1) != k
+    from genreg.generation.client import endpoint_identity
+
+    assert endpoint_identity("HTTPS://user:sk-secret@API.example.com/v1/?key=sk-x") == (
+        "https://api.example.com/v1"
+    )
+
+
+def _call_with_cache(registry, server: ChatServer, mode: str) -> tuple[dict, int]:
+    cache = open_cache(registry, mode)
+    ep = Endpoint("default", server.base_url)
+    key = request_key(ep.identity, BODY, 0)
+    hit = cache.lookup(ep.identity, BODY, key)
+    if hit is not None:
+        return hit["result"], cache.hits
+    cache.miss("q7", 0, "default")
+    r = ChatClient(ClientOptions()).run([ChatRequest("q7", 0, ep, BODY, key)])[0]
+    cache.store(ep.identity, BODY, 0, r.response, {"text": r.text})
+    return {"text": r.text}, cache.hits
+
+
+def test_identical_call_is_served_from_the_store_with_zero_calls(registry) -> None:
+    s = ChatServer().start()
+    try:
+        first, hits = _call_with_cache(registry, s, "rw")
+        assert hits == 0 and s.requests == 1
+        again, hits = _call_with_cache(registry, s, "rw")
+        assert again == first and hits == 1 and s.requests == 1
+        _, hits = _call_with_cache(registry, s, "replay")
+        assert hits == 1 and s.requests == 1
+        _, hits = _call_with_cache(registry, s, "off")
+        assert hits == 0 and s.requests == 2
+    finally:
+        s.stop()
+
+
+def test_replay_miss_names_the_query(registry) -> None:
+    cache = open_cache(registry, "replay")
+    with pytest.raises(ReplayMiss, match=r"no recorded response for query q42 \(repeat 0"):
+        cache.miss("q42", 0, "default")
+    with pytest.raises(ConfigError, match="must be one of rw, replay, off"):
+        open_cache(registry, "sometimes")
+
+
+def test_bundle_round_trip_into_another_registry(registry, tmp_path: Path) -> None:
+    from genreg import Registry
+
+    cache = open_cache(registry, "rw")
+    key = cache.store("http://h:1/v1", BODY, 0, {"id": "r1"}, {"text": "14 days"})
+    n = cache.export_bundle([key], tmp_path / "b.jsonl.gz", run="r")
+    assert n == 1
+    other = Registry.init(tmp_path / "other")
+    try:
+        oc = open_cache(other, "replay")
+        assert oc.import_bundle(tmp_path / "b.jsonl.gz") == 1
+        got = oc.lookup("http://h:1/v1", BODY, key)
+        assert got is not None and got["result"] == {"text": "14 days"}
+    finally:
+        other.close()
+
+
+def test_a_tampered_bundle_imports_nothing(registry, tmp_path: Path) -> None:
+    cache = open_cache(registry, "rw")
+    key = cache.store("http://h:1/v1", BODY, 0, {"id": "r1"}, {"text": "14 days"})
+    cache.export_bundle([key], tmp_path / "b.jsonl.gz")
+    lines = gzip.decompress((tmp_path / "b.jsonl.gz").read_bytes()).decode().splitlines()
+    entry = json.loads(lines[1])
+    entry["request"]["messages"][0]["content"] = "planted"
+    bad = "\n".join([lines[0], json.dumps(entry)]) + "\n"
+    (tmp_path / "bad.jsonl.gz").write_bytes(gzip.compress(bad.encode()))
+    before = open_cache(registry, "rw").index.list("llmresp")
+    with pytest.raises(IntegrityError, match=r"bad.jsonl.gz:2: entry key does not match"):
+        open_cache(registry, "rw").import_bundle(tmp_path / "bad.jsonl.gz")
+    assert open_cache(registry, "rw").index.list("llmresp") == before
