@@ -91,6 +91,7 @@ def genreg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     home = tmp_path / ".genreg"
     monkeypatch.setenv("GENREG_HOME", str(home))
     monkeypatch.setenv("GENREG_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.setenv("GENREG_CACHE_DIR", str(tmp_path / ".cache"))  # the --help cache
     monkeypatch.setenv("GENREG_AUTHOR", "tester")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

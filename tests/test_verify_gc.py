@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,75 @@ def test_gc_and_verify_understand_corpus_snapshots(
     assert reg.gc(dry_run=False, grace_seconds=0).unreferenced == []
     docs = sorted(d.doc_id for d in reg.iter_documents("corpus:docs"))
     assert docs == ["a.md", "b.md"]
+
+
+_KILLED_SNAPSHOT = """
+import os, signal, sys
+from genreg import Registry
+from genreg.store.packs import PackWriter
+reg = Registry(sys.argv[1])
+w = PackWriter(reg.objects, reg._tmp_dir(), lambda sha: False)
+import hashlib
+for i in range(200):
+    data = (f"document {i} " * 50).encode()
+    w.add(hashlib.sha256(data).hexdigest(), data)
+w.staged[-1].fh.flush()
+os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of a snapshot
+"""
+
+
+def test_gc_reclaims_staging_files_of_a_killed_snapshot_and_reports_them(
+    registry: Any, cli: Any
+) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _KILLED_SNAPSHOT, str(registry.home)])
+    assert proc.returncode == -9
+    staged = sorted(registry._tmp_dir().glob("pack-*"))
+    assert len(staged) == 1 and staged[0].stat().st_size > 50_000
+    r = cli("gc", "--dry-run", "--grace", "0", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert [f["path"] for f in out["staging"]] == [str(staged[0])]
+    assert out["staging_bytes_reclaimable"] == staged[0].stat().st_size
+    assert staged[0].exists()
+    r = cli("gc", "--dry-run")  # default grace: a fresh file is reported, kept
+    assert "staging" in r.output and "recent, kept" in r.output
+    r = cli("gc", "--delete", "--grace", "0")
+    assert r.exit_code == 0, r.output
+    assert "deleted" in r.output and not staged[0].exists()
+
+
+def test_gc_never_reclaims_the_staging_file_of_a_live_snapshot(registry: Any) -> None:
+    import hashlib
+
+    from genreg.store.packs import PackWriter
+
+    w = PackWriter(registry.objects, registry._tmp_dir(), lambda sha: False)
+    data = b"a document being snapshotted right now"
+    w.add(hashlib.sha256(data).hexdigest(), data)
+    report = registry.gc(dry_run=False, grace_seconds=0)
+    assert report.staging == [] and Path(w.staged[0].name).exists()
+    w.commit()
+    w.finish()
+    assert registry.objects.has(hashlib.sha256(b"GRPACK1\n" + data).hexdigest())
+
+
+def test_an_object_replaced_by_a_directory_is_one_line_in_show_and_verify(
+    filled: Any, cli: Any
+) -> None:
+    v2 = filled.resolve("prompt:qa@v2")
+    path = filled.objects.local_path(v2.object_digest)
+    if path is None:
+        pytest.skip("local object store only")
+    path.chmod(0o644)
+    path.unlink()
+    path.mkdir()
+    r = cli("show", "prompt:qa@v2")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"object sha256:{v2.object_digest} is corrupt" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = cli("verify")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"prompt:qa@v2 -> object {v2.object_digest[:12]}... corrupt" in r.output

@@ -332,6 +332,16 @@ class Client:
         """Render locally; chat prompts give OpenAI-style ``[{role, content}]`` messages."""
         return self.load_prompt(ref).render({**(variables or {}), **kw})
 
+    def render_request(
+        self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """Render locally into the ready OpenAI request body ``{model, temperature,
+        max_tokens, ..., messages}``: pass it to ``client.chat.completions.create(**body)``."""
+        from genreg.core.prompt import request_body
+
+        prompt = self.load_prompt(ref)
+        return request_body(prompt, prompt.render({**(variables or {}), **kw}))
+
     def load_routing(self, ref: str | Ref) -> Any:
         e = self._entry(ref, "routing")
         rt = e.objs.get("routing")

@@ -6,9 +6,7 @@ above it are never searched (unless the walk starts there). ``GENREG_DATABASE_UR
 
 from __future__ import annotations
 
-import getpass
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +67,9 @@ def default_author() -> str:
     env = os.environ.get("GENREG_AUTHOR")
     if env:
         return env
+    import getpass
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "config", "user.name"], capture_output=True, text=True, timeout=2

@@ -116,6 +116,8 @@ def create_app(
         title="genreg",
         version=genreg.__version__,
         description="Versioned prompts, eval sets, corpus snapshots and routing configs.",
+        docs_url=None,  # served by install_docs from vendored assets (works offline)
+        redoc_url=None,
     )
     app.state.registry, app.state.config, app.state.auth = reg, cfg, auth
     install(app)
@@ -130,10 +132,17 @@ def create_app(
     if runs is not None:
         app.include_router(runs)
     app.include_router(build_router(reg, reader, auth, cfg))
+    from genreg.api.openapi import install as refine_openapi
+
+    refine_openapi(app)
     from genreg.ui import mount as mount_ui
 
     mount_ui(app, reg, auth, cfg)  # the web UI under /ui (genreg.ui)
     from genreg.api.hot import HotPath
 
-    app.add_middleware(HotPath, reader=reader, config=cfg)  # outermost: see genreg.api.hot
+    app.add_middleware(HotPath, reader=reader, config=cfg)  # see genreg.api.hot
+    from genreg.api.docs import HeadAsGet, install_docs
+
+    install_docs(app)
+    app.add_middleware(HeadAsGet)  # outermost: HEAD on every GET route, fast paths included
     return app

@@ -40,7 +40,11 @@ def version_path() -> Any:
 
 
 def version_query() -> Any:
-    return Query(None, description="Version number (1 .. 2^63-1)", json_schema_extra=VERSION_DOC)
+    return Query(
+        None,
+        description="Version number (1 .. 2^63-1); give at most one of alias, digest, version",
+        json_schema_extra=VERSION_DOC,
+    )
 
 
 async def off_loop(fn: Any) -> Any:
@@ -221,6 +225,9 @@ def build_router(
                 raise RenderError(exc.message, details={"errors": errs, "variables": bad}) from None
             res: dict[str, Any] = {"ref": info.ref, "digest": info.digest, "type": prompt.type}
             res["messages" if prompt.type == "chat" else "text"] = out
+            from genreg.core.prompt import request_body
+
+            res["request"] = request_body(prompt, out)  # the ready OpenAI request body
             return json_response(res)
 
         return await off_loop(work)

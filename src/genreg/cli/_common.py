@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from genreg.errors import ConfigError
+from genreg.textout import emit_json, table  # noqa: F401 - re-exported (shared with genreg.fastcli)
 
 if TYPE_CHECKING:
     from genreg.service import Registry
@@ -26,10 +27,6 @@ def open_registry() -> Registry:
     from genreg.service import Registry
 
     return Registry()
-
-
-def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def echo(text: str = "") -> None:
@@ -68,36 +65,45 @@ def show_progress(quiet: bool) -> bool:
 
 
 @contextmanager
-def progress(quiet: bool = False) -> Iterator[ProgressCallback | None]:
-    """A ``(stage, done, total)`` callback drawing rich progress bars on a TTY, else None."""
-    if not show_progress(quiet):
+def progress(quiet: bool = False, *, console: Any = None) -> Iterator[ProgressCallback | None]:
+    """A ``(stage, done, total)`` callback drawing one bar per stage on a TTY (stderr), else
+    None so nothing at all is printed (no ANSI codes in logs).
+
+    A stage with a total shows done/total, elapsed time and an ETA; a stage whose total is
+    not known (``None``) shows a pulsing bar and a spinner -- e.g. while a model loads. A
+    stage reported done (``done == total``) stops its clock. ``console`` is for tests."""
+    if console is None and not show_progress(quiet):
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     tasks: dict[str, Any] = {}
     with Progress(
+        SpinnerColumn(finished_text="✓"),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        transient=True,
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=console is None,
     ) as bar:
 
         def update(stage: str, done: int, total: int | None) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
+            if total is not None and done >= total:
+                bar.stop_task(tasks[stage])
 
         yield update
-
-
-def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain aligned table (no colour codes, so output is stable in logs and tests)."""
-    if not rows:
-        echo("(none)")
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for r in rows:
-        echo("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())

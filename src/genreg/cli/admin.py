@@ -46,7 +46,8 @@ def gc(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """List objects nothing references; --delete removes those older than --grace."""
+    """List objects nothing references and stale staging files (temp files of killed writes);
+    --delete removes those older than --grace, never an object a committed version names."""
     with progress(quiet) as cb:
         report = open_registry().gc(dry_run=dry_run, grace_seconds=grace, progress=cb)
     if json_out:
@@ -59,11 +60,22 @@ def gc(
             else ("recent, kept" if o["recent"] else "unreferenced")
         )
         echo(f"{o['digest']}  {_size(o['size']):>10}  {state}")
+    for f in report.staging:
+        state = "deleted" if f["deleted"] else ("recent, kept" if f["recent"] else "stale")
+        echo(f"staging {f['path']}  {_size(f['size']):>10}  {state}")
+    for d in report.restored:
+        echo(f"{d}  restored (hidden by an interrupted gc, still referenced)")
     verb = "would reclaim" if dry_run else "reclaimed"
     echo(
         f"{len(report.unreferenced)} of {report.objects_total} objects unreferenced; "
         f"{verb} {_size(report.bytes_reclaimable)}"
     )
+    if report.staging:
+        stale = sum(1 for f in report.staging if not f["recent"])
+        echo(
+            f"{len(report.staging)} staging file(s), {stale} stale; "
+            f"{verb} {_size(report.staging_bytes_reclaimable)}"
+        )
 
 
 @db_app.command("upgrade")

@@ -100,22 +100,13 @@ def list_(
     json_out: bool = JsonOpt,
 ) -> None:
     """List artifacts with their latest version and aliases."""
+    from genreg.textout import LIST_COLUMNS, list_rows
+
     arts = open_registry().list(kind)
     if json_out:
         emit_json([a.to_dict() for a in arts])
         return
-    table(
-        [
-            {
-                "ref": f"{a.kind}:{a.name}",
-                "latest": f"v{a.latest}" if a.latest else "-",
-                "versions": a.versions,
-                "aliases": ", ".join(f"{k}=v{v}" for k, v in sorted(a.aliases.items())),
-            }
-            for a in arts
-        ],
-        ["ref", "latest", "versions", "aliases"],
-    )
+    table(list_rows(arts), LIST_COLUMNS)
 
 
 def show(
@@ -144,24 +135,13 @@ def show(
 
 def history(ref: str = typer.Argument(..., help="KIND:NAME"), json_out: bool = JsonOpt) -> None:
     """Versions of an artifact with digest, author, message and aliases."""
+    from genreg.textout import HISTORY_COLUMNS, history_rows
+
     versions = open_registry().history(ref)
     if json_out:
         emit_json([v.to_dict() for v in versions])
         return
-    table(
-        [
-            {
-                "version": f"v{v.version}",
-                "digest": v.digest[:19],
-                "created": v.created_at[:19],
-                "author": v.author,
-                "aliases": ", ".join(v.aliases),
-                "message": v.message,
-            }
-            for v in versions
-        ],
-        ["version", "digest", "created", "author", "aliases", "message"],
-    )
+    table(history_rows(versions), HISTORY_COLUMNS)
 
 
 def diff(
@@ -190,18 +170,11 @@ def diff(
 
 def resolve(ref: str = typer.Argument(...), json_out: bool = JsonOpt) -> None:
     """Print the exact version and digest a reference names."""
+    from genreg.textout import resolve_json
+
     v = open_registry().resolve(ref)
     if json_out:
-        emit_json(
-            {
-                "kind": v.kind,
-                "name": v.name,
-                "version": v.version,
-                "digest": v.digest,
-                "ref": v.ref,
-                "aliases": list(v.aliases),
-            }
-        )
+        emit_json(resolve_json(v))
     else:
         echo(f"{v.ref}  {v.digest}")
 
@@ -210,9 +183,17 @@ def render(
     ref: str = typer.Argument(..., help="prompt:NAME[@...]"),
     var: list[str] = typer.Option(None, "--var", help="name=value (repeatable)."),
     vars_file: list[Path] = typer.Option(None, "--vars", help="JSON file of variables."),
+    request: bool = typer.Option(
+        False,
+        "--request",
+        help="Print the ready OpenAI request body {model, temperature, max_tokens, ..., messages} (JSON).",
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
     """Render a prompt after validating its variables."""
+    if request:
+        emit_json(open_registry().render_request(ref, load_vars(var, vars_file)))
+        return
     out: Any = open_registry().render(ref, load_vars(var, vars_file))
     if json_out:
         emit_json(out)

@@ -57,15 +57,9 @@ def snapshot(
     if json_out:
         emit_json(res.to_dict())
         return
-    for s in res.stats.skipped:
-        echo(f"skipped    {s}")
-    v, st = res.version, res.stats
-    status = "created" if res.created else "unchanged"
-    echo(
-        f"{status:9}  {v.ref}  {v.digest[:19]}  {st.docs} docs, {st.bytes} bytes "
-        f"(hashed {st.hashed_files} files, stored {st.new_bytes} new bytes"
-        f"{f', skipped {len(st.skipped)}' if st.skipped else ''})"
-    )
+    from genreg.textout import snapshot_lines
+
+    snapshot_lines(res)
 
 
 def _print_diff(d: CorpusDiff, limit: int) -> None:

@@ -22,6 +22,7 @@ JunitOpt = typer.Option(None, "--junit", help="Write JUnit XML (one test per gat
 
 
 def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | None) -> None:
+    from genreg.cli import github
     from genreg.core.report import cost_line, inputs_lines
     from genreg.core.report import junit as to_junit
     from genreg.core.report import markdown as to_md
@@ -29,6 +30,8 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     o = outcome.to_dict()
     if markdown:
         Path(markdown).write_text(to_md(o), encoding="utf-8")
+    if github.active():  # GITHUB_ACTIONS=true: step summary + ::error:: per failed gate
+        github.report(o, to_md(o), json_out=json_out)
     if junit:
         Path(junit).write_text(to_junit(o), encoding="utf-8")
     if json_out:
@@ -147,9 +150,20 @@ def list_(
 def show(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     queries: bool = typer.Option(False, "--queries", help="Include per-query results."),
+    sort: str = typer.Option(
+        None,
+        "--sort",
+        help="With --queries: sort by a metric, lowest first ('-ndcg@10': highest first) or 'id'.",
+    ),
+    limit: int = typer.Option(None, "--limit", help="With --queries: at most N queries."),
+    metric: list[str] = typer.Option(
+        None,
+        "--metric",
+        help="With --queries: metric column(s) to show (default: the run's first 3).",
+    ),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Show a run: metrics, gates, latency, cost and lineage."""
+    """Show a run: metrics, gates, latency, cost and lineage (--queries: a per-query table)."""
     from genreg.core.report import markdown as to_md
 
     reg = open_registry()
@@ -175,9 +189,22 @@ def show(
     }
     echo(to_md(o))
     if queries:
-        for q in d["results"].get("queries", []):
-            top = ", ".join(x[0] for x in q["ranked"][:5])
-            echo(f"{q['id']}: {q.get('metrics')}  top: {top}")
+        _queries_table(reg, r, d["results"], sort=sort, limit=limit, metrics=list(metric or []))
+
+
+def _queries_table(
+    reg: Any, run: Any, results: dict[str, Any], *, sort: Any, limit: Any, metrics: list[str]
+) -> None:
+    from genreg.cli.display import RELEVANCE_LEGEND, qrels_of, queries_rows
+
+    ev = run.input("evalset")
+    qrels = qrels_of(reg.load_evalset(ev.ref).rows) if ev is not None else {}
+    chosen = metrics or list(results.get("metrics") or run.metrics)[:3]
+    rows = queries_rows(results.get("queries", []), qrels, chosen, sort=sort, limit=limit)
+    n = len(results.get("queries", []))
+    echo("")
+    echo(f"per-query results ({len(rows)} of {n}; {RELEVANCE_LEGEND})")
+    table(rows, ["id", "query", *chosen, "top docs"])
 
 
 @runs_app.command("compare")
@@ -257,31 +284,10 @@ def lineage(
     if json_out:
         emit_json(t)
         return
-    echo(f"run {t['run']} ({t['name']}, {t['source']})  {t['started_at']} -> {t['ended_at']}")
-    echo(f"├── fingerprint {t['fingerprint']}")
-    echo("├── inputs")
-    for i in t["inputs"]:
-        ok = "" if i["resolvable"] else "  [NOT RESOLVABLE]"
-        echo(f"│   ├── {i['role']}: {i['ref']}  {i['digest']}{ok}")
-    echo("├── retrieval")
-    for k, v in t["retrieval"].items():
-        if v is not None:
-            echo(f"│   ├── {k}: {v}")
-    if t.get("run_file"):
-        echo(f"├── run file {t['run_file']}")
-    code = t.get("code") or {}
-    echo(
-        f"├── code: commit {code.get('commit')} dirty={code.get('dirty')} genreg {code.get('genreg')}"
-    )
-    echo(
-        "├── packages: " + ", ".join(f"{k} {v}" for k, v in (t.get("packages") or {}).items() if v)
-    )
-    host = t.get("host") or {}
-    ram = host.get("ram_bytes")
-    echo(
-        f"└── host: {host.get('cpu')}, {host.get('cores')} cores, "
-        f"{(ram or 0) / 2**30:.1f} GiB RAM, gpu: {', '.join(host.get('gpu') or []) or 'none'}"
-    )
+    from genreg.cli.display import lineage_tree
+
+    for line in lineage_tree(t):
+        echo(line)
 
 
 def promote(

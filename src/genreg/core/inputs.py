@@ -35,8 +35,14 @@ YAML_MAX_ALIAS_NODES = 10_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def field_part(p: Any) -> str:
+    """One field-path component for a one-line message (odd keys are quoted and escaped)."""
+    t = str(p)
+    return t if t.isprintable() and t.strip() == t and t else repr(t)
+
+
 def _field(path: list[Any]) -> str:
-    return ".".join(str(p) for p in path) if path else "(top level)"
+    return ".".join(field_part(p)[:80] for p in path) if path else "(top level)"
 
 
 def check_value(value: Any, where: str, *, max_depth: int = MAX_NESTING) -> Any:

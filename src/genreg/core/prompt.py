@@ -179,6 +179,14 @@ def _line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:500]
 
 
+def request_body(prompt: Prompt, rendered: str | list[dict[str, str]]) -> dict[str, Any]:
+    """The ready OpenAI Chat Completions request body: the prompt's model config
+    (``model``, ``temperature``, ``max_tokens``, ... as registered) plus ``messages``; a
+    text prompt becomes one user message."""
+    messages = rendered if isinstance(rendered, list) else [{"role": "user", "content": rendered}]
+    return {**prompt.model, "messages": messages}
+
+
 def _check(prompt: Prompt, where: str) -> Prompt:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError

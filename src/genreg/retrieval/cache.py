@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from genreg.errors import IntegrityError
+from genreg.store.objects import ensure_stored
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,7 +106,8 @@ class EmbeddingCache:
         for start in range(0, len(digests), SHARD_MAX):
             ds = digests[start : start + SHARD_MAX]
             vs = vectors[start : start + SHARD_MAX]
-            obj = self.objects.put_bytes(encode_shard(ds, vs))
+            blob = encode_shard(ds, vs)
+            obj = self.objects.put_bytes(blob)
             self.derived.put(
                 kind=KIND,
                 scope=self.model_digest,
@@ -113,6 +115,7 @@ class EmbeddingCache:
                 object_digest=obj,
                 meta={"count": len(ds), "dim": self.dim},
             )
+            ensure_stored(self.objects, obj, blob)  # a concurrent gc may have hidden it
             s = len(self._shards)
             self._shards.append(vs)
             for i, d in enumerate(ds):

@@ -194,7 +194,14 @@ class Embedder:
             return out
         order = sorted(range(n), key=lambda i: -len(texts[i]))
         block = max(batch_size, 1) * 32
+        loading = progress is not None and str(self.path) not in _models
+        if loading and progress is not None:
+            progress(f"loading {self.name}", 0, None)  # a line while the weights load
         model = self.model
+        if progress is not None:
+            if loading:
+                progress(f"loading {self.name}", 1, 1)
+            progress("embedding", 0, n)  # the bar (with its total) from the start
         for start in range(0, n, block):
             idx = order[start : start + block]
             vecs = model.encode(

@@ -102,21 +102,33 @@ class Retriever:
         return None if self._texts is None else self._texts[row]
 
     def search(
-        self, queries: list[str], k: int, *, batch_size: int = 32, with_text: bool = False
+        self,
+        queries: list[str],
+        k: int,
+        *,
+        batch_size: int = 32,
+        with_text: bool = False,
+        progress: Any = None,
     ) -> SearchResult:
         """Top-``k`` documents per query, best first. ``latencies[i]`` is the time of query
-        ``i``'s batch (embedding + search + collapse) divided by the batch size."""
+        ``i``'s batch (embedding + search + collapse) divided by the batch size.
+        ``progress(stage, done, total)``: a "search" stage per batch (and the model-loading
+        line of the first batch when the weights are not loaded yet)."""
         hits: list[list[Hit]] = []
         latencies: list[float] = []
         bs = max(1, batch_size)
+        if progress is not None:
+            progress("search", 0, len(queries))
         for start in range(0, len(queries), bs):
             batch = list(queries[start : start + bs])
             t0 = time.perf_counter()
-            q = self.embedder.encode(batch, batch_size=bs)
+            q = self.embedder.encode(batch, batch_size=bs, progress=_loading_only(progress))
             found = self._search_rows(q, k)
             dt = time.perf_counter() - t0
             latencies.extend([dt / len(batch)] * len(batch))
             hits.extend(self._to_hits(rows, with_text) for rows in found)
+            if progress is not None:
+                progress("search", len(hits), len(queries))
         return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
 
     def search_vectors(
@@ -164,3 +176,16 @@ class Retriever:
             todo = retry
             fetch = min(n, fetch * OVERFETCH)
         return out
+
+
+def _loading_only(progress: Any) -> Any:
+    """Pass the embedder's model-loading line through, not its per-batch "embedding" stage
+    (query embedding is part of the "search" stage)."""
+    if progress is None:
+        return None
+
+    def relay(stage: str, done: int, total: int | None) -> None:
+        if stage.startswith("loading "):
+            progress(stage, done, total)
+
+    return relay

@@ -12,7 +12,25 @@ What references an object:
 
 ``gc`` lists the stored objects *before* reading the references, so an object written after
 the listing is never a candidate; a grace period (default one hour) also keeps objects whose
-version may still be committing in another process.
+version may still be committing in another process (a writer that reuses a stored object
+refreshes its mtime).
+
+**The gc guarantee** -- gc never deletes an object that a version (or derived row, or run)
+committed before, during or after its scan references -- rests on a two-phase delete:
+
+1. gc *hides* each candidate (moves it to the store's ``trash/``), then
+2. reads every reference again, restores hidden objects that are now referenced and only
+   then purges the rest.
+
+Every writer, after committing the row that names an object, checks the object is there
+and stores it again if not (:func:`genreg.store.objects.ensure_stored`). A writer that
+committed before step 2 is seen by step 2; one that committed after it checks after step 1,
+so it finds its object hidden and rewrites it. Readers fall back to ``trash/``, so a
+version committed while gc runs stays readable. A gc killed between the two steps leaves
+hidden objects behind; the next gc restores the referenced ones (``verify`` names them).
+
+gc also reclaims **staging files** (``objects/tmp``, ``<home>/tmp``: the temp files of writes
+and snapshots killed half-way) untouched for longer than the grace period.
 """
 
 from __future__ import annotations
@@ -20,9 +38,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genreg.core.hashing import digest_bytes
@@ -83,10 +103,16 @@ class GcReport:
     objects_total: int
     unreferenced: list[dict[str, Any]]  # {digest, size, recent}
     deleted: list[str]
+    staging: list[dict[str, Any]] = field(default_factory=list)  # {path, size, recent, deleted}
+    restored: list[str] = field(default_factory=list)  # hidden by a killed gc, referenced
 
     @property
     def bytes_reclaimable(self) -> int:
         return sum(o["size"] for o in self.unreferenced if not o["recent"])
+
+    @property
+    def staging_bytes_reclaimable(self) -> int:
+        return sum(o["size"] for o in self.staging if not o["recent"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +121,9 @@ class GcReport:
             "unreferenced": self.unreferenced,
             "bytes_reclaimable": self.bytes_reclaimable,
             "deleted": self.deleted,
+            "staging": self.staging,
+            "staging_bytes_reclaimable": self.staging_bytes_reclaimable,
+            "restored": self.restored,
         }
 
 
@@ -144,8 +173,14 @@ class AdminService:
         for r in refs:
             blob = b""
             if r.kind == "version" and r.artifact_kind == "corpus" and r.digest in stored:
-                if self.objects.size(r.digest) <= _SCAN_LIMIT:
-                    blob = self.objects.get_bytes(r.digest, verify=False)
+                try:
+                    small = self.objects.size(r.digest) <= _SCAN_LIMIT
+                except NotFound:  # hidden by a gc in progress: still readable
+                    small = True
+                try:
+                    blob = self.objects.get_bytes(r.digest, verify=False) if small else b""
+                except (NotFound, IntegrityError):
+                    continue
             elif r.kind == "derived" and r.meta:
                 blob = json.dumps(r.meta).encode()
             found.update(m.decode() for m in _HEX64.findall(blob))
@@ -171,9 +206,11 @@ class AdminService:
         for i, d in enumerate(stored, 1):
             try:
                 ok = _hash_object(self.objects, d) == d
-            except NotFound:  # deleted while we were listing
+            except (NotFound, FileNotFoundError):  # deleted while we were listing
                 stored_set.discard(d)
                 continue
+            except (OSError, IntegrityError):  # e.g. a directory where the object should be
+                ok = False
             if not ok:
                 problems += [Problem(o, d, "corrupt") for o in owners.get(d, ["(unreferenced)"])]
             elif d in content_checks:
@@ -185,12 +222,52 @@ class AdminService:
                 ]
             if progress:
                 progress("verify objects", i, len(stored))
+        hidden = {d for d, _, _ in self.objects.iter_hidden()}
         for d in sorted(set(owners) - stored_set):
-            problems += [Problem(o, d, "missing") for o in owners[d]]
+            what = "missing (in gc trash: 'genreg gc' restores it)" if d in hidden else "missing"
+            problems += [Problem(o, d, what) for o in owners[d]]
         problems.sort(key=lambda p: (p.owner, p.object))
         return VerifyReport(len(stored), sum(len(v) for v in owners.values()), problems)
 
     # ---- gc ---------------------------------------------------------------------------
+    def _keep(self, stored: set[str]) -> set[str]:
+        """Every object referenced right now (rows, providers, embedded digests)."""
+        refs = self._row_references()
+        keep = {r.digest for r in refs} | {d for d, _ in self._provider_references()}
+        return keep | self._embedded_digests(refs, stored)
+
+    def _staging_dirs(self) -> list[Path]:
+        from genreg.store.objects import LocalObjectStore
+
+        dirs = [self.settings.home / "tmp", self.settings.home / "cache" / "packs"]
+        if isinstance(self.objects, LocalObjectStore):
+            dirs.insert(0, self.objects.root / "tmp")
+        return dirs
+
+    def _staging(self, now: float, grace: float) -> list[dict[str, Any]]:
+        """Temp files of writes that never finished (a killed snapshot's ``pack-*``...)."""
+        from genreg.store.objects import staging_in_use
+
+        out = []
+        for d in self._staging_dirs():
+            if not d.is_dir():
+                continue
+            packs_cache = d.name == "packs"
+            for f in sorted(d.iterdir()):
+                if packs_cache and f.suffix != ".tmp":
+                    continue  # the pack cache itself is not staging
+                try:
+                    st = f.lstat()
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(st.st_mode) or staging_in_use(f):
+                    continue  # a live writer holds it (whatever its age)
+                recent = grace > 0 and now - st.st_mtime < grace
+                # a staged pack hard-linked into the store frees nothing when removed
+                size = st.st_size if st.st_nlink <= 1 else 0
+                out.append({"path": str(f), "size": size, "recent": recent, "deleted": False})
+        return out
+
     def gc(
         self,
         *,
@@ -198,16 +275,22 @@ class AdminService:
         grace_seconds: float = 3600.0,
         progress: Progress | None = None,
     ) -> GcReport:
-        """Objects no version, derived row, run or provider references. Deletes them only
-        when ``dry_run`` is False, and only those older than ``grace_seconds``."""
+        """Objects no version, derived row, run or provider references, and stale staging
+        files. Deletes them only when ``dry_run`` is False, and only those older than
+        ``grace_seconds``; the two-phase delete of the module docstring keeps every object
+        a concurrently committed row names."""
+        from genreg.store.objects import reclaim_staging
+
         stored = list(self.objects.iter_digests())  # list first: later writes aren't candidates
-        refs = self._row_references()
-        keep = {r.digest for r in refs} | {d for d, _ in self._provider_references()}
-        keep |= self._embedded_digests(refs, set(stored))
+        hidden = list(self.objects.iter_hidden())  # left by a gc that was killed
+        stored_set = set(stored) | {d for d, _, _ in hidden}
+        keep = self._keep(stored_set)
         now = time.time()
         unreferenced: list[dict[str, Any]] = []
         deleted: list[str] = []
+        restored: list[str] = []
         candidates = [d for d in stored if d not in keep]
+        doomed: list[str] = []
         for i, d in enumerate(candidates, 1):
             try:
                 size = self.objects.size(d)
@@ -216,12 +299,39 @@ class AdminService:
                 continue
             recent = grace_seconds > 0 and (mtime is None or now - mtime < grace_seconds)
             unreferenced.append({"digest": d, "size": size, "recent": recent})
-            if not dry_run and not recent:
-                self.objects.delete(d)
-                deleted.append(d)
+            if not recent:
+                doomed.append(d)
             if progress:
                 progress("gc", i, len(candidates))
-        return GcReport(dry_run, len(stored), unreferenced, deleted)
+        for d, size, mtime in hidden:
+            if d in keep or d in stored:  # referenced again, or already stored again
+                if not dry_run:
+                    self.objects.unhide(d)
+                if d not in stored:
+                    restored.append(d)
+            else:
+                recent = grace_seconds > 0 and now - mtime < grace_seconds
+                unreferenced.append({"digest": d, "size": size, "recent": recent})
+                if not recent:
+                    doomed.append(d)
+        if not dry_run and doomed:
+            # phase 1: hide; phase 2: re-read every reference, restore or purge
+            for d in doomed:
+                self.objects.hide(d)
+            keep = self._keep(stored_set)
+            for d in doomed:
+                if d in keep:
+                    self.objects.unhide(d)
+                    restored.append(d)
+                else:
+                    self.objects.purge_hidden(d)
+                    deleted.append(d)
+        staging = self._staging(now, grace_seconds)
+        if not dry_run:
+            for f in staging:
+                if not f["recent"]:
+                    f["deleted"] = reclaim_staging(Path(f["path"]))
+        return GcReport(dry_run, len(stored), unreferenced, deleted, staging, restored)
 
     # ---- schema -----------------------------------------------------------------------
     def db_current(self) -> dict[str, Any]:

@@ -81,6 +81,8 @@ class ArtifactService:
     ) -> RegisterResult:
         """Store the canonical bytes (durably) first, then insert the version row. A failure
         at any point leaves no visible version."""
+        from genreg.store.objects import ensure_stored
+
         validate_name(name)
         tags = check_metadata(tags, message, author)
         obj = self.objects.put_bytes(parsed.data)
@@ -94,6 +96,7 @@ class ArtifactService:
             tags=tags,
             summary=parsed.summary,
         )
+        ensure_stored(self.objects, obj, parsed.data)  # a concurrent gc may have hidden it
         return RegisterResult(info, created)
 
     def register(
@@ -186,6 +189,16 @@ class ArtifactService:
     ) -> str | list[dict[str, str]]:
         """Render a prompt; chat prompts give OpenAI-style ``[{role, content}]`` messages."""
         return self.load_prompt(ref).render({**(variables or {}), **kw})
+
+    def render_request(
+        self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
+        """Render a prompt into the ready OpenAI request body ``{model, temperature,
+        max_tokens, ..., messages}`` (the prompt's model config plus the messages)."""
+        from genreg.core.prompt import request_body
+
+        prompt = self.load_prompt(ref)
+        return request_body(prompt, prompt.render({**(variables or {}), **kw}))
 
     def explain_route(self, ref: str | Ref, query: str, tags: list[str] | None = None) -> Decision:
         return self.load_routing(ref).choose(query, tags)

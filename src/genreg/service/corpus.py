@@ -157,6 +157,7 @@ class CorpusService:
         progress: Progress | None = None,
     ) -> SnapshotResult:
         """Snapshot ``source`` as ``corpus:name`` (a no-op when the content is unchanged)."""
+        from genreg.store.objects import ensure_stored
         from genreg.store.packs import PackWriter
 
         validate_name(name)
@@ -230,6 +231,11 @@ class CorpusService:
             info = self.fast.resolve(Ref("corpus", name, version=number))
         else:
             info, created = self.repo.add_version("corpus", name, **row)  # type: ignore[arg-type]  # row: dict[str, Any]
+        # The rows are committed: re-store anything a concurrent gc hid since it was written.
+        writer.finish()
+        if res.layout is not None and layout is not None:
+            ensure_stored(self.objects, layout, res.layout)
+        ensure_stored(self.objects, obj, data)
         if kind == "tree":
             cache.save(res.cache, digest)
         stats = self._stats(man, res, writer.new_docs, writer.new_bytes, len(packs))

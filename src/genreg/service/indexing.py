@@ -19,6 +19,7 @@ from genreg.core.hashing import canonical_json, digest_json
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
+from genreg.store.objects import ensure_stored
 
 if TYPE_CHECKING:
     import numpy as np
@@ -150,8 +151,9 @@ class IndexingService:
         row = self.derived.get(key)
         if row is None:
             docs = self.iter_documents(version.ref)
+            n = version.summary.get("docs")  # the snapshot's document count: the bar's total
             row, embedded = self._build_new(
-                key, version.digest, docs, emb, cspec, ispec, progress, batch_size
+                key, version.digest, docs, emb, cspec, ispec, progress, batch_size, n
             )
         else:
             embedded = -1
@@ -183,6 +185,7 @@ class IndexingService:
         ispec: IndexSpec,
         progress: Progress | None,
         batch_size: int,
+        total: int | None = None,
     ) -> tuple[Derived, int]:
         from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import build_faiss, encode_index
@@ -193,15 +196,19 @@ class IndexingService:
         texts: list[str] = []
         tokenizer = emb.tokenizer if cspec.needs_tokenizer else None
         n_docs = 0
+        if progress is not None:
+            progress("chunking", 0, total)
         for ch in iter_chunks(docs, cspec, tokenizer=tokenizer):
             if ch.chunk_index == 0:
                 n_docs += 1
                 if progress is not None and n_docs % 1000 == 0:
-                    progress("chunking", n_docs, None)
+                    progress("chunking", n_docs, total)
             doc_ids.append(ch.doc_id)
             chunk_index.append(ch.chunk_index)
             digests.append(ch.digest)
             texts.append(ch.text)
+        if progress is not None:
+            progress("chunking", n_docs, n_docs)  # done: the bar completes
 
         cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
         missing = cache.missing(digests)
@@ -215,7 +222,8 @@ class IndexingService:
         matrix = cache.matrix(digests)
         faiss_index = build_faiss(matrix, ispec, progress=progress)
 
-        texts_obj = self.objects.put_bytes(canonical_json(texts))
+        texts_blob = canonical_json(texts)
+        texts_obj = self.objects.put_bytes(texts_blob)
         meta = {
             "key": key,
             "snapshot": snapshot,
@@ -227,7 +235,8 @@ class IndexingService:
             "doc_ids": doc_ids,
             "chunk_index": chunk_index,
         }
-        obj = self.objects.put_bytes(encode_index(faiss_index, meta))
+        index_blob = encode_index(faiss_index, meta)
+        obj = self.objects.put_bytes(index_blob)
         summary = {
             "model": emb.name,
             "model_digest": emb.digest,
@@ -241,6 +250,9 @@ class IndexingService:
         row = self.derived.put(
             kind="index", scope=snapshot, key=key, object_digest=obj, meta=summary
         )
+        if row.object_digest == obj:  # a concurrent gc may have hidden what we wrote
+            ensure_stored(self.objects, texts_obj, texts_blob)
+            ensure_stored(self.objects, obj, index_blob)
         return row, len(missing)
 
     def list_indexes(self, corpus_ref: str | Ref | None = None) -> list[dict[str, Any]]:

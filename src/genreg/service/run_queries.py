@@ -185,8 +185,8 @@ class RunQueries:
                     missing.discard(d.doc_id)
                     if not missing:
                         break
-            for m in missing:  # not in the snapshot (e.g. a chunk id): remember the miss
-                cache[m] = ""
+            for doc_id in missing:  # not in the snapshot (e.g. a chunk id): remember the miss
+                cache[doc_id] = ""
         return {d: cache[d] for d in doc_ids if d in cache}
 
 

@@ -29,6 +29,7 @@ from genreg.core.report import latency_summary
 from genreg.core.runinfo import RunInfo, RunInput
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.service.run_views import RunViews
+from genreg.store.objects import ensure_stored
 
 if TYPE_CHECKING:
     from genreg.core.refs import Ref
@@ -165,10 +166,10 @@ class EvalService(RunViews):
         want_text = cfg.prompt is not None and cfg.routing is not None
         queries = [r["query"] for r in rows]
         t0 = time.perf_counter()
-        found = retriever.search(queries, cfg.depth, batch_size=cfg.batch_size, with_text=want_text)
+        found = retriever.search(
+            queries, cfg.depth, batch_size=cfg.batch_size, with_text=want_text, progress=progress
+        )
         wall = time.perf_counter() - t0
-        if progress:
-            progress("search", len(queries), len(queries))
         run_scores = {
             r["id"]: {h.doc_id: h.score for h in hits} for r, hits in zip(rows, found.hits)
         }
@@ -429,6 +430,7 @@ class EvalService(RunViews):
             inputs=inputs,
         )
         self.runs_repo.create(run)
+        ensure_stored(self.objects, obj, blob)  # a concurrent gc may have hidden it
         return RunOutcome(run, gate_results, identical_to, base.id if base else None)
 
     def _side(self, run: RunInfo) -> Side:

@@ -157,7 +157,10 @@ class FsspecObjectStore:
         try:
             data = bytes(self.fs.cat_file(self._key(d)))
         except FileNotFoundError:
-            raise NotFound(f"object sha256:{d} is missing from {self.url}") from None
+            try:  # hidden by a gc in progress (or by one that was killed): still readable
+                data = bytes(self.fs.cat_file(self._trash_key(d)))
+            except FileNotFoundError:
+                raise NotFound(f"object sha256:{d} is missing from {self.url}") from None
         if verify and hashlib.sha256(data).hexdigest() != d:
             raise IntegrityError(f"object sha256:{d} is corrupt (content does not match digest)")
         return data
@@ -165,3 +168,47 @@ class FsspecObjectStore:
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._key(digest))
+
+    # ---- gc's two-phase delete (see genreg.store.objects) -------------------------------
+    def _trash_key(self, digest: str) -> str:
+        self._key(digest)  # validates
+        return f"{self.root}/trash/{strip_prefix(digest)}"
+
+    def hide(self, digest: str) -> bool:
+        key, trash = self._key(digest), self._trash_key(digest)
+        try:
+            self.fs.copy(key, trash)  # server-side copy, then delete: a move on S3
+        except FileNotFoundError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(key)
+        return True
+
+    def unhide(self, digest: str) -> None:
+        key, trash = self._key(digest), self._trash_key(digest)
+        with contextlib.suppress(FileNotFoundError):
+            if not self.fs.exists(key):
+                self.fs.copy(trash, key)
+            self.fs.rm_file(trash)
+
+    def purge_hidden(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._trash_key(digest))
+
+    def iter_hidden(self) -> Iterator[tuple[str, int, float]]:
+        try:
+            infos = self.fs.ls(f"{self.root}/trash", detail=True)
+        except FileNotFoundError:
+            return
+        for info in sorted(infos, key=lambda i: str(i["name"])):
+            name = str(info["name"]).rsplit("/", 1)[-1]
+            if len(name) == 64 and info.get("type") != "directory":
+                yield name, int(info.get("size") or 0), _info_mtime(info)
+
+
+def _info_mtime(info: dict[str, Any]) -> float:
+    for k in ("LastModified", "mtime", "created", "last_modified"):
+        v = info.get(k)
+        if v is not None:
+            return float(v.timestamp()) if hasattr(v, "timestamp") else float(v)
+    return 0.0

@@ -3,6 +3,12 @@
 Objects are named by the sha256 of their bytes and sharded by the first two hex digits:
 ``objects/ab/cdef...``. Writes go to a temp file, are fsynced, then renamed into place, so a
 reader never sees a partial object; stored files are made read-only. Reads verify the digest.
+
+Garbage collection never deletes an object in place: it first *hides* it (moves it to
+``trash/``), re-reads every reference, then restores or purges it (see
+:mod:`genreg.service.admin`). ``has`` does not see hidden objects -- so a writer that checks
+after committing its version (:func:`ensure_stored`) rewrites any object gc hid meanwhile --
+while ``get_bytes`` still reads them, so a version committed during a gc stays readable.
 """
 
 from __future__ import annotations
@@ -35,6 +41,19 @@ class ObjectStore(Protocol):
     def iter_digests(self) -> Iterator[str]: ...
     def delete(self, digest: str) -> None: ...
     def local_path(self, digest: str) -> Path | None: ...
+    def hide(self, digest: str) -> bool: ...
+    def unhide(self, digest: str) -> None: ...
+    def purge_hidden(self, digest: str) -> None: ...
+    def iter_hidden(self) -> Iterator[tuple[str, int, float]]: ...
+
+
+def ensure_stored(store: ObjectStore, digest: str, data: bytes) -> None:
+    """Call after committing the row that references ``digest``: rewrites the object when a
+    concurrent ``gc`` hid or deleted it between the writer's put and its commit."""
+    if not store.has(digest):
+        got = store.put_bytes(data)
+        if got != strip_prefix(digest):
+            raise IntegrityError(f"object sha256:{strip_prefix(digest)}: rewritten bytes differ")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,6 +72,7 @@ class LocalObjectStore:
         self.root = Path(root)
         self.url = str(self.root)
         self._tmp = self.root / "tmp"
+        self._trash = self.root / "trash"
         self._made: set[str] = set()
 
     def _path(self, digest: str) -> Path:
@@ -74,8 +94,7 @@ class LocalObjectStore:
             raise NotFound(f"object sha256:{strip_prefix(digest)} is missing") from None
 
     def _tempfile(self) -> tuple[BinaryIO, str]:
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="obj-")
+        fd, name = staging_file(self._tmp, prefix="obj-")
         return os.fdopen(fd, "wb"), name
 
     def _commit(self, tmp_name: str, digest: str) -> None:
@@ -86,6 +105,7 @@ class LocalObjectStore:
             self._made.add(shard.name)
         if dest.exists():
             os.unlink(tmp_name)
+            _touch(dest)
             return
         os.chmod(tmp_name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         os.replace(tmp_name, dest)
@@ -93,15 +113,16 @@ class LocalObjectStore:
     def put_bytes(self, data: bytes, *, fsync: bool = True) -> str:
         digest = hashlib.sha256(data).hexdigest()
         if self.has(digest):
+            _touch(self._path(digest))  # reused: a fresh mtime restarts gc's grace period
             return digest
         fh, name = self._tempfile()
         try:
-            with fh:
+            with fh:  # committed while open: the staging lock is held until it is in place
                 fh.write(data)
                 fh.flush()
                 if fsync:
                     os.fsync(fh.fileno())
-            self._commit(name, digest)
+                self._commit(name, digest)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
@@ -118,7 +139,7 @@ class LocalObjectStore:
                     fh.write(c)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._commit(name, h.hexdigest())
+                self._commit(name, h.hexdigest())
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
@@ -128,9 +149,12 @@ class LocalObjectStore:
     def get_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         d = strip_prefix(digest)
         try:
-            data = self._path(d).read_bytes()
+            data = _read_file(self._path(d), d)
         except FileNotFoundError:
-            raise NotFound(f"object sha256:{d} is missing from {self.url}") from None
+            try:  # hidden by a gc in progress (or by one that was killed): still readable
+                data = _read_file(self._trash / d, d)
+            except FileNotFoundError:
+                raise NotFound(f"object sha256:{d} is missing from {self.url}") from None
         if verify and hashlib.sha256(data).hexdigest() != d:
             raise IntegrityError(f"object sha256:{d} is corrupt (content does not match digest)")
         return data
@@ -149,6 +173,118 @@ class LocalObjectStore:
         with contextlib.suppress(FileNotFoundError):
             os.chmod(p, stat.S_IWUSR | stat.S_IRUSR)
             p.unlink()
+
+    # ---- gc's two-phase delete ----------------------------------------------------------
+    def hide(self, digest: str) -> bool:
+        """Move the object to ``trash/`` (False when it is not there)."""
+        self._trash.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(self._path(digest), self._trash / strip_prefix(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def unhide(self, digest: str) -> None:
+        """Put a hidden object back (a no-op when a writer already stored it again)."""
+        d = strip_prefix(digest)
+        src, dest = self._trash / d, self._path(d)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if dest.exists():
+                src.unlink()
+            else:
+                os.replace(src, dest)
+
+    def purge_hidden(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._trash / strip_prefix(digest)).unlink()
+
+    def iter_hidden(self) -> Iterator[tuple[str, int, float]]:
+        """(digest, size, mtime) of every hidden object."""
+        if not self._trash.is_dir():
+            return
+        for f in sorted(self._trash.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                st = f.stat()
+                if len(f.name) == 64:
+                    yield f.name, st.st_size, st.st_mtime
+
+
+def staging_file(directory: Path, prefix: str = "", suffix: str = "") -> tuple[int, str]:
+    """A new temp file in ``directory`` (fd, path), locked as in use: gc never reclaims a
+    staging file whose lock is held, whatever its age. The lock dies with the process (kill
+    -9 included), which is how gc tells a dead writer's leftovers from a live one's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: gc relies on the grace period
+            return fd, name
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits while a gc holds it...
+        if os.fstat(fd).st_nlink > 0:
+            return fd, name
+        os.close(fd)  # ...which reclaimed it in the instant before we locked it: again
+
+
+def reclaim_staging(path: Path) -> bool:
+    """Delete a staging file unless a live writer holds its lock (True when deleted)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover
+            pass
+        except OSError:
+            return False  # in use
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def staging_in_use(path: Path) -> bool:
+    """True when a live writer holds ``path``'s staging lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _read_file(path: Path, digest: str) -> bytes:
+    """The bytes of a stored object; a directory (or unreadable file) where the object should
+    be is reported as a corrupt object in one line, not a traceback."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise IntegrityError(
+            f"object sha256:{digest} is corrupt (unreadable: {exc.strerror})"
+        ) from None
 
 
 def open_object_store(url: str) -> ObjectStore:

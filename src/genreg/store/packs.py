@@ -16,19 +16,18 @@ when the whole snapshot has been read without error.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from genreg.errors import IntegrityError
-from genreg.store.objects import LocalObjectStore, ObjectStore
+from genreg.store.objects import LocalObjectStore, ObjectStore, ensure_stored, staging_file
 
 PACK_MAGIC = b"GRPACK1\n"
 IDX_MAGIC = b"GRPIDX1\n"
@@ -83,6 +82,7 @@ class PackWriter:
         self.max_bytes = max_bytes
         self.pending: set[bytes] = set()
         self.staged: list[_Staged] = []
+        self.committed: list[tuple[_Staged, PackInfo]] = []  # staged file, pack: to finish()
         self.new_docs = 0
         self.new_bytes = 0
 
@@ -95,10 +95,8 @@ class PackWriter:
             return
         cur = self.staged[-1] if self.staged else None
         if cur is None or cur.size + len(data) > self.max_bytes and cur.records:
-            import tempfile
-
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="pack-")
+            # locked until finish()/abort(): gc leaves the file alone
+            fd, name = staging_file(self.tmp_dir, prefix="pack-")
             cur = _Staged(os.fdopen(fd, "wb", buffering=1 << 20), name)
             self.staged.append(cur)
         cur.records.append((sha, cur.size, len(data)))
@@ -110,35 +108,77 @@ class PackWriter:
         self.new_bytes += len(data)
 
     def commit(self) -> list[PackInfo]:
-        """fsync each staged pack once, move it into the object store, store its index."""
+        """fsync each staged pack once, move it into the object store, store its index.
+
+        The staged file is kept (hard-linked into place on a local store) until
+        :meth:`finish`, called once the rows naming the packs are committed: a pack that a
+        concurrent ``gc`` hid meanwhile is then stored again from it."""
         out = []
         for st in self.staged:
             st.fh.flush()
-            os.fsync(st.fh.fileno())
-            st.fh.close()
+            os.fsync(st.fh.fileno())  # stays open (and locked) until finish()
             hexd = st.h.hexdigest()
             if isinstance(self.objects, LocalObjectStore) and Path(st.name).parent == (
                 self.objects.root / "tmp"
             ):
-                self.objects._commit(st.name, hexd)  # same filesystem: rename into place
+                self._link(st.name, hexd)  # same filesystem: link into place
             else:
                 with open(st.name, "rb") as fh:
-                    got = self.objects.put_stream(iter(functools.partial(fh.read, 1 << 20), b""))
-                os.unlink(st.name)
+                    got = self.objects.put_stream(_chunks(fh))
                 if got != hexd:
                     raise IntegrityError(f"pack {hexd} changed while being stored")
             idx = self.objects.put_bytes(index_bytes(hexd, st.records))
-            out.append(PackInfo(hexd, idx, len(st.records), st.size, st.records))
+            info = PackInfo(hexd, idx, len(st.records), st.size, st.records)
+            out.append(info)
+            self.committed.append((st, info))
         self.staged = []
         return out
 
+    def _link(self, name: str, hexd: str) -> None:
+        store = self.objects
+        assert isinstance(store, LocalObjectStore)
+        dest = store._path(hexd)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(name, 0o444)
+        try:
+            os.link(name, dest)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                os.utime(dest)
+
+    def finish(self) -> None:
+        """After the rows naming the packs committed: re-store any pack or index object a
+        concurrent ``gc`` hid between the write and the commit, then drop the staged files."""
+        for st, info in self.committed:
+            if not self.objects.has(info.pack):
+                if isinstance(self.objects, LocalObjectStore) and Path(st.name).parent == (
+                    self.objects.root / "tmp"
+                ):
+                    self._link(st.name, info.pack)
+                else:
+                    with open(st.name, "rb") as fh:
+                        self.objects.put_stream(_chunks(fh))
+            ensure_stored(self.objects, info.index, index_bytes(info.pack, info.records))
+            _drop(st)
+        self.committed = []
+
     def abort(self) -> None:
-        for st in self.staged:
-            with contextlib.suppress(OSError):
-                st.fh.close()
-            with contextlib.suppress(OSError):
-                os.unlink(st.name)
+        for st in self.staged + [st for st, _ in self.committed]:
+            _drop(st)
         self.staged = []
+        self.committed = []
+
+
+def _chunks(fh: BinaryIO) -> Iterator[bytes]:
+    while block := fh.read(1 << 20):
+        yield block
+
+
+def _drop(st: _Staged) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(st.name)
+    with contextlib.suppress(OSError):
+        st.fh.close()
 
 
 class PackIndex:
@@ -225,9 +265,10 @@ class PackReader:
                 p = self.cache_dir / pack
                 if not p.exists():
                     self.cache_dir.mkdir(parents=True, exist_ok=True)
-                    tmp = p.with_suffix(".tmp")
-                    tmp.write_bytes(self.objects.get_bytes(pack))
-                    os.replace(tmp, p)
+                    fd, tmp = staging_file(self.cache_dir, suffix=".tmp")
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(self.objects.get_bytes(pack))
+                        os.replace(tmp, p)
             fd = os.open(p, os.O_RDONLY)
             self.fds[pack] = fd
         return fd

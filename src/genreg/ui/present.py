@@ -452,8 +452,7 @@ def generation(q: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any] 
     """Answer, gold answer, usage, latency and judge verdicts, when the run generated."""
     if not any(k in q for k in GEN_KEYS):
         return None
-    gen = q.get("generation")
-    g: dict[str, Any] = gen if isinstance(gen, dict) else {}
+    g: dict[str, Any] = q["generation"] if isinstance(q.get("generation"), dict) else {}
     answer = q.get("answer", g.get("answer"))
     verdicts = q.get("verdicts") or q.get("judges") or q.get("judgments") or g.get("verdicts")
     if isinstance(verdicts, dict):
