@@ -129,6 +129,9 @@ class Retriever:
             hits.extend(self._to_hits(rows, with_text) for rows in found)
             if progress is not None:
                 progress("search", len(hits), len(queries))
+        flush = getattr(self.embedder, "flush", None)
+        if flush is not None:  # new query vectors go to the query-embedding cache
+            flush()
         return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
 
     def search_vectors(
