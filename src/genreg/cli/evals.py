@@ -284,7 +284,7 @@ def compare(
         echo(f"  {f}: {v['a']}  ->  {v['b']}")
     if c["environment_note"]:
         echo(c["environment_note"] + " (not an input: the delta stays attributable)")
-    first = next(iter(c["metrics"].values()), {})
+    first: dict[str, Any] = next(iter(c["metrics"].values()), {})
     if first.get("most_regressed"):
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")
         for q in first["most_regressed"]:

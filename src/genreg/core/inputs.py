@@ -136,8 +136,8 @@ def load_json(text: str | bytes, where: str, *, line: int | None = None) -> Any:
         raise InvalidArtifact(f"{where}:{ln}: invalid JSON: {exc.msg}") from None
     except _Dup as exc:
         key = str(exc)
-        ln = line if line is not None else _dup_line(text, key)
-        loc = f"{where}:{ln}" if ln else where
+        dup_ln = line if line is not None else _dup_line(text, key)
+        loc = f"{where}:{dup_ln}" if dup_ln else where
         raise InvalidArtifact(f"{loc}: invalid JSON: duplicate key {key!r}") from None
     except RecursionError:
         loc = f"{where}:{line}" if line else where

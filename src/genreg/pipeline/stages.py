@@ -44,7 +44,15 @@ class ArtifactSource(Protocol):
 
 
 class IndexSource(Protocol):
-    def open_retriever(self, corpus_ref: Any, **kw: Any) -> Any: ...
+    def open_retriever(
+        self,
+        corpus_ref: Any,
+        *,
+        model: Any = None,
+        chunking: Any = None,
+        index: Any = None,
+        progress: Any = None,
+    ) -> Any: ...
 
 
 class RunHistory(Protocol):
@@ -373,7 +381,7 @@ class Score:
 
         staged = [m for m in state.metric_names if m in state.stage_metrics]
         retrieval = [m for m in state.metric_names if m not in state.stage_metrics]
-        qrels = {r.id: r.relevant for r in state.records}
+        qrels: dict[str, Any] = {r.id: r.relevant for r in state.records}
         res = evaluate(qrels, {r.id: r.scores() for r in state.records}, retrieval)
         for m in staged:
             vals = {r.id: r.metrics[m] for r in state.records if m in r.metrics}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from genreg.retrieval.embedders import Embedder
+    from genreg.service.indexing import EmbedderLike as Embedder
 
 OVERFETCH = 4
 

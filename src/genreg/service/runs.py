@@ -26,8 +26,13 @@ from genreg.pipeline.stages import now
 from genreg.service.run_views import RunViews
 
 if TYPE_CHECKING:
+    from genreg.core.refs import Ref
     from genreg.core.types import VersionInfo
     from genreg.pipeline.runner import Pipeline
+    from genreg.retrieval.chunking import ChunkingSpec
+    from genreg.retrieval.index import IndexSpec
+    from genreg.retrieval.retriever import Retriever
+    from genreg.service.indexing import EmbedderLike
     from genreg.store.objects import ObjectStore
     from genreg.store.runs import RunRepo
 
@@ -88,7 +93,15 @@ class EvalService(RunViews):
         def content(self, ref: Any) -> bytes: ...
         def load_prompt(self, ref: Any) -> Any: ...
         def load_routing(self, ref: Any) -> Any: ...
-        def open_retriever(self, corpus_ref: Any, **kw: Any) -> Any: ...
+        def open_retriever(
+            self,
+            corpus_ref: str | Ref,
+            *,
+            model: str | EmbedderLike | None = None,
+            chunking: str | dict[str, Any] | ChunkingSpec | None = None,
+            index: str | dict[str, Any] | IndexSpec | None = None,
+            progress: Progress | None = None,
+        ) -> Retriever: ...
 
     @cached_property
     def runs_repo(self) -> RunRepo:
@@ -187,4 +200,4 @@ class EvalService(RunViews):
     ) -> RunOutcome:
         state = pipeline.run(RunState(request, now()), progress)
         assert state.outcome is not None
-        return state.outcome  # type: ignore[no-any-return]
+        return state.outcome
