@@ -117,10 +117,9 @@ def main() -> int:
         f"(sentence-transformers + numpy + pytrec_eval, {t_ref:.0f} s)"
     )
     print(f"published  nDCG@10 {PUBLISHED_NDCG10:.3f}  (all-MiniLM-L6-v2, MTEB/BEIR SciFact)")
-    print(
-        f"latency (batch {lat['batch_size']}): p50 {lat['p50_ms']:.2f} ms  p95 {lat['p95_ms']:.2f} ms"
-        f"  p99 {lat['p99_ms']:.2f} ms  {lat['qps']:.1f} queries/s"
-    )
+    from genreg.report import latency_line
+
+    print(latency_line(lat))
     checks = {
         "ndcg@10 vs published": abs(ours["ndcg@10"] - PUBLISHED_NDCG10),
         "ndcg@10 vs reference": abs(ours["ndcg@10"] - ref["ndcg@10"]),

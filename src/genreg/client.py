@@ -330,7 +330,7 @@ class Client:
         self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any
     ) -> str | list[dict[str, str]]:
         """Render locally; chat prompts give OpenAI-style ``[{role, content}]`` messages."""
-        return self.load_prompt(ref).render({**(variables or {}), **kw})  # type: ignore[no-any-return]
+        return self.load_prompt(ref).render({**(variables or {}), **kw})
 
     def render_request(
         self, ref: str | Ref, variables: dict[str, Any] | None = None, **kw: Any

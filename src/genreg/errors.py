@@ -25,16 +25,23 @@ class GenregError(Exception):
 
 
 class NotFound(GenregError):
+    """A reference, artifact, version, alias, run, token or object that does not exist."""
+
     code = "not_found"
     http_status = 404
 
 
 class AlreadyExists(GenregError):
+    """Creating something whose name is taken (e.g. an active API token name)."""
+
     code = "conflict"
     http_status = 409
 
 
 class Conflict(GenregError):
+    """Raised only by :class:`genreg.client.Client` for a ``conflict`` (409) error envelope;
+    the server raises :class:`AlreadyExists` for that code."""
+
     code = "conflict"
     http_status = 409
 
@@ -47,15 +54,22 @@ class InvalidArtifact(GenregError):
 
 
 class InvalidRef(GenregError):
+    """A reference that does not parse (``KIND:NAME[@ALIAS|@vN|@sha256:HEX]``), an unknown
+    kind, or a selector that does not apply."""
+
     code = "invalid_ref"
     http_status = 422
 
 
 class InvalidName(InvalidRef):
+    """An artifact, alias, split or token name outside ``[a-z0-9][a-z0-9._-]{0,99}``."""
+
     code = "invalid_name"
 
 
 class AmbiguousRef(GenregError):
+    """A digest prefix that matches more than one version (never a guess)."""
+
     code = "ambiguous_ref"
     http_status = 409
 
@@ -76,26 +90,36 @@ class ConfigError(GenregError):
 
 
 class RenderError(GenregError):
+    """Prompt variables that are missing or fail the prompt's variable schema."""
+
     code = "render"
     http_status = 422
 
 
 class GateFailed(GenregError):
+    """A promotion refused because its run failed (or ran no) gates, or used another version."""
+
     code = "gate_failed"
     http_status = 409
 
 
 class AuthError(GenregError):
+    """A missing, malformed, unknown or revoked API token (HTTP 401)."""
+
     code = "unauthorized"
     http_status = 401
 
 
 class Forbidden(GenregError):
+    """A valid token without the scope the route needs (HTTP 403)."""
+
     code = "forbidden"
     http_status = 403
 
 
 class PayloadTooLarge(GenregError):
+    """A request body over the API's size limit (HTTP 413)."""
+
     code = "payload_too_large"
     http_status = 413
 

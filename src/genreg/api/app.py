@@ -132,6 +132,9 @@ def create_app(
     if runs is not None:
         app.include_router(runs)
     app.include_router(build_router(reg, reader, auth, cfg))
+    from genreg.api.openapi import install as refine_openapi
+
+    refine_openapi(app)
     from genreg.ui import mount as mount_ui
 
     mount_ui(app, reg, auth, cfg)  # the web UI under /ui (genreg.ui)

@@ -32,7 +32,7 @@ _LIMITER: Any = None
 
 READ_ERRORS = responses(401, 403, 404, 422)
 WRITE_ERRORS = responses(400, 401, 403, 404, 409, 413, 422)
-VERSION_DOC = {"minimum": 1, "maximum": MAX_VERSION}
+VERSION_DOC: dict[str, Any] = {"minimum": 1, "maximum": MAX_VERSION}
 
 
 def version_path() -> Any:
@@ -40,7 +40,11 @@ def version_path() -> Any:
 
 
 def version_query() -> Any:
-    return Query(None, description="Version number (1 .. 2^63-1)", json_schema_extra=VERSION_DOC)
+    return Query(
+        None,
+        description="Version number (1 .. 2^63-1); give at most one of alias, digest, version",
+        json_schema_extra=VERSION_DOC,
+    )
 
 
 async def off_loop(fn: Any) -> Any:
@@ -226,7 +230,7 @@ def build_router(
             res["request"] = request_body(prompt, out)  # the ready OpenAI request body
             return json_response(res)
 
-        return await off_loop(work)  # type: ignore[no-any-return]
+        return await off_loop(work)
 
     @r.post(
         "/routing/{name}/explain",
@@ -257,7 +261,7 @@ def build_router(
                 }
             )
 
-        return await off_loop(work)  # type: ignore[no-any-return]
+        return await off_loop(work)
 
     # ---- writes ---------------------------------------------------------------------
     @r.post(

@@ -11,7 +11,6 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -41,7 +40,8 @@ class _Group(TyperGroup):
         self._json_args = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
         return super().main(args, *a, **kw)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # ctx: click's Context, which typer>=0.20 vendors as typer._click (a different class).
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except GenregError as exc:

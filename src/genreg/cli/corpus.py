@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from genreg.core.corpus import CorpusDiff
 
 from genreg.cli._common import JsonOpt, QuietOpt, echo, emit_json, open_registry, parse_kv, progress
 
@@ -58,7 +62,7 @@ def snapshot(
     snapshot_lines(res)
 
 
-def _print_diff(d, limit: int) -> None:  # type: ignore[no-untyped-def]
+def _print_diff(d: CorpusDiff, limit: int) -> None:
     c = d.counts()
     echo(f"{d.a} -> {d.b}")
     echo(

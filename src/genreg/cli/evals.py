@@ -230,7 +230,8 @@ def show(
     ),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Show a run: metrics, gates, baseline deltas, latency, cost and lineage."""
+    """Show a run: metrics, gates, baseline deltas, latency, cost and lineage (--queries: a
+    per-query table)."""
     from genreg.core.runinfo import RunOutcome
     from genreg.report import markdown as to_md
 
@@ -299,7 +300,7 @@ def compare(
         echo(f"  {f}: {v['a']}  ->  {v['b']}")
     if c["environment_note"]:
         echo(c["environment_note"] + " (not an input: the delta stays attributable)")
-    first = next(iter(c["metrics"].values()), {})
+    first: dict[str, Any] = next(iter(c["metrics"].values()), {})
     if first.get("most_regressed"):
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")
         for q in first["most_regressed"]:

@@ -3,8 +3,7 @@
 each failed gate becomes an ``::error::`` annotation (workflow-command syntax, with ``%``,
 CR and LF escaped as GitHub documents)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: it would clash with annotations() below.
 import os
 import sys
 from pathlib import Path

@@ -117,12 +117,10 @@ def lock(
     if url:
         from genreg.client import Client
 
-        source = Client(url, token)
-        origin = url
+        data = build_lock(Client(url, token), list(refs), origin=url)
     else:
-        source = open_registry()  # type: ignore[assignment]
-        origin = str(source.home)  # type: ignore[attr-defined]
-    data = build_lock(source, list(refs), origin=origin)  # type: ignore[arg-type]
+        reg = open_registry()
+        data = build_lock(reg, list(refs), origin=str(reg.home))
     if key is not None:
         data = sign_lock(data, key)
     write_lock(output, data)

@@ -31,6 +31,7 @@ line, so ``export`` rebuilds each JSONL byte for byte. Whole files are written t
 
 from __future__ import annotations
 
+import builtins
 import functools
 import json
 import re
@@ -154,7 +155,8 @@ class Manifest:
 
     @property
     def layout(self) -> str | None:
-        return self.header.get("layout")  # type: ignore[no-any-return]
+        layout = self.header.get("layout")
+        return layout if isinstance(layout, str) else None
 
     @property
     def docs(self) -> int:
@@ -164,7 +166,7 @@ class Manifest:
     def bytes(self) -> int:
         return sum(e[2] for e in self.entries)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self) -> builtins.bytes:  # `bytes` is the property above
         parts = [MANIFEST_FORMAT, "\n", canonical_json(self.header).decode(), "\n"]
         parts.extend(map(entry_line, self.entries))
         return "".join(parts).encode("utf-8")
@@ -214,7 +216,8 @@ def parse_layout(data: bytes) -> list[dict[str, Any]]:
     obj = json.loads(data)
     if obj.get("format") != LAYOUT_FORMAT:
         raise IntegrityError(f"not a {LAYOUT_FORMAT} layout object")
-    return obj["files"]  # type: ignore[no-any-return]
+    files: list[dict[str, Any]] = obj["files"]
+    return files
 
 
 # ---- diff -------------------------------------------------------------------------------

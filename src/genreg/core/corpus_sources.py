@@ -148,6 +148,12 @@ class _Scan:
         except json.JSONDecodeError as exc:
             self.bad(res, path, line, f"invalid JSON: {exc.msg}")
             return None
+        except RecursionError:
+            self.bad(res, path, line, "invalid JSON: nested too deeply")
+            return None
+        except ValueError:  # the only other one: an integer over Python's 4,300-digit limit
+            self.bad(res, path, line, "invalid JSON: integer has more than 4300 digits")
+            return None
         if not isinstance(obj, dict):
             self.bad(res, path, line, "expected a JSON object")
             return None

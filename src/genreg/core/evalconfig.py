@@ -177,8 +177,8 @@ def parse_config(
     gates = parse_gates(data.get("gates"), f"{where('gates')}: gates")
     return EvalConfig(
         name=data["name"],
-        evalset=ref("evalset", "evalset"),  # type: ignore[arg-type]
-        corpus=ref("corpus", "corpus"),  # type: ignore[arg-type]
+        evalset=ref("evalset", "evalset"),  # type: ignore[arg-type]  # required: schema-checked above
+        corpus=ref("corpus", "corpus"),  # type: ignore[arg-type]  # required: schema-checked above
         metrics=metrics,
         k=k,
         model=emb.get("model") or DEFAULT_MODEL,

@@ -10,6 +10,7 @@ as canonical JSON (``id`` as a string, a binary list sorted), rows sorted by ``i
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -133,7 +134,16 @@ def parse_beir(root: Path) -> EvalSet:
         raise InvalidArtifact(f"{qdir}: no <split>.tsv files")
     for tsv in tsvs:
         split = tsv.stem
-        with tsv.open(encoding="utf-8", newline="") as fh:
+        raw = tsv.read_bytes()
+        try:
+            tsv_text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = raw[: exc.start].count(b"\n") + 1
+            raise InvalidArtifact(f"{tsv}:{bad}: not valid UTF-8 (byte {exc.start})") from None
+        if "\x00" in tsv_text:
+            bad = tsv_text[: tsv_text.index("\x00")].count("\n") + 1
+            raise InvalidArtifact(f"{tsv}:{bad}: NUL byte in a qrels file")
+        with io.StringIO(tsv_text.removeprefix("\ufeff"), newline="") as fh:
             for i, rec in enumerate(csv.reader(fh, delimiter="\t"), start=1):
                 if not rec or (i == 1 and rec[0] == "query-id"):
                     continue
@@ -154,11 +164,11 @@ def parse_beir(root: Path) -> EvalSet:
                     raise InvalidArtifact(f"{tsv}:{i}: duplicate judgment {qid} {did}")
                 judgments[qid][did] = rel
                 where_of.setdefault(qid, (str(tsv), i))
-    rows = []
+    rows: list[tuple[str, int, dict[str, Any]]] = []
     for qid, rels in judgments.items():
         text, _ = queries[qid]
-        f, line = where_of[qid]
-        rows.append((f, line, {"id": qid, "query": text, "relevant": rels, "split": split_of[qid]}))
+        f, ln = where_of[qid]
+        rows.append((f, ln, {"id": qid, "query": text, "relevant": rels, "split": split_of[qid]}))
     return build(rows)
 
 

@@ -35,8 +35,14 @@ YAML_MAX_ALIAS_NODES = 10_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def field_part(p: Any) -> str:
+    """One field-path component for a one-line message (odd keys are quoted and escaped)."""
+    t = str(p)
+    return t if t.isprintable() and t.strip() == t and t else repr(t)
+
+
 def _field(path: list[Any]) -> str:
-    return ".".join(str(p) for p in path) if path else "(top level)"
+    return ".".join(field_part(p)[:80] for p in path) if path else "(top level)"
 
 
 def check_value(value: Any, where: str, *, max_depth: int = MAX_NESTING) -> Any:
@@ -130,8 +136,8 @@ def load_json(text: str | bytes, where: str, *, line: int | None = None) -> Any:
         raise InvalidArtifact(f"{where}:{ln}: invalid JSON: {exc.msg}") from None
     except _Dup as exc:
         key = str(exc)
-        ln = line if line is not None else _dup_line(text, key)
-        loc = f"{where}:{ln}" if ln else where
+        dup_ln = line if line is not None else _dup_line(text, key)
+        loc = f"{where}:{dup_ln}" if dup_ln else where
         raise InvalidArtifact(f"{loc}: invalid JSON: duplicate key {key!r}") from None
     except RecursionError:
         loc = f"{where}:{line}" if line else where

@@ -281,10 +281,17 @@ class Lineage:
 
     # Read access by stored key (``run.lineage["run_file"]``), for code that predates the type.
     def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
+        if key == "fingerprint":
+            return self.fingerprint
+        d = {**_plain(self.extra), **self._body()}
+        d["started_at"], d["ended_at"] = self.started_at, self.ended_at
+        return d[key]
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def _plain(v: Any) -> Any:

@@ -214,7 +214,7 @@ def evaluate(
                 pos = n - hi  # documents scoring higher
                 if hi - lo > 1:  # tied: those with the same score and a greater id go first
                     if by_score is None:
-                        by_score = sorted(scores, key=get)
+                        by_score = sorted(scores, key=scores.__getitem__)
                     pos += sum(map(d.__lt__, by_score[lo:hi]))
                 hq.append(qi)
                 hp.append(pos)

@@ -164,7 +164,7 @@ class Prompt:
             return out
 
         try:
-            return sandbox.bounded(run)  # type: ignore[no-any-return]
+            return sandbox.bounded(run)
         except RenderError:
             raise
         except SecurityError as exc:

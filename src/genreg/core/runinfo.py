@@ -33,6 +33,9 @@ class RunInfo:
     tags: dict[str, str] = field(default_factory=dict)  # --tag k=v
     params: dict[str, str] = field(default_factory=dict)  # --set overrides, as given
 
+    def input(self, role: str) -> RunInput | None:
+        return next((i for i in self.inputs if i.role == role), None)
+
     @property
     def label(self) -> str:
         """What to call the run in one line: its run name, else the eval's name."""

@@ -25,7 +25,9 @@ def _validator(name: str) -> Any:
 
 
 def field_path(path: Any) -> str:
-    parts = [str(p) for p in path]
+    from genreg.core.inputs import field_part
+
+    parts = [field_part(p)[:80] for p in path]
     return ".".join(parts) if parts else "(top level)"
 
 

@@ -47,7 +47,7 @@ class Pipeline:
         """Add a stage after (or before) the named one."""
         if (after is None) == (before is None):
             raise ValueError("give exactly one of after= / before=")
-        at = self.names.index(after or before)  # type: ignore[arg-type]
+        at = self.names.index(after or before or "")
         self.stages.insert(at + 1 if after else at, stage)
 
     def replace(self, name: str, stage: Stage) -> None:

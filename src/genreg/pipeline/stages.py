@@ -44,7 +44,15 @@ class ArtifactSource(Protocol):
 
 
 class IndexSource(Protocol):
-    def open_retriever(self, corpus_ref: Any, **kw: Any) -> Any: ...
+    def open_retriever(
+        self,
+        corpus_ref: Any,
+        *,
+        model: Any = None,
+        chunking: Any = None,
+        index: Any = None,
+        progress: Any = None,
+    ) -> Any: ...
 
 
 class RunHistory(Protocol):
@@ -58,6 +66,7 @@ class RunSink(Protocol):
     def put_results(self, blob: bytes) -> str: ...
     def first_with_fingerprint(self, fingerprint: str) -> str | None: ...
     def create_run(self, run: RunInfo) -> None: ...
+    def ensure_results(self, digest: str, blob: bytes) -> None: ...
     def author(self) -> str: ...
 
 
@@ -372,7 +381,7 @@ class Score:
 
         staged = [m for m in state.metric_names if m in state.stage_metrics]
         retrieval = [m for m in state.metric_names if m not in state.stage_metrics]
-        qrels = {r.id: r.relevant for r in state.records}
+        qrels: dict[str, Any] = {r.id: r.relevant for r in state.records}
         if retrieval:
             res = evaluate(qrels, {r.id: r.scores() for r in state.records}, retrieval)
         else:  # answers only (eval score --answers without --run)
@@ -501,6 +510,7 @@ class Record:
             params=dict(d.params),
         )
         self.sink.create_run(run)
+        self.sink.ensure_results(obj, blob)
         return RunOutcome(
             run, list(d.gate_results), identical_to, d.baseline.id if d.baseline else None
         )

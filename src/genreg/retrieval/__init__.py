@@ -13,12 +13,17 @@ functions that need it, so importing this package costs nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from genreg.retrieval.chunking import Chunk, ChunkingSpec
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever, SearchResult
 
+if TYPE_CHECKING:
+    from genreg.retrieval.embedders import Embedder
 
-def load_embedder(name: str | None = None, **kw):  # type: ignore[no-untyped-def]
+
+def load_embedder(name: str | None = None, **kw: Any) -> Embedder:
     """See :func:`genreg.retrieval.embedders.load_embedder`."""
     from genreg.retrieval.embedders import load_embedder as _load
 

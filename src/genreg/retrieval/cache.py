@@ -7,6 +7,9 @@ A shard is one content-addressed object::
 and is recorded as ``derived(kind="embshard", scope=<model digest>, key=<shard object
 digest>, meta={"count", "dim"})`` -- one SQL row per shard, never one per vector. Looking up a
 model's cache reads every shard's digest table once; vectors are copied out on demand.
+
+Query embeddings are cached the same way under their own kind (``qembshard``, see
+:class:`QueryCache`), so a warm eval run neither reads the chunk cache nor loads the model.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 MAGIC = b"GREMB001"
 _HEAD = struct.Struct("<8sII")
 KIND = "embshard"
+QUERY_KIND = "qembshard"
 SHARD_MAX = 50_000  # vectors per shard written in one go
 
 
@@ -60,9 +64,16 @@ class EmbeddingCache:
     ``add`` stores newly embedded vectors as new shards."""
 
     def __init__(
-        self, objects: ObjectStore, derived: DerivedRepo, model_digest: str, dim: int
+        self,
+        objects: ObjectStore,
+        derived: DerivedRepo,
+        model_digest: str,
+        dim: int,
+        *,
+        kind: str = KIND,
     ) -> None:
         self.objects = objects
+        self.kind = kind
         self.derived = derived
         self.model_digest = model_digest
         self.dim = dim
@@ -72,7 +83,7 @@ class EmbeddingCache:
     def _load(self) -> dict[bytes, tuple[int, int]]:
         if self._index is None:
             index: dict[bytes, tuple[int, int]] = {}
-            for row in self.derived.list(KIND, scope=self.model_digest):
+            for row in self.derived.list(self.kind, scope=self.model_digest):
                 if int(row.meta.get("dim", -1)) != self.dim:
                     continue
                 data = self.objects.get_bytes(row.object_digest)
@@ -109,7 +120,7 @@ class EmbeddingCache:
             blob = encode_shard(ds, vs)
             obj = self.objects.put_bytes(blob)
             self.derived.put(
-                kind=KIND,
+                kind=self.kind,
                 scope=self.model_digest,
                 key=obj,
                 object_digest=obj,
@@ -123,6 +134,11 @@ class EmbeddingCache:
             written.append(obj)
         return written
 
+    def vector(self, digest: str) -> np.ndarray | None:
+        """The cached vector of one text digest, or ``None``."""
+        loc = self._load().get(bytes.fromhex(digest))
+        return None if loc is None else self._shards[loc[0]][loc[1]]
+
     def matrix(self, digests: list[str]) -> np.ndarray:
         """An ``len(digests) x dim`` float32 matrix of cached vectors (all must be cached)."""
         import numpy as np
@@ -135,3 +151,60 @@ class EmbeddingCache:
                 raise IntegrityError(f"embedding cache: no vector for chunk sha256:{d}")
             out[row] = self._shards[loc[0]][loc[1]]
         return out
+
+
+class QueryCache:
+    """An embedder wrapper that answers ``encode`` from cached query vectors (keyed by model
+    digest + text digest, like chunks) and asks the wrapped embedder -- which loads its model
+    only then -- for the texts it has not seen. New vectors are kept until :meth:`flush`
+    writes them as one shard (an eval run embeds its queries one at a time)."""
+
+    def __init__(self, embedder: Any, cache: EmbeddingCache) -> None:
+        self.embedder = embedder
+        self.cache = cache
+        self.name = embedder.name
+        self.digest = embedder.digest
+        self._pending: dict[str, Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __getattr__(self, name: str) -> Any:  # dim, tokenizer, device, ... of the embedder
+        return getattr(self.embedder, name)
+
+    def encode(self, texts: list[str], batch_size: int = 32, *, progress: Any = None) -> Any:
+        import numpy as np
+
+        from genreg.retrieval.chunking import text_digest
+
+        digests = [text_digest(t) for t in texts]
+        out = np.empty((len(texts), self.cache.dim), dtype=np.float32)
+        todo: list[int] = []
+        for i, d in enumerate(digests):
+            v = self.cache.vector(d)
+            if v is not None:
+                out[i] = v
+            elif d in self._pending:
+                out[i] = self._pending[d]
+            else:
+                todo.append(i)
+        self.hits += len(texts) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            vecs = self.embedder.encode(
+                [texts[i] for i in todo], batch_size=batch_size, progress=progress
+            )
+            for j, i in enumerate(todo):
+                out[i] = vecs[j]
+                self._pending[digests[i]] = np.array(vecs[j], dtype=np.float32)
+        return out
+
+    def flush(self) -> int:
+        """Write the vectors embedded since the last flush; returns how many."""
+        if not self._pending:
+            return 0
+        import numpy as np
+
+        ds = list(self._pending)
+        self.cache.add(ds, np.stack([self._pending[d] for d in ds]))
+        self._pending.clear()
+        return len(ds)

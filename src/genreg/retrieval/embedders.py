@@ -195,7 +195,7 @@ class Embedder:
         order = sorted(range(n), key=lambda i: -len(texts[i]))
         block = max(batch_size, 1) * 32
         loading = progress is not None and str(self.path) not in _models
-        if loading:
+        if loading and progress is not None:
             progress(f"loading {self.name}", 0, None)  # a line while the weights load
         model = self.model
         if progress is not None:

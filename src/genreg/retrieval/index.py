@@ -89,6 +89,7 @@ def build_faiss(vectors: np.ndarray, spec: IndexSpec, *, progress: Any = None) -
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = x.shape
+    index: faiss.Index
     if spec.type == "flat":
         index = faiss.IndexFlatIP(dim)
     elif spec.type == "hnsw":

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from genreg.retrieval.embedders import Embedder
+    from genreg.service.indexing import EmbedderLike as Embedder
 
 OVERFETCH = 4
 
@@ -97,7 +97,7 @@ class Retriever:
         batch_size: int = 32,
         with_text: bool = False,
         latency: str = "per-batch",
-        progress: Callable[[str, int, int | None], None] | None = None,
+        progress: Any = None,
     ) -> SearchResult:
         """Top-``k`` documents per query, best first, with a latency per query.
 
@@ -106,7 +106,9 @@ class Retriever:
         latency one request sees; building the hits is left out of the timing.
         ``"per-batch"`` (the default here): queries are embedded and searched ``batch_size``
         at a time (faster in total) and each query gets its batch's time divided by the batch
-        size, so percentiles within a batch are equal."""
+        size, so percentiles within a batch are equal.
+        ``progress(stage, done, total)``: a "search" stage (and the model-loading line of the
+        first batch when the weights are not loaded yet)."""
         hits: list[list[Hit]] = []
         latencies: list[float] = []
         n = len(queries)
@@ -121,8 +123,11 @@ class Retriever:
             dt = time.perf_counter() - t0
             latencies.extend([dt / len(batch)] * len(batch))
             hits.extend(self._to_hits(rows, with_text) for rows in found)
-            if progress is not None and (len(hits) == n or len(hits) % max(bs, 32) == 0):
+            if progress is not None:
                 progress("search", len(hits), n)
+        flush = getattr(self.embedder, "flush", None)
+        if flush is not None:  # new query vectors go to the query-embedding cache
+            flush()
         return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
 
     def search_vectors(

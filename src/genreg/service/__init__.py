@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import builtins
+
+from genreg.core.types import ArtifactInfo
 from genreg.service.admin import AdminService
 from genreg.service.artifacts import ArtifactService
 from genreg.service.base import ServiceBase
@@ -31,6 +34,10 @@ class Registry(
     ServiceBase,
 ):
     """A genreg registry: metadata database + object store, opened (and migrated) once."""
+
+    def list(self, kind: str | None = None) -> builtins.list[ArtifactInfo]:
+        """Every artifact (of ``kind``), with its latest version and aliases."""
+        return self.list_artifacts(kind)
 
 
 __all__ = ["Registry"]

@@ -145,7 +145,7 @@ def _mtime(store: ObjectStore, digest: str) -> float | None:
     fs = getattr(store, "fs", None)
     if fs is None:
         return None
-    info = fs.info(store._key(digest))  # type: ignore[attr-defined]
+    info = fs.info(store._key(digest))  # type: ignore[attr-defined]  # fsspec store only
     for k in ("LastModified", "mtime", "created", "last_modified"):
         v = info.get(k)
         if v is None:

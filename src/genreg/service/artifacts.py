@@ -147,7 +147,7 @@ class ArtifactService:
             return exc  # the artifact exists; its version/alias does not
         from genreg.core.suggest import closest_artifact
 
-        near = closest_artifact(r.kind, r.name, ((a.kind, a.name) for a in self.list()))
+        near = closest_artifact(r.kind, r.name, ((a.kind, a.name) for a in self.list_artifacts()))
         if near is None:
             return exc
         return NotFound(f"{exc.message}; did you mean {near}?", details={"suggestion": near})
@@ -156,7 +156,7 @@ class ArtifactService:
         r = as_ref(ref)
         return self.repo.history(r.kind, r.name)
 
-    def list(self, kind: str | None = None) -> list[ArtifactInfo]:
+    def list_artifacts(self, kind: str | None = None) -> list[ArtifactInfo]:
         if kind is not None:
             validate_kind(kind)
         return self.repo.list_artifacts(kind)
@@ -173,10 +173,10 @@ class ArtifactService:
         return info, kinds.content_json(info.kind, self.content(info))
 
     def load_prompt(self, ref: str | Ref) -> Prompt:
-        return kinds.decode("prompt", self.content(self.resolve(ref, "prompt")))  # type: ignore[no-any-return]
+        return kinds.decode("prompt", self.content(self.resolve(ref, "prompt")))
 
     def load_routing(self, ref: str | Ref) -> Routing:
-        return kinds.decode("routing", self.content(self.resolve(ref, "routing")))  # type: ignore[no-any-return]
+        return kinds.decode("routing", self.content(self.resolve(ref, "routing")))
 
     def load_evalset(self, ref: str | Ref) -> EvalSet:
         """The eval set's rows; a ``#split`` in the ref selects that split."""
@@ -311,7 +311,7 @@ class ArtifactService:
                     "or evals/sets, or use 'genreg register KIND NAME FILE'"
                 )
             return [(target, k)]
-        out = []
+        out: list[tuple[Path, str]] = []
         for p in sorted(target.rglob("*")):
             if any(part.startswith(".") for part in p.relative_to(target).parts):
                 continue

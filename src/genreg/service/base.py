@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from genreg.settings import Settings, default_author, resolve_settings
 from genreg.store.objects import ObjectStore, open_object_store
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from genreg.store.derived import DerivedRepo
     from genreg.store.fastread import FastReader
     from genreg.store.repo import Repo
+
+_T = TypeVar("_T")
 
 
 class ServiceBase:
@@ -89,7 +91,7 @@ class ServiceBase:
         if "engine" in self.__dict__:
             self.engine.dispose()
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self: _T) -> _T:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -41,6 +41,7 @@ from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, NotFound
 
 if TYPE_CHECKING:
     from genreg.store.packs import PackIndex
+    from genreg.store.statcache import StatCache
 
 
 def _digest(man: Manifest, res: ScanResult, cache: Any) -> tuple[str, bytes | None]:
@@ -132,7 +133,7 @@ class CorpusService:
             return None
 
     @staticmethod
-    def _cache(home: Path, source: Path, fmt: str | None, fields: Fields):  # type: ignore[no-untyped-def]
+    def _cache(home: Path, source: Path, fmt: str | None, fields: Fields) -> tuple[str, StatCache]:
         from genreg.store.statcache import StatCache
 
         kind, path = detect(source, fmt)
@@ -225,11 +226,11 @@ class CorpusService:
         row = dict(digest=digest, object_digest=obj, author=self.author(author), message=message,
                    tags=dict(tags or {}), summary=summary)  # fmt: skip
         if fw is not None and self.fast is not None:
-            number, created = fw.add_version("corpus", name, **row)  # type: ignore[arg-type]
+            number, created = fw.add_version("corpus", name, **row)
             fw.close()
             info = self.fast.resolve(Ref("corpus", name, version=number))
         else:
-            info, created = self.repo.add_version("corpus", name, **row)  # type: ignore[arg-type]
+            info, created = self.repo.add_version("corpus", name, **row)  # type: ignore[arg-type]  # row: dict[str, Any]
         # The rows are committed: re-store anything a concurrent gc hid since it was written.
         writer.finish()
         if res.layout is not None and layout is not None:

@@ -114,7 +114,16 @@ class IndexingService:
         def texts() -> list[str]:
             return json.loads(self.objects.get_bytes(texts_digest))
 
-        return Retriever(info, faiss_index, meta["doc_ids"], meta["chunk_index"], emb, texts)
+        return Retriever(
+            info, faiss_index, meta["doc_ids"], meta["chunk_index"], self.query_cache(emb), texts
+        )
+
+    def query_cache(self, emb: EmbedderLike) -> Any:
+        """``emb`` answering from (and filling) the model's query-embedding cache."""
+        from genreg.retrieval.cache import QUERY_KIND, EmbeddingCache, QueryCache
+
+        cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim, kind=QUERY_KIND)
+        return QueryCache(emb, cache)
 
     def search(
         self,

@@ -116,7 +116,7 @@ class RunQueries:
         return RunPage(runs, total, page, per_page, names)
 
     def eval_names(self) -> list[str]:
-        return self._pages().names()  # type: ignore[no-any-return]
+        return self._pages().names()
 
     def trend(self, name: str, metric: str, *, limit: int = 500) -> list[dict[str, Any]]:
         """``metric`` over the runs of eval ``name``, oldest first, with each run's inputs."""
@@ -144,7 +144,7 @@ class RunQueries:
         if hit is None:
             hit = self.reg.run_results(run.id)
             self._results.put(run.results_object, hit)
-        return hit  # type: ignore[no-any-return]
+        return hit
 
     def compare(self, a: str, b: str) -> dict[str, Any]:
         """:meth:`Registry.compare_runs`, remembered per pair (runs are immutable)."""
@@ -153,7 +153,7 @@ class RunQueries:
         if hit is None:
             hit = self.reg.compare_runs(a, b)
             self._compares.put(key, hit)
-        return hit  # type: ignore[no-any-return]
+        return hit
 
     def evalset_row(self, run: RunInfo, qid: str) -> dict[str, Any] | None:
         """The eval-set row (query, relevant, answer, ...) that run ``run`` scored as ``qid``."""
@@ -164,7 +164,7 @@ class RunQueries:
         if rows is None:
             rows = {r["id"]: r for r in self.reg.load_evalset(es.ref).rows}
             self._evalsets.put(es.digest, rows)
-        return rows.get(qid)  # type: ignore[no-any-return]
+        return rows.get(qid)
 
     def snippets(self, run: RunInfo, doc_ids: list[str], chars: int = 280) -> dict[str, str]:
         """The first ``chars`` characters of each wanted document of the run's corpus
@@ -192,7 +192,7 @@ class RunQueries:
 
 def _settings(run: RunInfo) -> dict[str, str]:
     """The retrieval settings of a run's lineage that can change between runs of one eval."""
-    lin = run.lineage or {}
+    lin = run.lineage
     out = {}
     emb = lin.get("embedding") or {}
     if emb.get("model"):

@@ -11,6 +11,7 @@ from genreg.core.refs import parse_ref
 from genreg.errors import ConfigError, GateFailed, GenregError, NotFound
 
 if TYPE_CHECKING:
+    from genreg.core.refs import Ref
     from genreg.core.runinfo import RunInfo
     from genreg.core.types import AliasEvent, VersionInfo
     from genreg.store.objects import ObjectStore
@@ -19,13 +20,23 @@ if TYPE_CHECKING:
 
 class RunViews:
     objects: ObjectStore
-    runs_repo: RunRepo
 
     if TYPE_CHECKING:
 
+        @property
+        def runs_repo(self) -> RunRepo: ...
+
         def resolve(self, ref: Any, kind: str | None = None) -> VersionInfo: ...
         def alias_history(self, artifact: Any, alias: str | None = None) -> list[AliasEvent]: ...
-        def set_alias(self, ref: Any, alias: str, **kw: Any) -> AliasEvent: ...
+        def set_alias(
+            self,
+            ref: str | Ref,
+            alias: str,
+            *,
+            reason: str = "",
+            actor: str | None = None,
+            run_id: str | None = None,
+        ) -> AliasEvent: ...
 
     def get_run(self, run_id: str) -> RunInfo:
         """A run by id or unique prefix."""
@@ -132,7 +143,7 @@ class RunViews:
                     f"baseline {spec}: no alias move of {ref.alias!r} recorded a run "
                     "(promote with 'genreg promote REF --to ALIAS --run RUN')"
                 )
-            return self.get_run(events[-1].run_id)  # type: ignore[arg-type]
+            return self.get_run(events[-1].run_id)  # type: ignore[arg-type]  # filtered on run_id above
         v = self.resolve(ref)
         runs = self.runs_repo.list(used=(v.kind, v.name, v.version), limit=1)
         if not runs:

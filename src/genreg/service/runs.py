@@ -24,11 +24,15 @@ from genreg.errors import ConfigError
 from genreg.pipeline.records import Progress, RunRequest, RunState
 from genreg.pipeline.stages import now
 from genreg.service.run_views import RunViews
-from genreg.store.objects import ensure_stored
 
 if TYPE_CHECKING:
+    from genreg.core.refs import Ref
     from genreg.core.types import VersionInfo
     from genreg.pipeline.runner import Pipeline
+    from genreg.retrieval.chunking import ChunkingSpec
+    from genreg.retrieval.index import IndexSpec
+    from genreg.retrieval.retriever import Retriever
+    from genreg.service.indexing import EmbedderLike
     from genreg.store.objects import ObjectStore
     from genreg.store.runs import RunRepo
 
@@ -74,6 +78,11 @@ class _Sink:
         if last is not None and last[0] == run.results_object:
             ensure_stored(self.svc.objects, *last)  # a concurrent gc may have hidden it
 
+    def ensure_results(self, digest: str, blob: bytes) -> None:
+        from genreg.store.objects import ensure_stored
+
+        ensure_stored(self.svc.objects, digest, blob)  # a concurrent gc may have hidden it
+
     def author(self) -> str:
         return self.svc.author()
 
@@ -89,7 +98,15 @@ class EvalService(RunViews):
         def content(self, ref: Any) -> bytes: ...
         def load_prompt(self, ref: Any) -> Any: ...
         def load_routing(self, ref: Any) -> Any: ...
-        def open_retriever(self, corpus_ref: Any, **kw: Any) -> Any: ...
+        def open_retriever(
+            self,
+            corpus_ref: str | Ref,
+            *,
+            model: str | EmbedderLike | None = None,
+            chunking: str | dict[str, Any] | ChunkingSpec | None = None,
+            index: str | dict[str, Any] | IndexSpec | None = None,
+            progress: Progress | None = None,
+        ) -> Retriever: ...
 
     @cached_property
     def runs_repo(self) -> RunRepo:
@@ -215,4 +232,4 @@ class EvalService(RunViews):
     ) -> RunOutcome:
         state = pipeline.run(RunState(request, now()), progress)
         assert state.outcome is not None
-        return state.outcome  # type: ignore[no-any-return]
+        return state.outcome

@@ -6,26 +6,16 @@ once and reused. ``scope`` groups rows for lookups (e.g. all cache shards of one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
+from genreg.core.timestamps import now
 from genreg.store.db import read_session, write_session
+from genreg.store.metadata import Derived
 from genreg.store.models import DerivedRow
-from genreg.store.repo import now
-
-
-@dataclass(frozen=True)
-class Derived:
-    kind: str
-    scope: str
-    key: str
-    object_digest: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    created_at: str = ""
 
 
 def _d(r: DerivedRow) -> Derived:
@@ -78,8 +68,4 @@ class DerivedRepo:
             q = select(DerivedRow).where(DerivedRow.kind == kind)
             if scope is not None:
                 q = q.where(DerivedRow.scope == scope)
-            return [_d(r) for r in s.exec(q.order_by(DerivedRow.id)).all()]
-
-    def all_object_digests(self) -> set[str]:
-        with read_session(self.engine) as s:
-            return set(s.exec(select(DerivedRow.object_digest)).all())
+            return [_d(r) for r in s.exec(q.order_by(col(DerivedRow.id))).all()]

@@ -91,7 +91,7 @@ class FastWriter:
             )
             return (top_n or 0) + 1, True
 
-        return self._tx(tx)  # type: ignore[no-any-return]
+        return self._tx(tx)
 
     def put_derived(
         self, kind: str, scope: str, key: str, object_digest: str, meta: dict[str, Any]

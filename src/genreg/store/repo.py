@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from genreg.core.refs import Ref
+from genreg.core.timestamps import now
 from genreg.core.types import AliasEvent, ArtifactInfo, VersionInfo
-from genreg.errors import AmbiguousRef, NotFound
 from genreg.store.db import read_session, with_retry, write_session
+from genreg.store.metadata import (
+    alias_not_found,
+    artifact_not_found,
+    digest_ambiguous,
+    digest_not_found,
+    no_versions,
+    version_not_found,
+)
 from genreg.store.models import AliasEventRow, AliasRow, ArtifactRow, VersionRow
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _info(art: ArtifactRow, v: VersionRow, aliases: tuple[str, ...] = ()) -> VersionInfo:
@@ -45,7 +48,7 @@ def _artifact(s: Session, kind: str, name: str) -> ArtifactRow | None:
 def _require_artifact(s: Session, kind: str, name: str) -> ArtifactRow:
     art = _artifact(s, kind, name)
     if art is None:
-        raise NotFound(f"{kind}:{name} not found")
+        raise artifact_not_found(kind, name)
     return art
 
 
@@ -95,13 +98,13 @@ class Repo:
                     )
                 ).first()
                 if existing is not None:
-                    aliases = tuple(_aliases_by_version(s, art.id).get(existing.number, []))  # type: ignore[arg-type]
+                    aliases = tuple(_aliases_by_version(s, art.id).get(existing.number, []))  # type: ignore[arg-type]  # a stored row's id is set
                     return _info(art, existing, aliases), False
                 top = s.exec(
                     select(func.max(VersionRow.number)).where(VersionRow.artifact_id == art.id)
                 ).one()
                 row = VersionRow(
-                    artifact_id=art.id,  # type: ignore[arg-type]
+                    artifact_id=art.id,
                     number=(top or 0) + 1,
                     digest=digest,
                     object_digest=object_digest,
@@ -125,20 +128,17 @@ class Repo:
             if ref.version is not None:
                 row = s.exec(q.where(VersionRow.number == ref.version)).first()
                 if row is None:
-                    raise NotFound(f"{ref.artifact}@v{ref.version} not found")
+                    raise version_not_found(ref.kind, ref.name, ref.version)
             elif ref.digest_prefix is not None:
                 rows = s.exec(
-                    q.where(VersionRow.digest.startswith("sha256:" + ref.digest_prefix))  # type: ignore[union-attr]
+                    q.where(col(VersionRow.digest).startswith("sha256:" + ref.digest_prefix))
                     .order_by(VersionRow.number)
                     .limit(2)
                 ).all()
                 if not rows:
-                    raise NotFound(f"{ref.artifact}@sha256:{ref.digest_prefix} matches no version")
+                    raise digest_not_found(ref)
                 if len(rows) > 1:
-                    raise AmbiguousRef(
-                        f"{ref.artifact}@sha256:{ref.digest_prefix} is ambiguous: matches "
-                        f"v{rows[0].number} and v{rows[1].number}; give more digits"
-                    )
+                    raise digest_ambiguous(ref, rows[0].number, rows[1].number)
                 row = rows[0]
             elif ref.alias is not None:
                 al = s.exec(
@@ -147,19 +147,19 @@ class Repo:
                     )
                 ).first()
                 if al is None:
-                    raise NotFound(f"{ref.artifact} has no alias {ref.alias!r}")
+                    raise alias_not_found(ref.kind, ref.name, ref.alias)
                 row = s.exec(q.where(VersionRow.number == al.version)).one()
             else:
-                row = s.exec(q.order_by(VersionRow.number.desc()).limit(1)).first()  # type: ignore[attr-defined]
+                row = s.exec(q.order_by(col(VersionRow.number).desc()).limit(1)).first()
                 if row is None:
-                    raise NotFound(f"{ref.artifact} has no versions")
-            aliases = tuple(_aliases_by_version(s, art.id).get(row.number, []))  # type: ignore[arg-type]
+                    raise no_versions(ref)
+            aliases = tuple(_aliases_by_version(s, art.id).get(row.number, []))  # type: ignore[arg-type]  # a stored row's id is set
             return _info(art, row, aliases)
 
     def history(self, kind: str, name: str) -> list[VersionInfo]:
         with read_session(self.engine) as s:
             art = _require_artifact(s, kind, name)
-            by_v = _aliases_by_version(s, art.id)  # type: ignore[arg-type]
+            by_v = _aliases_by_version(s, art.id)  # type: ignore[arg-type]  # a stored row's id is set
             rows = s.exec(
                 select(VersionRow)
                 .where(VersionRow.artifact_id == art.id)
@@ -178,21 +178,18 @@ class Repo:
                 for aid, mx, n in s.exec(
                     select(
                         VersionRow.artifact_id, func.max(VersionRow.number), func.count()
-                    ).group_by(VersionRow.artifact_id)
+                    ).group_by(col(VersionRow.artifact_id))
                 ).all()
             }
             aliases: dict[int, dict[str, int]] = {}
-            for a in s.exec(select(AliasRow)).all():
-                aliases.setdefault(a.artifact_id, {})[a.name] = a.version
+            for al in s.exec(select(AliasRow)).all():
+                aliases.setdefault(al.artifact_id, {})[al.name] = al.version
             out = []
             for a in arts:
-                mx, n = stats.get(a.id, (None, 0))  # type: ignore[arg-type]
-                out.append(ArtifactInfo(a.kind, a.name, a.created_at, mx, n, aliases.get(a.id, {})))  # type: ignore[arg-type]
+                aid = a.id or 0  # rows read back always have an id
+                mx, n = stats.get(aid, (None, 0))
+                out.append(ArtifactInfo(a.kind, a.name, a.created_at, mx, n, aliases.get(aid, {})))
             return out
-
-    def all_object_digests(self) -> set[str]:
-        with read_session(self.engine) as s:
-            return set(s.exec(select(VersionRow.object_digest)).all())
 
     # ---- aliases --------------------------------------------------------------------
     def set_alias(
@@ -221,7 +218,7 @@ class Repo:
                     ).first()
                     is None
                 ):
-                    raise NotFound(f"{kind}:{name}@v{version} not found")
+                    raise version_not_found(kind, name, version)
                 cur = s.exec(
                     select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)
                 ).first()
@@ -235,7 +232,7 @@ class Repo:
                             updated_at=ts,
                             updated_by=actor,
                         )
-                    )  # type: ignore[arg-type]
+                    )
                     action, prev = "set", None
                 elif cur.version == version:  # already there: nothing moves, nothing journaled
                     return AliasEvent(
@@ -247,7 +244,7 @@ class Repo:
                     cur.version, cur.updated_at, cur.updated_by = version, ts, actor
                     s.add(cur)
                 ev = AliasEventRow(
-                    artifact_id=art.id,  # type: ignore[arg-type]
+                    artifact_id=art.id,
                     alias=alias,
                     action=action,
                     from_version=prev,
@@ -277,9 +274,9 @@ class Repo:
                     select(AliasRow).where(AliasRow.artifact_id == art.id, AliasRow.name == alias)
                 ).first()
                 if cur is None:
-                    raise NotFound(f"{kind}:{name} has no alias {alias!r}")
+                    raise alias_not_found(kind, name, alias)
                 ev = AliasEventRow(
-                    artifact_id=art.id,  # type: ignore[arg-type]
+                    artifact_id=art.id,
                     alias=alias,
                     action="delete",
                     from_version=cur.version,
@@ -302,7 +299,7 @@ class Repo:
             q = select(AliasEventRow).where(AliasEventRow.artifact_id == art.id)
             if alias:
                 q = q.where(AliasEventRow.alias == alias)
-            rows = s.exec(q.order_by(AliasEventRow.id)).all()
+            rows = s.exec(q.order_by(col(AliasEventRow.id))).all()
             return [self._event(kind, name, r) for r in rows]
 
     @staticmethod

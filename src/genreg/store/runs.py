@@ -80,10 +80,10 @@ class RunRepo:
                     )
                 for name, value in run.metrics.items():
                     s.add(RunMetricRow(run_id=run.id, name=name, value=float(value)))
-                for key, value in run.tags.items():
-                    s.add(RunTagRow(run_id=run.id, key=key, value=value))
-                for key, value in run.params.items():
-                    s.add(RunParamRow(run_id=run.id, key=key, value=value))
+                for key, tag in run.tags.items():
+                    s.add(RunTagRow(run_id=run.id, key=key, value=tag))
+                for key, param in run.params.items():
+                    s.add(RunParamRow(run_id=run.id, key=key, value=param))
 
         with_retry(tx)
         return run
@@ -94,7 +94,9 @@ class RunRepo:
         ids = [r.id for r in rows]
         edges: dict[str, list[RunInputRow]] = {}
         for e in s.exec(
-            select(RunInputRow).where(col(RunInputRow.run_id).in_(ids)).order_by(RunInputRow.id)
+            select(RunInputRow)
+            .where(col(RunInputRow.run_id).in_(ids))
+            .order_by(col(RunInputRow.id))
         ):
             edges.setdefault(e.run_id, []).append(e)
         labels: list[_Labels] = []

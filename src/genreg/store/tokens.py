@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-from sqlmodel import select
+from sqlalchemy import Engine, or_
+from sqlmodel import col, select
 
+from genreg.core.timestamps import now
 from genreg.errors import AlreadyExists, NotFound
 from genreg.store.db import read_session, with_retry, write_session
 from genreg.store.models import TokenRow
-from genreg.store.repo import now
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class TokenRepo:
         def tx() -> TokenRecord:
             with write_session(self.engine) as s:
                 dup = s.exec(
-                    select(TokenRow).where(TokenRow.name == name, TokenRow.revoked_at.is_(None))  # type: ignore[union-attr]
+                    select(TokenRow).where(
+                        TokenRow.name == name, col(TokenRow.revoked_at).is_(None)
+                    )
                 ).first()
                 if dup is not None:
                     raise AlreadyExists(f"an active token named {name!r} exists; revoke it first")
@@ -65,15 +67,15 @@ class TokenRepo:
 
     def list(self) -> list[TokenRecord]:
         with read_session(self.engine) as s:
-            return [_rec(r) for r in s.exec(select(TokenRow).order_by(TokenRow.id)).all()]
+            return [_rec(r) for r in s.exec(select(TokenRow).order_by(col(TokenRow.id))).all()]
 
     def revoke(self, name_or_id: str) -> TokenRecord:
         def tx() -> TokenRecord:
             with write_session(self.engine) as s:
                 rows = s.exec(
                     select(TokenRow).where(
-                        (TokenRow.name == name_or_id) | (TokenRow.token_id == name_or_id),
-                        TokenRow.revoked_at.is_(None),  # type: ignore[union-attr]
+                        or_(col(TokenRow.name) == name_or_id, col(TokenRow.token_id) == name_or_id),
+                        col(TokenRow.revoked_at).is_(None),
                     )
                 ).all()
                 if not rows:
