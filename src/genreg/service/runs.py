@@ -64,9 +64,7 @@ class _Sink:
         self.svc = svc
 
     def put_results(self, blob: bytes) -> str:
-        obj = self.svc.objects.put_bytes(blob)
-        self._last = (obj, blob)
-        return obj
+        return self.svc.objects.put_bytes(blob)
 
     def first_with_fingerprint(self, fingerprint: str) -> str | None:
         earlier = self.svc.runs_repo.list(fingerprint=fingerprint, limit=1)
@@ -74,9 +72,6 @@ class _Sink:
 
     def create_run(self, run: RunInfo) -> None:
         self.svc.runs_repo.create(run)
-        last = getattr(self, "_last", None)
-        if last is not None and last[0] == run.results_object:
-            ensure_stored(self.svc.objects, *last)  # a concurrent gc may have hidden it
 
     def ensure_results(self, digest: str, blob: bytes) -> None:
         from genreg.store.objects import ensure_stored
