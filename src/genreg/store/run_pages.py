@@ -12,8 +12,8 @@ from sqlmodel import col, select
 
 from genreg.core.runinfo import RunInfo
 from genreg.store.db import read_session
-from genreg.store.models import RunInputRow, RunMetricRow, RunRow
-from genreg.store.runs import RunRepo
+from genreg.store.models import RunMetricRow, RunRow
+from genreg.store.runs import RunRepo, where_used
 
 _COLUMNS = {
     "started_at": RunRow.started_at,
@@ -29,13 +29,7 @@ class RunPages(RunRepo):
         if name:
             q = q.where(RunRow.name == name)
         if used is not None:
-            kind, aname, version = used
-            sub = select(RunInputRow.run_id).where(
-                RunInputRow.kind == kind, RunInputRow.name == aname
-            )
-            if version is not None:
-                sub = sub.where(RunInputRow.version == version)
-            q = q.where(col(RunRow.id).in_(sub))
+            q = where_used(q, used)
         if status == "passed":
             q = q.where(col(RunRow.passed).is_(True))
         elif status == "failed":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -143,13 +145,7 @@ class RunRepo:
             if fingerprint:
                 q = q.where(RunRow.fingerprint == fingerprint)
             if used is not None:
-                kind, aname, version = used
-                sub = select(RunInputRow.run_id).where(
-                    RunInputRow.kind == kind, RunInputRow.name == aname
-                )
-                if version is not None:
-                    sub = sub.where(RunInputRow.version == version)
-                q = q.where(col(RunRow.id).in_(sub))
+                q = where_used(q, used)
             for table, want in ((RunTagRow, tags), (RunParamRow, params)):
                 for key, value in (want or {}).items():
                     has = select(table.run_id).where(table.key == key, table.value == value)
@@ -158,3 +154,12 @@ class RunRepo:
             if limit:
                 q = q.limit(limit)
             return self._load(s, list(s.exec(q).all()))
+
+
+def where_used(q: Any, used: tuple[str, str, int | None]) -> Any:
+    """``q`` narrowed to the runs with input ``(kind, name, version)`` (any version if None)."""
+    kind, aname, version = used
+    sub = select(RunInputRow.run_id).where(RunInputRow.kind == kind, RunInputRow.name == aname)
+    if version is not None:
+        sub = sub.where(RunInputRow.version == version)
+    return q.where(col(RunRow.id).in_(sub))
