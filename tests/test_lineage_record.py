@@ -187,3 +187,13 @@ def test_runs_stored_by_genreg_0_1_load_show_and_compare(registry, cli) -> None:
     assert "recall@5" in r.output and "fingerprint" in r.output
     r = cli("runs", "list", "--json")
     assert {x["id"] for x in json.loads(r.output)} == {STORED["eval"]["id"], STORED["score"]["id"]}
+
+
+def test_run_summary_lines_show_settings_readably_not_as_dict_reprs() -> None:
+    from genreg.report import inputs_lines
+
+    lin = Lineage.from_dict(STORED["eval"]["lineage"])
+    lines = inputs_lines(lin)
+    chunking = next(x for x in lines if x.startswith("chunking: "))
+    assert chunking == "chunking: " + ", ".join(f"{k}={v}" for k, v in lin.chunking.items())
+    assert not any("{'" in x or "': " in x or "[" in x for x in lines), lines

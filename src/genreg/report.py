@@ -20,6 +20,26 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def readable(v: Any) -> str:
+    """A value for people, not a Python repr: ``size=500, overlap=50``; lists comma-joined;
+    None as ``-``; booleans as ``yes``/``no``."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return ", ".join(
+            f"{k}=({readable(x)})" if isinstance(x, dict) else f"{k}={readable(x)}"
+            for k, x in v.items()
+            if x is not None
+        )
+    if isinstance(v, (list, tuple)):
+        return ", ".join(readable(x) for x in v)
+    return str(v)
+
+
 def inputs_lines(lineage: Lineage) -> list[str]:
     out = [f"{i.role}: {i.ref} ({i.digest[:19]})" for i in lineage.inputs]
     emb = lineage.embedding
@@ -28,11 +48,11 @@ def inputs_lines(lineage: Lineage) -> list[str]:
     for f in ("chunking", "index"):
         v = getattr(lineage, f)
         if v is not None:
-            out.append(f"{f}: {dict(v)}")
+            out.append(f"{f}: {readable(dict(v))}")
     if lineage.k is not None:
-        out.append(f"k: {list(lineage.k)}")
+        out.append(f"k: {readable(list(lineage.k))}")
     if lineage.generation is not None:
-        out.append(f"generation: {dict(lineage.generation)}")
+        out.append(f"generation: {readable(dict(lineage.generation))}")
     code = lineage.code
     if code:
         dirty = " (dirty)" if code.dirty else ""

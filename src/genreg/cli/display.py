@@ -4,25 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def readable(v: Any) -> str:
-    """A value for people, not a Python repr: ``size=500, overlap=50``; lists comma-joined;
-    None as ``-``; booleans as ``yes``/``no``."""
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, dict):
-        return ", ".join(
-            f"{k}=({readable(x)})" if isinstance(x, dict) else f"{k}={readable(x)}"
-            for k, x in v.items()
-            if x is not None
-        )
-    if isinstance(v, (list, tuple)):
-        return ", ".join(readable(x) for x in v)
-    return str(v)
+from genreg.report import readable
 
 
 def tree(label: str, children: list[Any], prefix: str = "") -> list[str]:
