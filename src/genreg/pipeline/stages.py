@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genreg.core.lineage import Environment, InputPin, Lineage, ModelPin
+from genreg.core.timestamps import now
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.pipeline.records import Hit, Progress, QueryRecord, RunDraft, RunState
 
@@ -74,13 +75,6 @@ class Stage(Protocol):
 
     def prepare(self, state: RunState) -> None: ...
     def run(self, state: RunState, progress: Progress | None) -> None: ...
-
-
-def now() -> str:
-    """ISO-8601 UTC, the store's timestamp format (sortable as text)."""
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def pin(role: str, v: VersionInfo, split: str | None = None) -> InputPin:
