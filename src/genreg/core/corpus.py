@@ -193,14 +193,17 @@ def build_manifest(
 
 
 def parse_manifest(data: bytes, where: str = "manifest") -> Manifest:
-    text = data.decode("utf-8")
-    first, _, rest = text.partition("\n")
-    if first != MANIFEST_FORMAT:
-        raise IntegrityError(f"{where}: not a {MANIFEST_FORMAT} manifest")
-    head, _, body = rest.partition("\n")
-    header = json.loads(head)
-    rows = json.loads("[" + body.rstrip("\n").replace("\n", ",") + "]") if body else []
-    return Manifest(header, [(r[0], r[1], r[2], r[3]["format"]) for r in rows])
+    try:
+        text = data.decode("utf-8")
+        first, _, rest = text.partition("\n")
+        if first != MANIFEST_FORMAT:
+            raise IntegrityError(f"{where}: not a {MANIFEST_FORMAT} manifest")
+        head, _, body = rest.partition("\n")
+        header = json.loads(head)
+        rows = json.loads("[" + body.rstrip("\n").replace("\n", ",") + "]") if body else []
+        return Manifest(header, [(r[0], r[1], r[2], r[3]["format"]) for r in rows])
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        raise IntegrityError(f"{where}: corrupt {MANIFEST_FORMAT} manifest") from None
 
 
 def manifest_digest(data: bytes) -> str:

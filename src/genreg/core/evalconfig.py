@@ -126,13 +126,15 @@ def _lines(path: Path | None, text: str | None) -> dict[str, int]:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> EvalConfig:
+    from genreg.core.validation import read_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: eval config not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+        text = read_text(p, "config")
+    except GenregError as exc:
+        if "file not found" in exc.message:
+            raise ConfigError(f"{p}: eval config not found") from None
+        raise ConfigError(exc.message) from None
     try:
         data = parse_structured(p, text)
     except GenregError as exc:

@@ -130,12 +130,6 @@ class Retriever:
             flush()
         return SearchResult(hits=hits, latencies=latencies, batch_size=bs)
 
-    def search_vectors(
-        self, vectors: np.ndarray, k: int, *, with_text: bool = False
-    ) -> list[list[Hit]]:
-        """Like :meth:`search` for already-embedded (normalised) query vectors."""
-        return [self._to_hits(rows, with_text) for rows in self._search_rows(vectors, k)]
-
     def _to_hits(self, rows: list[tuple[int, float]], with_text: bool) -> list[Hit]:
         return [
             Hit(self.doc_ids[r], self.chunk_index[r], s, self.text(r) if with_text else None)

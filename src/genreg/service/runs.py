@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from genreg.core.evalconfig import EvalConfig, load_config, parse_config
 from genreg.core.gates import parse_gates
 from genreg.core.runinfo import RunInfo, RunOutcome
+from genreg.core.timestamps import now
 from genreg.errors import ConfigError
 from genreg.pipeline.records import Progress, RunRequest, RunState
-from genreg.pipeline.stages import now
 from genreg.service.run_views import RunViews
 
 if TYPE_CHECKING:
