@@ -206,6 +206,24 @@ def parse_manifest(data: bytes, where: str = "manifest") -> Manifest:
         raise IntegrityError(f"{where}: corrupt {MANIFEST_FORMAT} manifest") from None
 
 
+def unsafe_rel(rel: str) -> str | None:
+    """Why ``rel`` cannot be a document path of a tree, or None. One rule, applied when a
+    tree is snapshotted and again when it is exported: a relative POSIX path, no ``..`` or
+    ``.`` component, no empty component, no backslash (a path separator on Windows, so
+    ``a\\b`` would land elsewhere there), no NUL or other control character."""
+    if not rel:
+        return "empty path"
+    if rel.startswith("/"):
+        return "absolute path"
+    if "\\" in rel:
+        return "backslash in the file name (not portable; rename the file)"
+    if any(ord(c) < 32 or c == "\x7f" for c in rel):
+        return "control character in the file name"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "'.', '..' or empty path component"
+    return None
+
+
 def manifest_digest(data: bytes) -> str:
     return "sha256:" + sha256_hex(data)
 
