@@ -60,6 +60,20 @@ def inputs_lines(lineage: Lineage) -> list[str]:
     return out
 
 
+def unmatched_line(rep: dict[str, Any]) -> str | None:
+    """The warning for run-file query ids that match no eval-set query (they score nothing:
+    a BOM, a prefix or another eval set's ids would otherwise go unnoticed)."""
+    n = rep.get("run_file_unmatched")
+    if not n:
+        return None
+    ids = ", ".join(repr(q) for q in rep.get("run_file_unmatched_ids", [])[:5])
+    more = ", ..." if n > 5 else ""
+    return (
+        f"{n} of {rep.get('run_file_queries')} run-file query ids match no eval-set query"
+        f" ({ids}{more}); their results are ignored"
+    )
+
+
 def latency_line(lat: dict[str, Any]) -> str | None:
     """One line of latency percentiles, saying how they were measured."""
     if not lat or not lat.get("queries"):
@@ -139,6 +153,9 @@ def markdown(o: RunOutcome) -> str:
             "",
             f"{rep['empty_queries']} of {rep.get('n_queries')} queries retrieved nothing (scored 0).",
         ]
+    unmatched = unmatched_line(rep)
+    if unmatched:
+        lines += ["", f"**Warning:** {unmatched}."]
     if o.gates:
         lines += ["", "| gate | result | detail |", "|---|---|---|"]
         for g in o.gates:

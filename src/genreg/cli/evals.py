@@ -37,6 +37,7 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
         generation_lines,
         inputs_lines,
         latency_line,
+        unmatched_line,
     )
     from genreg.report import junit as to_junit
     from genreg.report import markdown as to_md
@@ -48,6 +49,9 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     if junit:
         Path(junit).write_text(to_junit(outcome), encoding="utf-8")
     o = outcome.to_dict()
+    unmatched = unmatched_line(o["report"])
+    if unmatched and not json_out:  # --json: the count is in report.run_file_unmatched
+        typer.echo(f"warning: {unmatched}", err=True)
     if json_out:
         emit_json(o)
     else:

@@ -30,7 +30,8 @@ INPUT_FIELDS = (
 
 
 def lineage_view(lineage: Lineage) -> dict[str, Any]:
-    """The comparable value of each input field of a lineage record."""
+    """The comparable value of each input field of a lineage record, then each extra input
+    role (a judge prompt: ``judge:faithfulness``)."""
     out: dict[str, Any] = {}
     for f in INPUT_FIELDS:
         if f in INPUT_ROLES:
@@ -43,13 +44,17 @@ def lineage_view(lineage: Lineage) -> dict[str, Any]:
         else:
             v = getattr(lineage, f)
             out[f] = dict(v) if hasattr(v, "keys") else v
+    for i in lineage.inputs:
+        if i.role not in INPUT_ROLES:
+            out[i.role] = f"{i.ref} ({i.digest[:19]})"
     return out
 
 
 def lineage_diff(a: Lineage, b: Lineage) -> dict[str, dict[str, Any]]:
     """The *inputs* that differ between two runs (what a delta could be attributed to)."""
     va, vb = lineage_view(a), lineage_view(b)
-    return {f: {"a": va[f], "b": vb[f]} for f in INPUT_FIELDS if va[f] != vb[f]}
+    fields = [*INPUT_FIELDS, *sorted((set(va) | set(vb)) - set(INPUT_FIELDS))]
+    return {f: {"a": va.get(f), "b": vb.get(f)} for f in fields if va.get(f) != vb.get(f)}
 
 
 def environment_view(lineage: Lineage) -> dict[str, Any]:

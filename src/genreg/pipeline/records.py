@@ -107,6 +107,7 @@ class RunState:
     started_at: str
     inputs: list[RunInput] = field(default_factory=list)  # resolve
     records: list[QueryRecord] = field(default_factory=list)  # resolve; later stages fill
+    query_ids: frozenset[str] = frozenset()  # resolve: every id of the eval set (all splits)
     prompt: Prompt | None = None  # resolve (when the config names one)
     routing: Routing | None = None  # resolve
     baseline: RunInfo | None = None  # resolve

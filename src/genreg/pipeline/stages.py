@@ -18,10 +18,10 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genreg.core.lineage import Environment, InputPin, Lineage, ModelPin
+from genreg.core.timestamps import now
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.pipeline.records import Hit, Progress, QueryRecord, RunDraft, RunState
 
@@ -77,13 +77,6 @@ class Stage(Protocol):
     def run(self, state: RunState, progress: Progress | None) -> None: ...
 
 
-def now() -> str:
-    """ISO-8601 UTC, the store's timestamp format (sortable as text)."""
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def pin(role: str, v: VersionInfo, split: str | None = None) -> InputPin:
     return InputPin(role, v.kind, v.name, v.version, v.digest, split)
 
@@ -123,7 +116,9 @@ class Resolve:
         state.baseline = self._baseline(state)
         from genreg.core import artifacts as kinds
 
-        evalset = kinds.decode("evalset", self.artifacts.content(es)).select(req.evalset.split)
+        whole = kinds.decode("evalset", self.artifacts.content(es))
+        state.query_ids = frozenset(r["id"] for r in whole.rows)
+        evalset = whole.select(req.evalset.split)
         state.records = [QueryRecord.from_row(r) for r in evalset.rows]
         if cfg is not None and cfg.prompt is not None and cfg.routing is not None:
             state.prompt = self.artifacts.load_prompt(state.input_ref("prompt"))
@@ -257,16 +252,23 @@ class ReadRunFile:
 
     def prepare(self, state: RunState) -> None:
         from genreg.core.hashing import digest_bytes
-        from genreg.core.runfile import read_run
+        from genreg.core.runfile import read_run_bytes
 
         p = state.request.run_file
         assert p is not None, "read-run-file needs a run file"
-        try:
-            data = Path(p).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read run file ({exc.strerror})") from None
-        self._run = read_run(p)
+        self._run, data = read_run_bytes(p)
         state.lineage.update(run_file=digest_bytes(data), run_file_path=str(p))
+        # Query ids of the run that match no eval-set query (of any split: a run over the
+        # whole set scored against one split is fine) score nothing, silently: count them
+        # (stored in the run's report, warned about by the CLI).
+        known = state.query_ids or {rec.id for rec in state.records}
+        unmatched = sorted(q for q in self._run if q not in known)
+        if unmatched:
+            state.report.update(
+                run_file_unmatched=len(unmatched),
+                run_file_unmatched_ids=unmatched[:20],
+                run_file_queries=len(self._run),
+            )
 
     def run(self, state: RunState, progress: Progress | None) -> None:
         from genreg.core.metrics import rank
