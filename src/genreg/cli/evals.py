@@ -31,6 +31,7 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     from genreg.cli import github
     from genreg.report import (
         DELTA_COLUMNS,
+        ann_line,
         cost_line,
         delta_rows,
         generation_lines,
@@ -74,6 +75,9 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
         lat = latency_line(rep.get("latency") or {})
         if lat:
             echo(lat)
+        ann = ann_line(rep)
+        if ann:
+            echo(ann)
         if rep.get("cost"):
             echo(cost_line(rep["cost"]))
         for line in generation_lines(rep):
@@ -348,6 +352,11 @@ def compare(
         echo(f"  {f}: {v['a']}  ->  {v['b']}")
     if c["environment_note"]:
         echo(c["environment_note"] + " (not an input: the delta stays attributable)")
+    if c.get("ann_recall"):
+        echo("ann recall (index vs exact search; index error, not a retrieval metric):")
+        for m, v in c["ann_recall"].items():
+            a_, b_ = ("-" if x is None else f"{x:.4f}" for x in (v["a"], v["b"]))
+            echo(f"  {m}: {a_}  ->  {b_}")
     first: dict[str, Any] = next(iter(c["metrics"].values()), {})
     if first.get("most_regressed"):
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")

@@ -89,6 +89,18 @@ def environment_note(diff: dict[str, dict[str, Any]]) -> str | None:
     return "environment differs: " + ", ".join(parts)
 
 
+def ann_recall_diff(
+    report_a: dict[str, Any] | None, report_b: dict[str, Any] | None
+) -> dict[str, dict[str, float | None]]:
+    """``ann_recall@k`` of two runs side by side (``None`` for a run on an exact index, or
+    recorded before ANN recall existed): the index's error, kept apart from the metrics so a
+    drop in nDCG can be told apart from an approximate index missing neighbours."""
+    ra = ((report_a or {}).get("ann") or {}).get("recall") or {}
+    rb = ((report_b or {}).get("ann") or {}).get("recall") or {}
+    names = list(ra) + [m for m in rb if m not in ra]
+    return {m: {"a": ra.get(m), "b": rb.get(m)} for m in names}
+
+
 def warnings_for(diff: dict[str, Any]) -> list[str]:
     out = []
     if "evalset" in diff:

@@ -69,10 +69,16 @@ class EvalConfig:
     baseline: str | None = None
     source: str = "<config>"
     raw: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # top-level key -> line in source
 
     @property
     def depth(self) -> int:
         return max(self.k)
+
+    def where(self, fieldname: str) -> str:
+        """``file:line`` of a top-level field (``file`` when the line is unknown)."""
+        top = fieldname.split(".")[0]
+        return f"{self.source}:{self.lines[top]}" if top in self.lines else self.source
 
     def to_dict(self) -> dict[str, Any]:
         """The effective config (after overrides), as recorded on the run."""
@@ -212,6 +218,7 @@ def parse_config(
         baseline=data.get("baseline"),
         source=source,
         raw=data,
+        lines=dict(lines),
     )
 
 
