@@ -76,8 +76,11 @@ class IndexingService:
         if model is not None and not isinstance(model, str):
             return model
         from genreg.retrieval.embedders import load_embedder
+        from genreg.service.model_check import check_model_dir
 
-        return load_embedder(model, cache_dir=self.settings.home / "cache")
+        emb = load_embedder(model, cache_dir=self.settings.home / "cache")
+        check_model_dir(emb.name, emb.path)  # one line, before anything loads
+        return emb
 
     def build_index(
         self,
