@@ -25,7 +25,8 @@ IndexOpt = typer.Option(
     "flat",
     "--index",
     "-i",
-    help='flat | hnsw | ivf | a JSON object such as {"type":"hnsw","m":16}.',
+    help="flat | hnsw | ivf | ivfpq | ivf_hnsw (compressed, on disk) | a JSON object such as "
+    '{"type":"ivfpq","nlist":1024,"m":48,"nprobe":32}.',
 )
 
 

@@ -31,11 +31,13 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     from genreg.cli import github
     from genreg.report import (
         DELTA_COLUMNS,
+        ann_line,
         cost_line,
         delta_rows,
         generation_lines,
         inputs_lines,
         latency_line,
+        unmatched_line,
     )
     from genreg.report import junit as to_junit
     from genreg.report import markdown as to_md
@@ -47,6 +49,9 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     if junit:
         Path(junit).write_text(to_junit(outcome), encoding="utf-8")
     o = outcome.to_dict()
+    unmatched = unmatched_line(o["report"])
+    if unmatched and not json_out:  # --json: the count is in report.run_file_unmatched
+        typer.echo(f"warning: {unmatched}", err=True)
     if json_out:
         emit_json(o)
     else:
@@ -70,6 +75,9 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
         lat = latency_line(rep.get("latency") or {})
         if lat:
             echo(lat)
+        ann = ann_line(rep)
+        if ann:
+            echo(ann)
         if rep.get("cost"):
             echo(cost_line(rep["cost"]))
         for line in generation_lines(rep):
@@ -300,6 +308,11 @@ def compare(
         echo(f"  {f}: {v['a']}  ->  {v['b']}")
     if c["environment_note"]:
         echo(c["environment_note"] + " (not an input: the delta stays attributable)")
+    if c.get("ann_recall"):
+        echo("ann recall (index vs exact search; index error, not a retrieval metric):")
+        for m, v in c["ann_recall"].items():
+            a_, b_ = ("-" if x is None else f"{x:.4f}" for x in (v["a"], v["b"]))
+            echo(f"  {m}: {a_}  ->  {b_}")
     first: dict[str, Any] = next(iter(c["metrics"].values()), {})
     if first.get("most_regressed"):
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")

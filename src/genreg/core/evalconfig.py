@@ -39,6 +39,18 @@ DEFAULT_BATCH = 32
 _CUTOFF_RE = re.compile(r"@(\d+)$")
 
 
+@dataclass(frozen=True)
+class JudgeSpec:
+    """One judge metric of ``judge:`` with the section-wide defaults applied."""
+
+    metric: str  # faithfulness | answer_relevance
+    prompt: Ref
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    n_questions: int = 3  # answer_relevance
+    embedding: str | None = None  # answer_relevance (None: the eval's embedding model)
+
+
 @dataclass
 class EvalConfig:
     name: str
@@ -61,11 +73,13 @@ class EvalConfig:
     cost: dict[str, Any] = field(default_factory=dict)
     generate: dict[str, Any] | None = None  # genreg.generation.stage
     answer_metrics: list[str] = field(default_factory=list)
-    judge: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None  # the raw judge: section (genreg.generation.judge)
+    judges: list[JudgeSpec] = field(default_factory=list)  # judge:, one per metric
     gates: list[Gate] = field(default_factory=list)
     baseline: str | None = None
     source: str = "<config>"
     raw: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # top-level key -> line in source
 
     @property
     def embedding(self) -> str | dict[str, Any]:
@@ -82,6 +96,11 @@ class EvalConfig:
     @property
     def depth(self) -> int:
         return max(self.k)
+
+    def where(self, fieldname: str) -> str:
+        """``file:line`` of a top-level field (``file`` when the line is unknown)."""
+        top = fieldname.split(".")[0]
+        return f"{self.source}:{self.lines[top]}" if top in self.lines else self.source
 
     def to_dict(self) -> dict[str, Any]:
         """The effective config (after overrides), as recorded on the run."""
@@ -135,13 +154,15 @@ def _lines(path: Path | None, text: str | None) -> dict[str, int]:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> EvalConfig:
+    from genreg.core.validation import read_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: eval config not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+        text = read_text(p, "config")
+    except GenregError as exc:
+        if "file not found" in exc.message:
+            raise ConfigError(f"{p}: eval config not found") from None
+        raise ConfigError(exc.message) from None
     try:
         data = parse_structured(p, text)
     except GenregError as exc:
@@ -223,10 +244,12 @@ def parse_config(
         generate=_generate(data, where),
         answer_metrics=_answer_metrics(data, where),
         judge=dict(data["judge"]) if data.get("judge") else None,
+        judges=_judges(data, where),
         gates=gates,
         baseline=data.get("baseline"),
         source=source,
         raw=data,
+        lines=dict(lines),
     )
 
 
@@ -285,6 +308,43 @@ def _answer_metrics(data: dict[str, Any], where: Any) -> list[str]:
     if names is None:
         return list(ANSWER_METRICS)
     return check_answer_metrics(names, f"{where('answer_metrics')}: answer_metrics")
+
+
+def _judges(data: dict[str, Any], where: Any) -> list[JudgeSpec]:
+    """The ``judge:`` section as one spec per metric (schema-checked before this runs)."""
+    from genreg.core.answers import JUDGE_METRICS
+
+    j = data.get("judge")
+    if not j:
+        return []
+    if data.get("generate") is None:
+        raise ConfigError(f"{where('judge')}: judge: needs a generate: section")
+    out = []
+    for metric in JUDGE_METRICS:
+        m = j.get(metric)
+        if m is None:
+            continue
+        model = m.get("model") or j.get("model")
+        if not model:
+            raise ConfigError(
+                f"{where('judge')}: judge.{metric}: no model (set judge.model or "
+                f"judge.{metric}.model, e.g. baseline-overlap-judge on genreg llm serve)"
+            )
+        try:
+            ref = parse_ref(m["prompt"], kind="prompt")
+        except GenregError as exc:
+            raise ConfigError(f"{where('judge')}: judge.{metric}.prompt: {exc.message}") from None
+        out.append(
+            JudgeSpec(
+                metric,
+                ref,
+                model,
+                {**(j.get("params") or {}), **(m.get("params") or {})},
+                int(m.get("n_questions", 3)),
+                m.get("embedding"),
+            )
+        )
+    return out
 
 
 def schema() -> dict[str, Any]:

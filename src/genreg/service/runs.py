@@ -2,6 +2,7 @@
 stages in :mod:`genreg.pipeline`, record its lineage, gate it.
 
     eval run     resolve -> retrieve      -> cost -> score -> record
+      generate:  resolve -> retrieve -> generate [-> judge] -> score -> record
     eval score   resolve -> read-run-file          -> score -> record
 
 Every stage's cheap ``prepare`` (refs, config, templates rendered with a sample query, gate
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from genreg.core.evalconfig import EvalConfig, load_config, parse_config
 from genreg.core.gates import parse_gates
 from genreg.core.runinfo import RunInfo, RunOutcome
+from genreg.core.timestamps import now
 from genreg.errors import ConfigError
 from genreg.pipeline.records import Progress, RunRequest, RunState
-from genreg.pipeline.stages import now
 from genreg.service.run_views import RunViews
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class EvalService(RunViews):
         def content(self, ref: Any) -> bytes: ...
         def load_prompt(self, ref: Any) -> Any: ...
         def load_routing(self, ref: Any) -> Any: ...
+        def load_embedder(self, model: Any = None) -> Any: ...
         def open_retriever(
             self,
             corpus_ref: str | Ref,
@@ -160,6 +162,11 @@ class EvalService(RunViews):
             from genreg.generation.stage import Generate
 
             pipeline.replace("cost", Generate(open_cache(self, cfg.generate.get("cache", "rw"))))
+            if cfg.judges:  # LLM-as-judge metrics, after generate
+                from genreg.generation.judge import Judge
+
+                judge_cache = open_cache(self, cfg.generate.get("cache", "rw"))
+                pipeline.insert(Judge(self, judge_cache, self.load_embedder), after="generate")
         return self._execute(pipeline, request, progress)
 
     def eval_score(
