@@ -224,3 +224,51 @@ def test_a_judge_prompt_that_names_nothing_is_exit_2_before_any_call(project, cl
     code, _, text = run(cli, llm, "judge.faithfulness.prompt=prompt:no-such-judge")
     assert code == 2 and "judge" in text and "no-such-judge" in text, text
     assert llm.requests == 0 and project.list_runs() == []
+
+
+# ---- eval run --dry-run ----------------------------------------------------------------------------
+def test_dry_run_checks_everything_prints_the_estimate_and_calls_nothing(
+    project, cli, llm, monkeypatch
+):
+    monkeypatch.setenv("DRY_KEY", "sk-dry-NEVER-SHOWN-123456")
+    key_set = f"generate.endpoint={{base_url: '{llm.base_url}', api_key_env: DRY_KEY}}"
+    args = ["eval", "run", RAG, "--dry-run", "--set", key_set]
+    r = cli(*args, "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["dry_run"] is True and d["queries"] == 26
+    assert d["stages"] == ["resolve", "retrieve", "generate", "judge", "score", "record"]
+    assert {i["role"] for i in d["inputs"]} >= {"evalset", "corpus", "prompt", "routing"}
+    assert {"judge:faithfulness", "judge:answer_relevance"} <= {i["role"] for i in d["inputs"]}
+    assert d["calls"] == {"generate": 26, "judge": 52} and d["api_key_env"] == ["DRY_KEY"]
+    est = d["estimate"]
+    assert est["total_cost"] > 0 and est["input_tokens"] > 0 and est["queries"] == 26
+    assert {"faithfulness", "judge_errors", "token_f1"} <= set(d["metrics"])
+    r = cli(*args)
+    assert r.exit_code == 0, r.output
+    assert "nothing was called" in r.output and "estimate: Token cost:" in r.output
+    assert "sk-dry" not in r.output
+    # nothing called, nothing indexed, nothing recorded
+    assert llm.requests == 0
+    assert project.list_runs() == []
+    assert project.derived.list("index") == []
+
+
+@pytest.mark.parametrize(
+    ("sets", "says"),
+    [
+        (["generate.endpoint.api_key_env=NO_SUCH_KEY_VAR"], "NO_SUCH_KEY_VAR"),
+        (["gates=[faithfulnes >= 0.5]"], "faithfulnes"),
+        (["judge.answer_relevance.prompt=prompt:rag-answer"], "does not take answer"),
+        (["prompt=prompt:nope"], "prompt"),
+    ],
+)
+def test_dry_run_fails_on_what_a_run_would_fail_on_with_exit_2(
+    project, cli, llm, sets: list[str], says: str
+):
+    args = ["eval", "run", RAG, "--dry-run", "--set", f"generate.endpoint.base_url={llm.base_url}"]
+    for s in sets:
+        args += ["--set", s]
+    r = cli(*args)
+    assert r.exit_code == 2 and says in r.output, r.output
+    assert llm.requests == 0 and project.list_runs() == []

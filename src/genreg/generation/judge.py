@@ -157,6 +157,18 @@ def render(prompt: Any, **vals: Any) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in out]
 
 
+def _takes(prompt: Any, where: str) -> set[str]:
+    """The variables a prompt takes: its declared ones, else those its templates read."""
+    from genreg.core.prompt import template_variables
+
+    if prompt.declared():
+        return set(prompt.declared())
+    sources = (
+        [prompt.template] if prompt.template else [m["content"] for m in prompt.messages or []]
+    )
+    return set().union(*(template_variables(t, where) for t in sources))
+
+
 def _sample_answers(rec: QueryRecord) -> list[str | None]:
     samples = (rec.extra.get("generation") or {}).get("samples")
     if samples:
@@ -214,6 +226,14 @@ class Judge:
             state.inputs.append(p)
             prompt = self.artifacts.load_prompt(p.ref)
             self.prompts[spec.metric] = (prompt, p.ref, v.digest)
+            needs = {"answer", "context"} if spec.metric == "faithfulness" else {"answer"}
+            missing = sorted(needs - _takes(prompt, p.ref))
+            if missing:
+                raise ConfigError(
+                    f"{where}.{spec.metric}.prompt: {p.ref} does not take "
+                    f"{', '.join(missing)} (a {spec.metric} judge prompt declares the "
+                    f"variables {', '.join(sorted(needs))})"
+                )
             sample_values = {
                 "question": sample.query,
                 "context": "[sample-doc]\nsample context",
