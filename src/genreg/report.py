@@ -89,6 +89,20 @@ def latency_line(lat: dict[str, Any]) -> str | None:
     )
 
 
+def ann_line(rep: dict[str, Any]) -> str | None:
+    """The index's own error, apart from retrieval quality: ``ann_recall@k`` against an
+    exhaustive search of the same vectors (runs on an ANN index only)."""
+    ann = rep.get("ann") or {}
+    recall = ann.get("recall") or {}
+    if not recall:
+        return None
+    figures = "  ".join(f"{m} {v:.4f}" for m, v in recall.items())
+    return (
+        f"ann recall ({ann.get('index')} index vs exact search, {ann.get('queries')} queries; "
+        f"index error, not retrieval quality): {figures}"
+    )
+
+
 def delta_rows(deltas: dict[str, Any]) -> list[dict[str, str]]:
     """Table rows of per-metric deltas vs the baseline (value, baseline, delta, CI, p)."""
     rows = []
@@ -151,6 +165,9 @@ def markdown(o: RunOutcome) -> str:
     lat = latency_line(rep.get("latency") or {})
     if lat:
         lines += ["", lat[0].upper() + lat[1:]]
+    ann = ann_line(rep)
+    if ann:
+        lines += ["", ann[0].upper() + ann[1:]]
     cost = rep.get("cost")
     if cost:
         lines += ["", cost_line(cost)]
