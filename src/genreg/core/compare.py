@@ -38,7 +38,7 @@ def lineage_view(lineage: Lineage) -> dict[str, Any]:
             i = lineage.input(f)
             out[f] = None if i is None else f"{i.ref} ({i.digest[:19]})"
         elif f == "embedding":
-            out[f] = lineage.embedding.to_dict() if lineage.embedding else None
+            out[f] = lineage.embedding.identity() if lineage.embedding else None
         elif f == "k":
             out[f] = list(lineage.k) if lineage.k is not None else None
         else:

@@ -12,6 +12,11 @@ documents); a metric cutoff above ``max(k)`` is a config error, and metrics with
 (``map``, ``r-precision``) see the ``max(k)`` retrieved documents. When ``k`` is omitted it
 is the largest metric cutoff (10 if none).
 
+``embedding``: ``model`` plus ``backend`` (torch | onnx), ``quantize`` (none | int8, onnx
+only), ``device`` (auto | cpu | cuda), ``engine`` (local | ray: what embeds chunks missing
+from the cache) and ``ray`` (actors, num_cpus, num_gpus, address). :attr:`EvalConfig.embedding`
+is the model part as a mapping for the indexing service.
+
 ``latency``: ``per-query`` (default: each query embedded and searched alone and timed alone)
 or ``per-batch`` (``batch_size`` queries at a time, each given the batch's mean time).
 """
@@ -60,6 +65,11 @@ class EvalConfig:
     routing: Ref | None = None
     batch_size: int = DEFAULT_BATCH
     latency: str = "per-query"  # how per-query latency is measured (genreg.core.latency)
+    backend: str = "torch"  # embedding backend: torch | onnx
+    quantize: str = "none"  # none | int8 (onnx)
+    device: str = "auto"  # auto | cpu | cuda
+    engine: str = "local"  # local | ray: what embeds chunks missing from the cache
+    ray: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     generate: dict[str, Any] | None = None  # genreg.generation.stage
     answer_metrics: list[str] = field(default_factory=list)
@@ -70,6 +80,18 @@ class EvalConfig:
     source: str = "<config>"
     raw: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # top-level key -> line in source
+
+    @property
+    def embedding(self) -> str | dict[str, Any]:
+        """The model argument of the indexing service: the name, or a spec mapping."""
+        if (self.backend, self.quantize, self.device) == ("torch", "none", "auto"):
+            return self.model
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "quantize": self.quantize,
+            "device": self.device,
+        }
 
     @property
     def depth(self) -> int:
@@ -196,6 +218,10 @@ def parse_config(
         if isinstance(v, str) and not v.strip():
             raise ConfigError(f"{where(fld)}: {fld}: must not be empty")
     gates = parse_gates(data.get("gates"), f"{where('gates')}: gates")
+    if emb.get("quantize", "none") != "none" and emb.get("backend", "torch") != "onnx":
+        raise ConfigError(
+            f"{where('embedding')}: embedding.quantize: {emb['quantize']} needs backend: onnx"
+        )
     return EvalConfig(
         name=data["name"],
         evalset=ref("evalset", "evalset"),  # type: ignore[arg-type]  # required: schema-checked above
@@ -209,6 +235,11 @@ def parse_config(
         routing=ref("routing", "routing"),
         batch_size=int(data.get("batch_size") or emb.get("batch_size") or DEFAULT_BATCH),
         latency=data.get("latency") or "per-query",
+        backend=emb.get("backend") or "torch",
+        quantize=emb.get("quantize") or "none",
+        device=emb.get("device") or "auto",
+        engine=emb.get("engine") or "local",
+        ray=dict(emb.get("ray") or {}),
         cost=dict(data.get("cost") or {}),
         generate=_generate(data, where),
         answer_metrics=_answer_metrics(data, where),

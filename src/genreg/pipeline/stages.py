@@ -52,6 +52,8 @@ class IndexSource(Protocol):
         chunking: Any = None,
         index: Any = None,
         progress: Any = None,
+        engine: str = "local",
+        ray: Any = None,
     ) -> Any: ...
 
 
@@ -182,10 +184,12 @@ class Retrieve:
         try:
             retriever = self.indexes.open_retriever(
                 state.input_ref("corpus"),
-                model=cfg.model,
+                model=cfg.embedding,
                 chunking=chunking,
                 index=index,
                 progress=progress,
+                engine=cfg.engine,
+                ray=cfg.ray,
             )
         except NotFound as exc:  # e.g. an embedding model that is not available offline
             raise ConfigError(f"{cfg.source}: {exc.message}") from None
@@ -209,7 +213,14 @@ class Retrieve:
             rec.hits = [Hit(h.doc_id, h.score, h.text) for h in hits]
             rec.latency = lat
         state.lineage.update(
-            embedding=ModelPin(info.model, info.model_digest),
+            embedding=ModelPin(
+                info.model,
+                info.model_digest,
+                backend=info.backend,
+                quantize=info.quantize,
+                # where this run embedded (chunks or queries); None: all from the cache
+                device=getattr(retriever.embedder, "device_used", None) or info.device,
+            ),
             chunking=info.chunking,
             index=info.index,
             index_key=info.key,

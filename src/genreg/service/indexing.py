@@ -6,6 +6,12 @@ build-time index params). It is built once and recorded as ``derived(kind="index
 scope=<snapshot digest>)``; later calls load it. Only chunks whose text digest is not in the
 model's embedding cache are embedded, so re-indexing a slightly changed snapshot embeds only
 the changed chunks (``IndexInfo.embedded`` counts them).
+
+``model`` is a name/path, an embedding-spec mapping ``{model, backend, quantize, device}``
+(:class:`genreg.retrieval.embedders.EmbeddingSpec`; an ONNX export's files are kept in the
+registry, :mod:`genreg.retrieval.onnx_backend`) or an embedder object. ``engine="ray"``
+embeds the missing chunks on Ray (:mod:`genreg.retrieval.ray_engine`) instead of in-process;
+both write the same cache shards, so the index is the same either way.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genreg.core.hashing import canonical_json, digest_json
+from genreg.errors import ConfigError
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
+from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
 from genreg.store.objects import ensure_stored
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int | None], None]
 INDEX_FORMAT = 1
 ANN_SAMPLE_KIND = "annsample"
+ENGINES = ("local", "ray")
 
 
 class EmbedderLike(Protocol):
@@ -49,6 +58,9 @@ class EmbedderLike(Protocol):
     def encode(
         self, texts: list[str], batch_size: int = 32, *, progress: Progress | None = None
     ) -> np.ndarray: ...
+
+
+ModelArg = str | Mapping[str, Any] | EmbeddingSpec | EmbedderLike | None
 
 
 def index_key(
@@ -99,42 +111,55 @@ class IndexingService:
         def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo: ...
         def iter_documents(self, ref: str | Ref) -> Iterator[Any]: ...
 
-    def load_embedder(self, model: str | EmbedderLike | None = None) -> EmbedderLike:
-        """The embedder for a model name/path (``None``: the default model); an embedder
-        object passes through. The weights digest is cached under the registry home."""
-        if model is not None and not isinstance(model, str):
+    def load_embedder(self, model: ModelArg = None) -> EmbedderLike:
+        """The embedder for a model name/path or embedding-spec mapping (``None``: the
+        default model); an embedder object passes through. The weights digest is cached
+        under the registry home; ONNX exports are kept in the registry."""
+        if model is not None and not isinstance(model, (str, Mapping, EmbeddingSpec)):
             return model
         from genreg.retrieval.embedders import load_embedder
+        from genreg.retrieval.onnx_backend import ExportStore
+        from genreg.service.model_check import check_model_dir
 
-        return load_embedder(model, cache_dir=self.settings.home / "cache")
+        cache = self.settings.home / "cache"
+        spec = EmbeddingSpec.parse(model)
+        exports = ExportStore(self.objects, self.derived, cache / "onnx")
+        emb = load_embedder(spec, cache_dir=cache, exports=exports)
+        check_model_dir(emb.name, emb.path)  # one line, before anything loads
+        return emb
 
     def build_index(
         self,
         corpus_ref: str | Ref,
         *,
-        model: str | EmbedderLike | None = None,
+        model: ModelArg = None,
         chunking: str | dict[str, Any] | ChunkingSpec | None = None,
         index: str | dict[str, Any] | IndexSpec | None = None,
         progress: Progress | None = None,
         batch_size: int = 32,
+        engine: str = "local",
+        ray: Mapping[str, Any] | None = None,
     ) -> IndexInfo:
-        """Build (or find) the index of a corpus version for a model, chunking and index spec."""
-        info, _ = self._build(corpus_ref, model, chunking, index, progress, batch_size)
+        """Build (or find) the index of a corpus version for a model, chunking and index spec.
+        ``engine``: ``local`` (in-process) or ``ray`` (``ray``: :class:`RayOptions` fields)."""
+        info, _ = self._build(corpus_ref, model, chunking, index, progress, batch_size, engine, ray)
         return info
 
     def open_retriever(
         self,
         corpus_ref: str | Ref,
         *,
-        model: str | EmbedderLike | None = None,
+        model: ModelArg = None,
         chunking: str | dict[str, Any] | ChunkingSpec | None = None,
         index: str | dict[str, Any] | IndexSpec | None = None,
         progress: Progress | None = None,
+        engine: str = "local",
+        ray: Mapping[str, Any] | None = None,
     ) -> Retriever:
         """A :class:`Retriever` over the index (built first when it does not exist yet)."""
         from genreg.retrieval.index import apply_search_params, decode_envelope, decode_index
 
-        info, emb = self._build(corpus_ref, model, chunking, index, progress, 32)
+        info, emb = self._build(corpus_ref, model, chunking, index, progress, 32, engine, ray)
         ispec = IndexSpec.parse(index)
         data = self.objects.get_bytes(info.object_digest)
         exact = None
@@ -185,7 +210,7 @@ class IndexingService:
         query: str,
         k: int = 5,
         *,
-        model: str | EmbedderLike | None = None,
+        model: ModelArg = None,
         chunking: str | dict[str, Any] | ChunkingSpec | None = None,
         index: str | dict[str, Any] | IndexSpec | None = None,
         progress: Progress | None = None,
@@ -200,13 +225,22 @@ class IndexingService:
     def _build(
         self,
         corpus_ref: str | Ref,
-        model: str | EmbedderLike | None,
+        model: ModelArg,
         chunking: Any,
         index: Any,
         progress: Progress | None,
         batch_size: int,
+        engine: str = "local",
+        ray: Mapping[str, Any] | None = None,
     ) -> tuple[IndexInfo, EmbedderLike]:
         t0 = time.perf_counter()
+        if engine not in ENGINES:
+            raise ConfigError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+        ray_opts = None
+        if engine == "ray":
+            from genreg.retrieval.ray_engine import RayOptions
+
+            ray_opts = RayOptions.parse({"batch_size": batch_size, **(ray or {})})
         version = self.resolve(corpus_ref, kind="corpus")
         emb = self.load_embedder(model)
         cspec, ispec = ChunkingSpec.parse(chunking), IndexSpec.parse(index)
@@ -220,7 +254,7 @@ class IndexingService:
             if row is None:
                 docs = self.iter_documents(version.ref)
                 key, row, embedded = self._build_ann(
-                    version.digest, docs, emb, cspec, ispec, progress, batch_size, n
+                    version.digest, docs, emb, cspec, ispec, progress, batch_size, n, ray_opts
                 )
             else:
                 embedded = -1
@@ -231,7 +265,7 @@ class IndexingService:
             if row is None:
                 docs = self.iter_documents(version.ref)
                 row, embedded = self._build_new(
-                    key, version.digest, docs, emb, cspec, ispec, progress, batch_size, n
+                    key, version.digest, docs, emb, cspec, ispec, progress, batch_size, n, ray_opts
                 )
             else:
                 embedded = -1
@@ -250,6 +284,10 @@ class IndexingService:
             reused=embedded < 0,
             seconds=round(time.perf_counter() - t0, 4),
             object_digest=row.object_digest,
+            backend=str(getattr(emb, "backend", "torch")),
+            quantize=str(getattr(emb, "quantize", "none")),
+            device=getattr(emb, "device_used", None) if embedded > 0 and ray_opts is None else None,
+            engine=engine,
         )
         return info, emb
 
@@ -264,6 +302,7 @@ class IndexingService:
         progress: Progress | None,
         batch_size: int,
         total: int | None = None,
+        ray_opts: Any = None,
     ) -> tuple[Derived, int]:
         from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import build_faiss, encode_index
@@ -274,7 +313,12 @@ class IndexingService:
 
         cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
         missing = cache.missing(digests)
-        if missing:
+        if missing and ray_opts is not None:
+            from genreg.retrieval.ray_engine import embed_missing
+
+            embed_missing(self.settings, emb, digests, texts, missing, ray_opts, progress)
+            cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
+        elif missing:
             wanted = set(missing)
             by_digest = {d: t for d, t in zip(digests, texts, strict=True) if d in wanted}
             vectors = emb.encode(
@@ -327,6 +371,7 @@ class IndexingService:
         progress: Progress | None,
         batch_size: int,
         total: int | None,
+        ray_opts: Any = None,
     ) -> tuple[str, Derived, int]:
         """Chunk, check the parameters can train (before anything is embedded or written),
         embed what the cache lacks, draw the training sample, train, build the on-disk index
@@ -354,8 +399,23 @@ class IndexingService:
                 if hex_digests[r] not in seen:
                     seen.add(hex_digests[r])
                     todo.append(r)
-            for lo in range(0, len(todo), SHARD_MAX):  # one shard at a time in memory
-                part = todo[lo : lo + SHARD_MAX]
+            if ray_opts is not None:  # the same cache shards, written by Ray actors
+                from genreg.retrieval.ray_engine import embed_missing
+
+                embed_missing(
+                    self.settings,
+                    emb,
+                    [hex_digests[r] for r in todo],
+                    [texts[r] for r in todo],
+                    [hex_digests[r] for r in todo],
+                    ray_opts,
+                    progress,
+                )
+                todo_local: list[int] = []
+            else:
+                todo_local = todo
+            for lo in range(0, len(todo_local), SHARD_MAX):  # one shard at a time in memory
+                part = todo_local[lo : lo + SHARD_MAX]
                 vecs = emb.encode(
                     [texts[r] for r in part], batch_size=batch_size, progress=progress
                 )

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from genreg.retrieval.chunking import ChunkingSpec
     from genreg.retrieval.index import IndexSpec
     from genreg.retrieval.retriever import Retriever
-    from genreg.service.indexing import EmbedderLike
     from genreg.store.objects import ObjectStore
     from genreg.store.runs import RunRepo
 
@@ -100,10 +99,12 @@ class EvalService(RunViews):
             self,
             corpus_ref: str | Ref,
             *,
-            model: str | EmbedderLike | None = None,
+            model: Any = None,
             chunking: str | dict[str, Any] | ChunkingSpec | None = None,
             index: str | dict[str, Any] | IndexSpec | None = None,
             progress: Progress | None = None,
+            engine: str = "local",
+            ray: Any = None,
         ) -> Retriever: ...
 
     @cached_property
