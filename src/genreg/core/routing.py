@@ -184,4 +184,4 @@ def parse_routing_data(data: Any, where: str) -> Routing:
 
 
 def parse_routing_file(path: Path) -> Routing:
-    return parse_routing_data(parse_structured(path), str(path))
+    return parse_routing_data(parse_structured(path, kind="routing"), str(path))
