@@ -9,9 +9,12 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "genreg"
 SHELLS = [SRC / "cli", SRC / "api", SRC / "ui", SRC / "fastcli.py", SRC / "lockfile.py"]
 HANDLES = re.compile(
-    r"\b\w+\.(metadata|engine|repo|objects|derived|runs_repo|fast|_packidx)\b(?!\s*=)"
+    r"\b(reg|registry|_reg|state\.registry)\."
+    r"(metadata|engine|repo|objects|derived|runs_repo|fast|_packidx)\b"
 )
-PRIVATE = re.compile(r"(?<!self)\.(_commit|_key|_tmp|_trash)\b|getattr\(\w+, \"fs\"|LocalObjectStore")
+PRIVATE = re.compile(
+    r"(?<!self)\.(_commit|_key|_tmp|_trash)\b|getattr\(\w+, \"fs\"|LocalObjectStore"
+)
 
 
 def _files() -> list[Path]:
