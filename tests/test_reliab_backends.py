@@ -198,6 +198,7 @@ def test_s3_gone_mid_upload_leaves_no_half_visible_version(
     for k, v in s3_env(endpoint).items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries only slow the test down
+    s3fs.S3FileSystem.clear_instance_cache()
     s3fs.S3FileSystem(skip_instance_cache=True).mkdir("crash")
     monkeypatch.setenv("GENREG_OBJECTS_URL", "s3://crash/objects")
     monkeypatch.setenv("GENREG_HOME", str(tmp_path / ".genreg"))
@@ -226,6 +227,7 @@ def test_s3_gone_mid_upload_leaves_no_half_visible_version(
     finally:
         reg.close()
         relay.close()
+        s3fs.S3FileSystem.clear_instance_cache()  # no later test may reuse the relay's client
 
 
 # ---- PostgreSQL connection dropped mid-transaction ----------------------------------------------
