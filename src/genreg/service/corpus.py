@@ -12,7 +12,7 @@ Hot path: an unchanged re-snapshot and ``corpus status`` use only the stat cache
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -303,6 +303,20 @@ class CorpusService:
         fields = man.fields
         for e, raw in self._iter_raw(man.entries, info.ref):
             yield to_document(e[0], e[3], raw, fields)
+
+    def corpus_documents(
+        self, ref: str | Ref | VersionInfo, doc_ids: Iterable[str]
+    ) -> dict[str, Document]:
+        """The named documents of a snapshot, read by doc id through its manifest (no scan of
+        the other documents); ids the snapshot does not hold are left out."""
+        info = self._corpus(ref)
+        man = self.corpus_manifest(info)
+        wanted = set(doc_ids)
+        entries = [e for e in man.entries if e[0] in wanted]
+        return {
+            e[0]: to_document(e[0], e[3], raw, man.fields)
+            for e, raw in self._iter_raw(entries, info.ref)
+        }
 
     # ---- diff / status ------------------------------------------------------------------
     def corpus_diff(self, a: str | Ref, b: str | Ref) -> CorpusDiff:

@@ -13,6 +13,7 @@ its times and host differ) and its report says ``identical_to`` = the earlier ru
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from genreg.core.evalconfig import EvalConfig, load_config, parse_config
 from genreg.core.gates import parse_gates
 from genreg.core.runinfo import RunInfo, RunOutcome
-from genreg.errors import ConfigError
+from genreg.errors import ConfigError, GenregError
 from genreg.pipeline.records import Progress, RunRequest, RunState
 from genreg.pipeline.stages import now
 from genreg.service.run_views import RunViews
+
+log = logging.getLogger("genreg")
 
 if TYPE_CHECKING:
     from genreg.core.refs import Ref
@@ -77,6 +80,16 @@ class _Sink:
         from genreg.store.objects import ensure_stored
 
         ensure_stored(self.svc.objects, digest, blob)  # a concurrent gc may have hidden it
+
+    def index_results(self, digest: str, results: dict[str, Any]) -> None:
+        """Store the web UI's index of the results (a derived cache: a failure only means the
+        first UI view of the run builds it)."""
+        from genreg.service.run_queries import index_results
+
+        try:
+            index_results(self.svc, digest, results)
+        except (GenregError, OSError) as exc:
+            log.warning("run results %s: UI index not stored: %s", digest[:12], exc)
 
     def author(self) -> str:
         return self.svc.author()

@@ -67,7 +67,7 @@ class _Templates:
 
 
 def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRouter:
-    from genreg.service.run_queries import RunQueries, metric_cis
+    from genreg.service.run_queries import RunQueries
 
     r = APIRouter(prefix="/ui", include_in_schema=False)
     tpl = _Templates()
@@ -281,7 +281,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             return v
         try:
             run = reg.get_run(run_id)
-            res = rq.results(run)
+            res = rq.summary(run)
         except GenregError as exc:
             return error(request, v, exc)
         return _run_page(request, v, run, res)
@@ -297,7 +297,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
     ) -> Response:
         qp = request.query_params
         can_es = v.allows("evalsets:read")
-        cis = metric_cis(res.get("per_query_metrics", {}))
+        cis = res.get("cis") or {}
         metrics_t = present.metrics_table(run, cis)
         gates = present.gates(run)
         lat = present.latency(run, res)
@@ -315,6 +315,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             title=f"Run {run.id}",
             run=run,
             metrics_t=metrics_t,
+            ci_method=next((c.get("method") for c in cis.values()), None),
             gates=gates,
             gates_t=tables[-1],
             lat=lat,
@@ -337,8 +338,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         can_es = v.allows("evalsets:read")
         try:
             run = reg.get_run(run_id)
-            res = rq.results(run)
-            q = present.find_query(res, qid)
+            q = rq.query(run, qid)
             row = rq.evalset_row(run, qid) if can_es else None
             docs = present.ranked_docs(
                 q, row, rq.snippets(run, [d for d, _ in q["ranked"][:20]]), can_es
@@ -373,7 +373,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         f = await form(request)
         try:
             run = reg.get_run(run_id)
-            res = rq.results(run)
+            res = rq.summary(run)
         except GenregError as exc:
             return error(request, v, exc)
         if not csrf_ok(v, f.get("csrf")):
@@ -442,8 +442,8 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         can_es = v.allows("evalsets:read")
         try:
             ra, rb = reg.get_run(base), reg.get_run(head)
-            cmp = rq.compare(ra.id, rb.id)
-            res_a, res_b = rq.results(ra), rq.results(rb)
+            cmp = rq.compare(ra, rb)
+            res_a, res_b = rq.summary(ra), rq.summary(rb)
         except GenregError as exc:
             return error(request, v, exc)
         metric = qp.get("metric") or next(iter(cmp["metrics"]), None)
@@ -471,6 +471,27 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             hidden=EVALSET_HIDDEN,
         )
 
+    @r.get("/compare/status")
+    def compare_status(request: Request) -> Response:
+        """``{"ready": bool}``: whether the pair's CI and p-values are stored (the compare
+        page's script polls it while they are computed, then reloads)."""
+        v = gate(request)
+        if isinstance(v, Response):
+            return v
+        qp = request.query_params
+        try:
+            ra, rb = reg.get_run(qp.get("base", "")), reg.get_run(qp.get("head", ""))
+        except GenregError as exc:
+            from genreg.api.errors import genreg_error_response
+
+            return genreg_error_response(exc)
+        ready = "true" if rq.compare_ready(ra, rb) else "false"
+        return Response(
+            f'{{"ready": {ready}}}',
+            media_type="application/json",
+            headers={**SECURITY_HEADERS, "cache-control": "no-store"},
+        )
+
     @r.get("/compare/queries/{qid}")
     def compare_query(request: Request, qid: str) -> Response:
         v = gate(request)
@@ -480,8 +501,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         can_es = v.allows("evalsets:read")
         try:
             ra, rb = reg.get_run(qp.get("base", "")), reg.get_run(qp.get("head", ""))
-            qa = present.find_query(rq.results(ra), qid)
-            qb = present.find_query(rq.results(rb), qid)
+            qa, qb = rq.query(ra, qid), rq.query(rb, qid)
             row = rq.evalset_row(rb, qid) if can_es else None
             k = present.top_k(rb)
             ids = [d for d, _ in qa["ranked"][:k]] + [d for d, _ in qb["ranked"][:k]]
