@@ -70,6 +70,12 @@ def test_rag_eval_answers_scores_costs_and_records_lineage(project, cli, llm, mo
     assert g["routes"]["default"]["endpoint"] == llm.base_url.split("//")[1].split("/")[0]
     assert g["routes"]["default"]["params"] == {"temperature": 0.1, "max_tokens": 400}
     assert lin["generation_stats"]["cache_hits"] == 0
+    # the judges (evals/rag.yaml: baseline-overlap-judge on the same local server)
+    assert m["judge_errors"] == 0 and 0 < m["faithfulness"] <= 1 and 0 < m["answer_relevance"] <= 1
+    assert lin["inputs"]["judge:faithfulness"]["name"] == "judge-faithfulness"
+    assert g["judge"]["answer_relevance"]["model"] == "baseline-overlap-judge"
+    assert g["judge"]["answer_relevance"]["embedding"]["digest"].startswith("sha256:")
+    assert rep["judge"]["calls"] == 52 and rep["judge"]["errors"] == 0
     q = project.run_results(out["run_id"])["queries"][0]
     assert q["answer"] and q["usage"]["input_tokens"] > 0 and q["usage"]["cost"] > 0
     gq = q["generation"]
@@ -85,6 +91,7 @@ def test_rag_eval_answers_scores_costs_and_records_lineage(project, cli, llm, mo
     code, again, text = run(cli, llm)
     assert code == 0, text
     assert llm.requests == before and again["report"]["generation"]["cache"]["hits"] == 26
+    assert again["report"]["judge"]["cache"]["hits"] == 52
     assert again["metrics"] == out["metrics"]
 
     # replay with no key and no server: answers from the store
@@ -103,7 +110,7 @@ def test_rag_eval_answers_scores_costs_and_records_lineage(project, cli, llm, mo
     # export the run's responses; import into a fresh registry is covered in test_llm_cache
     r = cli("llm", "export", out["run_id"], "-o", "answers.jsonl.gz", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["responses"] == 26
+    assert json.loads(r.output)["responses"] == 26 + 52  # answers + judge verdicts
 
 
 def test_missing_key_variable_is_exit_2_before_any_work(project, cli, llm, monkeypatch):
@@ -129,7 +136,7 @@ def test_repeats_sample_each_query_and_report_spread(project, cli, llm, monkeypa
     monkeypatch.setenv("E2E_KEY", KEY)
     code, out, text = run(cli, llm, "generate.repeats=2", "generate.stream=true")
     assert code == 0, text
-    assert llm.requests == 52
+    assert llm.requests == 52 + 52  # 2 repeats; identical answers share one verdict per judge
     spread = out["report"]["generation"]["spread"]["token_f1"]
     assert len(spread["repeat_means"]) == 2 and spread["std"] == pytest.approx(0.0)
     q = project.run_results(out["run_id"])["queries"][0]

@@ -231,7 +231,8 @@ def test_genreg_llm_serve_subprocess_serves_the_protocol() -> None:
         assert "genreg-extractive-baseline (an extractive baseline, not an LLM)" in line
         assert f"http://127.0.0.1:{port}/v1" in line
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
-        assert [m["id"] for m in models["data"]] == ["genreg-extractive-baseline"]
+        ids = [m["id"] for m in models["data"]]
+        assert ids == ["genreg-extractive-baseline", "baseline-overlap-judge"]
         ep = Endpoint("default", f"http://127.0.0.1:{port}/v1")
         r = ChatClient(fast()).run([req(ep, "How do I get a refund?")])[0]
         assert r.text == "Refunds are issued within 14 days of purchase."

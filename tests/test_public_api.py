@@ -21,6 +21,31 @@ def test_public_names_are_pinned() -> None:
         assert getattr(genreg, name) is not None
 
 
+PUBLIC = [
+    "AlreadyExists",
+    "AmbiguousRef",
+    "Client",
+    "ConfigError",
+    "GenregError",
+    "IntegrityError",
+    "InvalidArtifact",
+    "InvalidRef",
+    "NotFound",
+    "Ref",
+    "Registry",
+    "RenderError",
+    "__version__",
+    "parse_ref",
+]
+
+
+def test_public_names_are_exactly_these() -> None:
+    assert sorted(PUBLIC) == PUBLIC
+    assert genreg.__all__ == PUBLIC
+    for name in PUBLIC:
+        assert getattr(genreg, name) is not None, name
+
+
 def test_registry_offers_every_cli_operation() -> None:
     from genreg import Registry
 

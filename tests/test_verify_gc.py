@@ -109,8 +109,14 @@ def test_gc_keeps_unreferenced_objects_younger_than_the_grace_period(filled: Any
 
 
 def test_gc_keeps_objects_named_in_derived_metadata_and_run_results(filled: Any) -> None:
-    index = filled.objects.put_bytes(b"a pack index")
-    pack = filled.objects.put_bytes(b"a pack")
+    import hashlib
+
+    from genreg.store.packs import PACK_MAGIC, index_bytes
+
+    doc = b"a document"
+    pack = filled.objects.put_bytes(PACK_MAGIC + doc)
+    rec = (hashlib.sha256(doc).digest(), len(PACK_MAGIC), len(doc))
+    index = filled.objects.put_bytes(index_bytes(pack, [rec]))  # verify checks it
     filled.derived.put("pack", "corpus", f"pack:{pack}", pack, {"index": index, "count": 1})
     report = filled.gc(dry_run=False, grace_seconds=0)
     assert report.unreferenced == [] and filled.objects.has(index)

@@ -39,20 +39,7 @@ from genreg.core.refs import Ref, parse_ref
 from genreg.core.types import VersionInfo
 
 _URL_KIND = {"prompt": "prompts", "evalset": "evalsets", "routing": "routing", "corpus": "corpus"}
-_CODES: dict[str, type[E.GenregError]] = {
-    "not_found": E.NotFound,
-    "conflict": E.Conflict,
-    "ambiguous_ref": E.AmbiguousRef,
-    "invalid": E.InvalidArtifact,
-    "invalid_ref": E.InvalidRef,
-    "invalid_name": E.InvalidName,
-    "render": E.RenderError,
-    "unauthorized": E.AuthError,
-    "forbidden": E.Forbidden,
-    "payload_too_large": E.PayloadTooLarge,
-    "integrity": E.IntegrityError,
-    "config": E.ConfigError,
-}
+_CODES: dict[str, type[E.GenregError]] = E.error_classes()  # envelope code -> class
 
 
 class RegistryUnavailable(E.GenregError):

@@ -38,14 +38,6 @@ class AlreadyExists(GenregError):
     http_status = 409
 
 
-class Conflict(GenregError):
-    """Raised only by :class:`genreg.client.Client` for a ``conflict`` (409) error envelope;
-    the server raises :class:`AlreadyExists` for that code."""
-
-    code = "conflict"
-    http_status = 409
-
-
 class InvalidArtifact(GenregError):
     """Content that fails parsing or schema validation."""
 
@@ -146,7 +138,6 @@ __all__ = [
     "AmbiguousRef",
     "AuthError",
     "ConfigError",
-    "Conflict",
     "EndpointError",
     "Forbidden",
     "GateFailed",
@@ -159,4 +150,13 @@ __all__ = [
     "PayloadTooLarge",
     "RenderError",
     "ReplayMiss",
+    "error_classes",
 ]
+
+
+def error_classes() -> dict[str, type[GenregError]]:
+    """Every error class of this module by its ``code`` (the ``code`` of the API's error
+    envelope). Each class has its own code (``tests/test_api_errors.py`` pins it), so a client
+    turns an envelope back into the class the server raised."""
+    classes = [v for v in globals().values() if isinstance(v, type) and issubclass(v, GenregError)]
+    return {cls.code: cls for cls in classes}

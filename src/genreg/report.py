@@ -60,6 +60,20 @@ def inputs_lines(lineage: Lineage) -> list[str]:
     return out
 
 
+def unmatched_line(rep: dict[str, Any]) -> str | None:
+    """The warning for run-file query ids that match no eval-set query (they score nothing:
+    a BOM, a prefix or another eval set's ids would otherwise go unnoticed)."""
+    n = rep.get("run_file_unmatched")
+    if not n:
+        return None
+    ids = ", ".join(repr(q) for q in rep.get("run_file_unmatched_ids", [])[:5])
+    more = ", ..." if n > 5 else ""
+    return (
+        f"{n} of {rep.get('run_file_queries')} run-file query ids match no eval-set query"
+        f" ({ids}{more}); their results are ignored"
+    )
+
+
 def latency_line(lat: dict[str, Any]) -> str | None:
     """One line of latency percentiles, saying how they were measured."""
     if not lat or not lat.get("queries"):
@@ -72,6 +86,20 @@ def latency_line(lat: dict[str, Any]) -> str | None:
         f"latency ({how}): p50 {lat['p50_ms']:.2f} ms  p95 {lat['p95_ms']:.2f} ms  "
         f"p99 {lat['p99_ms']:.2f} ms  mean {lat['mean_ms']:.2f} ms"
         + (f"  {qps:.1f} q/s" if qps else "")
+    )
+
+
+def ann_line(rep: dict[str, Any]) -> str | None:
+    """The index's own error, apart from retrieval quality: ``ann_recall@k`` against an
+    exhaustive search of the same vectors (runs on an ANN index only)."""
+    ann = rep.get("ann") or {}
+    recall = ann.get("recall") or {}
+    if not recall:
+        return None
+    figures = "  ".join(f"{m} {v:.4f}" for m, v in recall.items())
+    return (
+        f"ann recall ({ann.get('index')} index vs exact search, {ann.get('queries')} queries; "
+        f"index error, not retrieval quality): {figures}"
     )
 
 
@@ -125,6 +153,9 @@ def markdown(o: RunOutcome) -> str:
             "",
             f"{rep['empty_queries']} of {rep.get('n_queries')} queries retrieved nothing (scored 0).",
         ]
+    unmatched = unmatched_line(rep)
+    if unmatched:
+        lines += ["", f"**Warning:** {unmatched}."]
     if o.gates:
         lines += ["", "| gate | result | detail |", "|---|---|---|"]
         for g in o.gates:
@@ -134,6 +165,9 @@ def markdown(o: RunOutcome) -> str:
     lat = latency_line(rep.get("latency") or {})
     if lat:
         lines += ["", lat[0].upper() + lat[1:]]
+    ann = ann_line(rep)
+    if ann:
+        lines += ["", ann[0].upper() + ann[1:]]
     cost = rep.get("cost")
     if cost:
         lines += ["", cost_line(cost)]

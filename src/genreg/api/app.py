@@ -128,9 +128,7 @@ def create_app(
 
     app.include_router(build_health_router(reg))
 
-    runs = build_runs_router(reg, auth)
-    if runs is not None:
-        app.include_router(runs)
+    app.include_router(build_runs_router(reg, auth))
     app.include_router(build_router(reg, reader, auth, cfg))
     from genreg.api.openapi import install as refine_openapi
 

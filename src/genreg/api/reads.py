@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from genreg.core import artifacts as kinds
 from genreg.core.refs import KINDS, MAX_VERSION, Ref, validate_name
@@ -141,19 +141,7 @@ class Reader:
         b = self._bodies.get(key)
         if b is not None:
             return b
-        d: dict[str, Any] = {
-            "kind": info.kind,
-            "name": info.name,
-            "version": info.version,
-            "ref": info.ref,
-            "digest": info.digest,
-            "created_at": info.created_at,
-            "author": info.author,
-            "message": info.message,
-            "tags": info.tags,
-            "parent": info.parent,
-            "summary": info.summary,
-        }
+        d = info.public_dict(aliases=False)
         if info.kind != "corpus":  # a snapshot's manifest can be huge: metadata only
             d["content"] = kinds.content_json(info.kind, self.reg.content(info))
         b = json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -109,12 +109,6 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return Response(body.encode("utf-8"), status, headers, "application/json")
 
 
-def _public(info: Any) -> dict[str, Any]:
-    d = info.to_dict()
-    d.pop("object_digest", None)
-    return d
-
-
 def _target(kind: str, name: str, body: AliasBody) -> Any:
     if (body.version is None) == (body.digest is None):
         raise InvalidRef("give exactly one of 'version' or 'digest'")
@@ -185,7 +179,7 @@ def build_router(
         k = url_kind(kind)
         auth.check_read(request.headers.get("authorization"), k)
         ref = make_ref(k, name)
-        return json_response({"versions": [_public(v) for v in reg.history(ref)]})
+        return json_response({"versions": [v.public_dict() for v in reg.history(ref)]})
 
     @r.get(
         "/{kind}/{name}/aliases",
@@ -250,16 +244,7 @@ def build_router(
         def work() -> Response:
             info = reader.resolve(ref)
             d = reg.explain_route(info.ref, body.query, body.tags)
-            return json_response(
-                {
-                    "routing": info.ref,
-                    "digest": info.digest,
-                    "route": d.route,
-                    "target": d.target,
-                    "reasons": d.reasons,
-                    "rejected": [{"route": a, "why": w} for a, w in d.rejected],
-                }
-            )
+            return json_response({"routing": info.ref, "digest": info.digest, **d.to_dict()})
 
         return await off_loop(work)
 
@@ -279,9 +264,7 @@ def build_router(
             tags=body.tags,
             author=who.name,
         )
-        d = res.to_dict()
-        d.pop("object_digest", None)
-        return json_response(d, 201 if res.created else 200)
+        return json_response(res.public_dict(), 201 if res.created else 200)
 
     @r.put(
         "/{kind}/{name}/aliases/{alias}",
@@ -305,18 +288,16 @@ def build_router(
         ref = make_ref(url_kind(kind), name)
         return json_response(reg.remove_alias(ref, alias, reason=reason, actor=who.name).to_dict())
 
-    if hasattr(reg, "promote"):
-
-        @r.post(
-            "/{kind}/{name}/aliases/{alias}/promote",
-            summary="Move an alias to a version, justified by an eval run (write)",
-            responses=WRITE_ERRORS,
-        )
-        def promote(
-            kind: str, name: str, alias: str, body: PromoteBody, who: Any = Depends(writer)
-        ) -> Response:
-            ref = _target(url_kind(kind), name, body)
-            ev = reg.promote(str(ref), alias, body.run_id, reason=body.reason, actor=who.name)
-            return json_response(ev.to_dict() if hasattr(ev, "to_dict") else ev)
+    @r.post(
+        "/{kind}/{name}/aliases/{alias}/promote",
+        summary="Move an alias to a version, justified by an eval run (write)",
+        responses=WRITE_ERRORS,
+    )
+    def promote(
+        kind: str, name: str, alias: str, body: PromoteBody, who: Any = Depends(writer)
+    ) -> Response:
+        ref = _target(url_kind(kind), name, body)
+        ev = reg.promote(str(ref), alias, body.run_id, reason=body.reason, actor=who.name)
+        return json_response(ev.to_dict())
 
     return r

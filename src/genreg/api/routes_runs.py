@@ -20,9 +20,7 @@ if TYPE_CHECKING:
     from genreg.service import Registry
 
 
-def build_runs_router(reg: Registry, auth: Authenticator) -> APIRouter | None:
-    if not hasattr(reg, "list_runs"):
-        return None
+def build_runs_router(reg: Registry, auth: Authenticator) -> APIRouter:
     r = APIRouter(prefix="/v1", responses=responses(401, 403, 404, 405, 422))
 
     def check(request: Request) -> None:

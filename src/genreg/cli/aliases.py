@@ -86,18 +86,7 @@ def route_explain(
     info = reg.resolve(ref, "routing")
     d = reg.explain_route(info.ref, query, list(tag or []))
     if json_out:
-        emit_json(
-            {
-                "routing": info.ref,
-                "digest": info.digest,
-                "route": d.route,
-                "target": d.target,
-                "reasons": d.reasons,
-                "rejected": [{"route": r, "why": w} for r, w in d.rejected],
-                "query_tokens": d.query_tokens,
-                "token_counter": d.token_counter,
-            }
-        )
+        emit_json({"routing": info.ref, "digest": info.digest, **d.to_dict()})
         return
     echo(f"{info.ref}: route '{d.route}' -> {d.target['model']}")
     for why in d.reasons:

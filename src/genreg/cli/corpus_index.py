@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from genreg.cli._common import JsonOpt, QuietOpt, echo, emit_json, open_registry, progress
@@ -23,8 +25,29 @@ IndexOpt = typer.Option(
     "flat",
     "--index",
     "-i",
-    help='flat | hnsw | ivf | a JSON object such as {"type":"hnsw","m":16}.',
+    help="flat | hnsw | ivf | ivfpq | ivf_hnsw (compressed, on disk) | a JSON object such as "
+    '{"type":"ivfpq","nlist":1024,"m":48,"nprobe":32}.',
 )
+
+
+BackendOpt = typer.Option(
+    "torch",
+    "--backend",
+    help="Embedding backend: torch (sentence-transformers) | onnx (ONNX Runtime; genreg[onnx]).",
+)
+QuantizeOpt = typer.Option(
+    "none", "--quantize", help="none | int8 (onnx backend only: int8 dynamic quantization)."
+)
+DeviceOpt = typer.Option("auto", "--device", help="auto (a CUDA GPU when present) | cpu | cuda.")
+
+
+def _model(
+    model: str | None, backend: str, quantize: str, device: str
+) -> str | dict[str, Any] | None:
+    """The model argument: a name, or an embedding spec when a backend option is set."""
+    if (backend, quantize, device) == ("torch", "none", "auto"):
+        return model
+    return {"model": model, "backend": backend, "quantize": quantize, "device": device}
 
 
 def _snippet(text: str | None, width: int = 100) -> str:
@@ -41,6 +64,17 @@ def register(corpus_app: typer.Typer) -> None:
         model: str | None = ModelOpt,
         chunking: str = ChunkingOpt,
         index: str = IndexOpt,
+        backend: str = BackendOpt,
+        quantize: str = QuantizeOpt,
+        device: str = DeviceOpt,
+        engine: str = typer.Option(
+            "local",
+            "--engine",
+            help="local (in-process) | ray (Ray Data actors; RAY_ADDRESS or a local cluster; "
+            "genreg[ray]).",
+        ),
+        actors: int = typer.Option(2, "--actors", min=1, help="Ray actors (--engine ray)."),
+        batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per model call."),
         quiet: bool = QuietOpt,
         as_json: bool = JsonOpt,
     ) -> None:
@@ -48,14 +82,22 @@ def register(corpus_app: typer.Typer) -> None:
         reg = open_registry()
         with progress(quiet or as_json) as cb:
             info = reg.build_index(
-                _corpus(ref), model=model, chunking=chunking, index=index, progress=cb
+                _corpus(ref),
+                model=_model(model, backend, quantize, device),
+                chunking=chunking,
+                index=index,
+                progress=cb,
+                batch_size=batch_size,
+                engine=engine,
+                ray={"actors": actors} if engine == "ray" else None,
             )
         if as_json:
             emit_json(info.to_dict())
             return
         status = "reused" if info.reused else f"built ({info.embedded} chunks embedded)"
         echo(f"{info.corpus} index {info.key[:19]} {status}")
-        echo(f"  model    {info.model} ({info.model_digest[:19]})")
+        where = f", {info.device}" if info.device else ""
+        echo(f"  model    {info.model} ({info.model_digest[:19]}{where}, engine {info.engine})")
         echo(f"  chunking {info.chunking}  index {info.index}")
         echo(f"  {info.n_docs} documents, {info.n_chunks} chunks, {info.seconds:.2f}s")
 
@@ -67,6 +109,9 @@ def register(corpus_app: typer.Typer) -> None:
         model: str | None = ModelOpt,
         chunking: str = ChunkingOpt,
         index: str = IndexOpt,
+        backend: str = BackendOpt,
+        quantize: str = QuantizeOpt,
+        device: str = DeviceOpt,
         quiet: bool = QuietOpt,
         as_json: bool = JsonOpt,
     ) -> None:
@@ -74,7 +119,13 @@ def register(corpus_app: typer.Typer) -> None:
         reg = open_registry()
         with progress(quiet or as_json) as cb:
             hits = reg.search(
-                _corpus(ref), query, k, model=model, chunking=chunking, index=index, progress=cb
+                _corpus(ref),
+                query,
+                k,
+                model=_model(model, backend, quantize, device),
+                chunking=chunking,
+                index=index,
+                progress=cb,
             )
         if as_json:
             emit_json([h.to_dict() for h in hits])

@@ -31,11 +31,13 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     from genreg.cli import github
     from genreg.report import (
         DELTA_COLUMNS,
+        ann_line,
         cost_line,
         delta_rows,
         generation_lines,
         inputs_lines,
         latency_line,
+        unmatched_line,
     )
     from genreg.report import junit as to_junit
     from genreg.report import markdown as to_md
@@ -47,6 +49,9 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
     if junit:
         Path(junit).write_text(to_junit(outcome), encoding="utf-8")
     o = outcome.to_dict()
+    unmatched = unmatched_line(o["report"])
+    if unmatched and not json_out:  # --json: the count is in report.run_file_unmatched
+        typer.echo(f"warning: {unmatched}", err=True)
     if json_out:
         emit_json(o)
     else:
@@ -70,6 +75,9 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
         lat = latency_line(rep.get("latency") or {})
         if lat:
             echo(lat)
+        ann = ann_line(rep)
+        if ann:
+            echo(ann)
         if rep.get("cost"):
             echo(cost_line(rep["cost"]))
         for line in generation_lines(rep):
@@ -80,6 +88,34 @@ def _finish(outcome: Any, json_out: bool, markdown: Path | None, junit: Path | N
             echo(f"gate {'PASS' if g['passed'] else 'FAIL'}  {g['gate']}  ({g['detail']})")
     if o["passed"] is False:
         raise typer.Exit(1)
+
+
+def dry_run_lines(d: dict[str, Any]) -> list[str]:
+    """The terminal form of ``eval run --dry-run``."""
+    from genreg.report import cost_line
+
+    out = [f"dry run of {d['name']} ({d['config']}): every check passed; nothing was called"]
+    out += [f"  {i['role']}: {i['ref']}  {i['digest']}" for i in d["inputs"]]
+    out.append(f"stages: {' -> '.join(d['stages'])}")
+    out.append(
+        f"{d['queries']} queries; templates rendered for query {d['sample_query']}; "
+        f"metrics: {', '.join(d['metrics'])}"
+    )
+    if d["gates"]:
+        out.append("gates: " + "; ".join(d["gates"]))
+    if d["calls"]:
+        calls = ", ".join(f"{k} {v}" for k, v in d["calls"].items())
+        out.append(f"calls a run would make (before cache hits, cache {d.get('cache')}): {calls}")
+    if d.get("api_key_env"):
+        out.append("API-key variables set: " + ", ".join(d["api_key_env"]))
+    est = d.get("estimate")
+    if est:
+        rep = f" x {est['repeats']} repeats" if est.get("repeats", 1) > 1 else ""
+        out.append(f"estimate{rep}: {cost_line(est)}")
+        out.append(f"  (context {est['context']}; output tokens from the routes' expectations)")
+        if d["calls"].get("judge"):
+            out.append("  judge calls are counted, not priced, in the estimate")
+    return out
 
 
 @eval_app.command("run")
@@ -94,10 +130,26 @@ def run(
     quiet: bool = QuietOpt,
     run_name: str = RunNameOpt,
     tag: list[str] = TagOpt,
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Check everything cheap (refs, config, templates, metrics, gates, API-key "
+        "variables) and print the estimated cost; call no model, build no index, record nothing.",
+    ),
 ) -> None:
     """Resolve every ref of an eval config, evaluate retrieval, record the run and check gates
     (exit 0 pass, 1 gate failed, 2 config error). --set overrides are recorded as the run's
     parameters."""
+    if dry_run:
+        d = open_registry().eval_dry_run(
+            file, overrides=list(set_ or []), gates=list(gate or []), baseline=baseline
+        )
+        if json_out:
+            emit_json(d)
+        else:
+            for line in dry_run_lines(d):
+                echo(line)
+        return
     with progress(quiet) as cb:
         outcome = open_registry().eval_run(
             file,
@@ -300,6 +352,11 @@ def compare(
         echo(f"  {f}: {v['a']}  ->  {v['b']}")
     if c["environment_note"]:
         echo(c["environment_note"] + " (not an input: the delta stays attributable)")
+    if c.get("ann_recall"):
+        echo("ann recall (index vs exact search; index error, not a retrieval metric):")
+        for m, v in c["ann_recall"].items():
+            a_, b_ = ("-" if x is None else f"{x:.4f}" for x in (v["a"], v["b"]))
+            echo(f"  {m}: {a_}  ->  {b_}")
     first: dict[str, Any] = next(iter(c["metrics"].values()), {})
     if first.get("most_regressed"):
         echo(f"most regressed queries ({next(iter(c['metrics']))}):")

@@ -24,8 +24,10 @@ def serve(
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Log each request to stderr."),
 ) -> None:
-    """Serve the extractive baseline model over the OpenAI Chat Completions protocol."""
+    """Serve the extractive baseline model and the baseline-overlap-judge over the OpenAI Chat
+    Completions protocol (real usage counts; both are labelled baselines, not LLMs)."""
     from genreg.errors import ConfigError
+    from genreg.generation.baseline_judge import MODEL_NAME as JUDGE_MODEL
     from genreg.generation.extractive import MODEL_NAME
     from genreg.generation.server import ChatServer, _tokenizer
 
@@ -42,7 +44,8 @@ def serve(
     except OSError as exc:
         raise ConfigError(f"--port {port}: cannot listen on {host} ({exc.strerror})") from None
     echo(
-        f"serving {MODEL_NAME} (an extractive baseline, not an LLM) at {server.base_url}",
+        f"serving {MODEL_NAME} (an extractive baseline, not an LLM) and {JUDGE_MODEL} "
+        f"(a token-overlap baseline judge, not an LLM) at {server.base_url}",
     )
     try:
         server.serve_forever()

@@ -11,6 +11,7 @@ from genreg.core.evalset import EvalSet, diff_rows, parse_evalset
 from genreg.core.hashing import canonical_json, digest_bytes
 from genreg.core.prompt import Prompt, parse_prompt_data, parse_prompt_file
 from genreg.core.routing import Routing, parse_routing_data, parse_routing_file
+from genreg.core.validation import split_lines_keepends
 from genreg.errors import InvalidArtifact, InvalidRef
 
 FILE_KINDS = ("prompt", "evalset", "routing")
@@ -37,7 +38,24 @@ def _prompt_summary(p: Prompt) -> dict[str, Any]:
     }
 
 
+def _capped(parsed: Parsed, where: str) -> Parsed:
+    """Refuse canonical content over the kind's size cap (:mod:`genreg.core.limits`)."""
+    from genreg.core.limits import human, max_bytes
+
+    cap = max_bytes(parsed.kind)
+    if len(parsed.data) > cap:
+        var = f"GENREG_MAX_{parsed.kind.upper()}_BYTES"
+        raise InvalidArtifact(
+            f"{where}: content is larger than the {parsed.kind} size cap ({human(cap)}; {var})"
+        )
+    return parsed
+
+
 def parse_file(kind: str, path: Path) -> Parsed:
+    return _capped(_parse_file(kind, path), str(path))
+
+
+def _parse_file(kind: str, path: Path) -> Parsed:
     if kind == "prompt":
         p = parse_prompt_file(path)
         return Parsed(kind, canonical_json(p.to_content()), _prompt_summary(p))
@@ -54,6 +72,10 @@ def parse_file(kind: str, path: Path) -> Parsed:
 
 def parse_payload(kind: str, payload: Any, where: str = "request") -> Parsed:
     """Content given as data (API bodies, imports) rather than a file."""
+    return _capped(_parse_payload(kind, payload, where), where)
+
+
+def _parse_payload(kind: str, payload: Any, where: str) -> Parsed:
     if kind == "prompt":
         p = parse_prompt_data(payload, where)
         return Parsed(kind, canonical_json(p.to_content()), _prompt_summary(p))
@@ -89,10 +111,21 @@ def decode(kind: str, data: bytes) -> Any:
     return json.loads(data)
 
 
+def _corpus_summary(data: bytes) -> dict[str, Any]:
+    """What ``show`` prints of a corpus snapshot: the manifest header and document counts
+    (a manifest can hold millions of lines; ``corpus export`` writes the documents)."""
+    from genreg.core.corpus import parse_manifest
+
+    m = parse_manifest(data)
+    return {"manifest": m.header, "documents": m.docs, "formats": m.formats()}
+
+
 def content_json(kind: str, data: bytes) -> Any:
     """The content as plain JSON (for ``show --json`` and the API)."""
     if kind == "evalset":
         return EvalSet.from_bytes(data).rows
+    if kind == "corpus":
+        return _corpus_summary(data)
     return json.loads(data)
 
 
@@ -132,7 +165,7 @@ def pretty(kind: str, data: bytes) -> str:
 
     if kind == "evalset":
         return data.decode("utf-8")
-    obj = json.loads(data)
+    obj = _corpus_summary(data) if kind == "corpus" else json.loads(data)
     if kind == "prompt":
         obj = {k: obj[k] for k in _PROMPT_KEYS if obj.get(k) not in (None, {}) or k == "variables"}
     return yaml.dump(
@@ -148,11 +181,18 @@ def pretty(kind: str, data: bytes) -> str:
 def diff(kind: str, a: bytes, b: bytes, label_a: str, label_b: str) -> dict[str, Any]:
     if kind == "evalset":
         return {"kind": kind, "rows": diff_rows(EvalSet.from_bytes(a), EvalSet.from_bytes(b))}
+    if kind == "corpus":
+        from genreg.core.corpus import diff_entries, parse_manifest
+
+        added, removed, changed, _ = diff_entries(
+            parse_manifest(a, label_a).entries, parse_manifest(b, label_b).entries
+        )
+        return {"kind": kind, "rows": {"added": added, "removed": removed, "changed": changed}}
     import difflib
 
     lines = difflib.unified_diff(
-        pretty(kind, a).splitlines(keepends=True),
-        pretty(kind, b).splitlines(keepends=True),
+        split_lines_keepends(pretty(kind, a)),
+        split_lines_keepends(pretty(kind, b)),
         fromfile=label_a,
         tofile=label_b,
     )

@@ -30,26 +30,31 @@ INPUT_FIELDS = (
 
 
 def lineage_view(lineage: Lineage) -> dict[str, Any]:
-    """The comparable value of each input field of a lineage record."""
+    """The comparable value of each input field of a lineage record, then each extra input
+    role (a judge prompt: ``judge:faithfulness``)."""
     out: dict[str, Any] = {}
     for f in INPUT_FIELDS:
         if f in INPUT_ROLES:
             i = lineage.input(f)
             out[f] = None if i is None else f"{i.ref} ({i.digest[:19]})"
         elif f == "embedding":
-            out[f] = lineage.embedding.to_dict() if lineage.embedding else None
+            out[f] = lineage.embedding.identity() if lineage.embedding else None
         elif f == "k":
             out[f] = list(lineage.k) if lineage.k is not None else None
         else:
             v = getattr(lineage, f)
             out[f] = dict(v) if hasattr(v, "keys") else v
+    for i in lineage.inputs:
+        if i.role not in INPUT_ROLES:
+            out[i.role] = f"{i.ref} ({i.digest[:19]})"
     return out
 
 
 def lineage_diff(a: Lineage, b: Lineage) -> dict[str, dict[str, Any]]:
     """The *inputs* that differ between two runs (what a delta could be attributed to)."""
     va, vb = lineage_view(a), lineage_view(b)
-    return {f: {"a": va[f], "b": vb[f]} for f in INPUT_FIELDS if va[f] != vb[f]}
+    fields = [*INPUT_FIELDS, *sorted((set(va) | set(vb)) - set(INPUT_FIELDS))]
+    return {f: {"a": va.get(f), "b": vb.get(f)} for f in fields if va.get(f) != vb.get(f)}
 
 
 def environment_view(lineage: Lineage) -> dict[str, Any]:
@@ -82,6 +87,18 @@ def environment_note(diff: dict[str, dict[str, Any]]) -> str | None:
         return None
     parts = [f"{k} {v['a']} -> {v['b']}" for k, v in diff.items()]
     return "environment differs: " + ", ".join(parts)
+
+
+def ann_recall_diff(
+    report_a: dict[str, Any] | None, report_b: dict[str, Any] | None
+) -> dict[str, dict[str, float | None]]:
+    """``ann_recall@k`` of two runs side by side (``None`` for a run on an exact index, or
+    recorded before ANN recall existed): the index's error, kept apart from the metrics so a
+    drop in nDCG can be told apart from an approximate index missing neighbours."""
+    ra = ((report_a or {}).get("ann") or {}).get("recall") or {}
+    rb = ((report_b or {}).get("ann") or {}).get("recall") or {}
+    names = list(ra) + [m for m in rb if m not in ra]
+    return {m: {"a": ra.get(m), "b": rb.get(m)} for m in names}
 
 
 def warnings_for(diff: dict[str, Any]) -> list[str]:

@@ -193,14 +193,35 @@ def build_manifest(
 
 
 def parse_manifest(data: bytes, where: str = "manifest") -> Manifest:
-    text = data.decode("utf-8")
-    first, _, rest = text.partition("\n")
-    if first != MANIFEST_FORMAT:
-        raise IntegrityError(f"{where}: not a {MANIFEST_FORMAT} manifest")
-    head, _, body = rest.partition("\n")
-    header = json.loads(head)
-    rows = json.loads("[" + body.rstrip("\n").replace("\n", ",") + "]") if body else []
-    return Manifest(header, [(r[0], r[1], r[2], r[3]["format"]) for r in rows])
+    try:
+        text = data.decode("utf-8")
+        first, _, rest = text.partition("\n")
+        if first != MANIFEST_FORMAT:
+            raise IntegrityError(f"{where}: not a {MANIFEST_FORMAT} manifest")
+        head, _, body = rest.partition("\n")
+        header = json.loads(head)
+        rows = json.loads("[" + body.rstrip("\n").replace("\n", ",") + "]") if body else []
+        return Manifest(header, [(r[0], r[1], r[2], r[3]["format"]) for r in rows])
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        raise IntegrityError(f"{where}: corrupt {MANIFEST_FORMAT} manifest") from None
+
+
+def unsafe_rel(rel: str) -> str | None:
+    """Why ``rel`` cannot be a document path of a tree, or None. One rule, applied when a
+    tree is snapshotted and again when it is exported: a relative POSIX path, no ``..`` or
+    ``.`` component, no empty component, no backslash (a path separator on Windows, so
+    ``a\\b`` would land elsewhere there), no NUL or other control character."""
+    if not rel:
+        return "empty path"
+    if rel.startswith("/"):
+        return "absolute path"
+    if "\\" in rel:
+        return "backslash in the file name (not portable; rename the file)"
+    if any(ord(c) < 32 or c == "\x7f" for c in rel):
+        return "control character in the file name"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "'.', '..' or empty path component"
+    return None
 
 
 def manifest_digest(data: bytes) -> str:

@@ -78,8 +78,24 @@ def detect(source: Path, fmt: str | None) -> tuple[str, Path]:
     return "tree", source
 
 
-def _walk(root: Path) -> list[tuple[str, str, os.DirEntry[str]]]:
-    out: list[tuple[str, str, os.DirEntry[str]]] = []
+def _display(name: str) -> str:
+    """A file name for messages: undecodable bytes as ``\\xNN`` (never a lone surrogate)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _walk(root: Path) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str]]]:
+    """(documents as (rel, path, DirEntry | None), problems as (rel, reason)).
+
+    Rules (one per tree, the same ``corpus export`` applies, see
+    :func:`genreg.core.corpus.unsafe_rel`): file names must be valid UTF-8 and portable (no
+    backslash); symbolic links are followed only to a regular file inside the tree (a link
+    out of the tree -- ``/etc/passwd`` -- or to a directory is never followed); FIFOs,
+    devices and sockets are never opened."""
+    from genreg.core.corpus import unsafe_rel
+
+    out: list[tuple[str, str, Any]] = []
+    problems: list[tuple[str, str]] = []
+    top = os.path.realpath(root)
     stack = [("", str(root))]
     while stack:
         prefix, d = stack.pop()
@@ -87,12 +103,40 @@ def _walk(root: Path) -> list[tuple[str, str, os.DirEntry[str]]]:
             for e in it:
                 if e.name.startswith("."):
                     continue
+                rel = prefix + e.name
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:
+                    problems.append((_display(rel), "file name is not valid UTF-8"))
+                    continue
                 if e.is_dir(follow_symlinks=False):
-                    stack.append((prefix + e.name + "/", e.path))
-                elif e.is_file() or e.is_symlink():  # a dangling link is reported, not ignored
-                    out.append((prefix + e.name, e.path, e))
+                    stack.append((rel + "/", e.path))
+                    continue
+                reason = unsafe_rel(rel)
+                if reason is not None:
+                    problems.append((rel, reason))
+                    continue
+                if e.is_symlink():
+                    target = os.path.realpath(e.path)
+                    if not os.path.exists(target):  # dangling: reported when it is read
+                        out.append((rel, e.path, e))
+                    elif os.path.commonpath([top, target]) != top:
+                        problems.append(
+                            (rel, "symbolic link out of the corpus tree (not followed)")
+                        )
+                    elif os.path.isdir(target):
+                        problems.append((rel, "symbolic link to a directory (not followed)"))
+                    elif not os.path.isfile(target):
+                        problems.append((rel, "not a regular file (FIFO, device or socket)"))
+                    else:
+                        out.append((rel, target, None))
+                elif e.is_file(follow_symlinks=False):
+                    out.append((rel, e.path, e))
+                else:
+                    problems.append((rel, "not a regular file (FIFO, device or socket)"))
     out.sort(key=lambda t: t[0])
-    return out
+    problems.sort()
+    return out, problems
 
 
 class _Scan:
@@ -203,10 +247,18 @@ class _Scan:
 
     # ---- trees --------------------------------------------------------------------------
     def tree(self, res: ScanResult, root: Path, cache: dict[str, CacheRow], verify: bool) -> None:
+        from genreg.core.limits import human, max_bytes
+
+        problems: list[tuple[str, str]] = []
         if root.is_file():
             found: list[tuple[str, str, Any]] = [(root.name, str(root), None)]
+        elif root.is_dir():
+            found, problems = _walk(root)
         else:
-            found = _walk(root)
+            raise InvalidArtifact(f"{root}: not a regular file or directory")
+        for rel, reason in problems:
+            self.bad(res, rel, None, reason)
+        cap = max_bytes("document")
         self.tree_ids = {rel for rel, _, _ in found if not rel.endswith(".jsonl")}
         start = time.time_ns() - RACY_NS
         total = len(found)
@@ -224,6 +276,10 @@ class _Scan:
                 self.bad(res, rel, None, f"cannot stat ({exc.strerror})")
                 continue
             res.files += 1
+            if st.st_size > cap:
+                self.bad(res, rel, None, f"larger than the document size cap ({human(cap)};"
+                         " GENREG_MAX_DOCUMENT_BYTES)")  # fmt: skip
+                continue
             hit = get(rel)
             if (
                 hit is not None

@@ -12,6 +12,11 @@ documents); a metric cutoff above ``max(k)`` is a config error, and metrics with
 (``map``, ``r-precision``) see the ``max(k)`` retrieved documents. When ``k`` is omitted it
 is the largest metric cutoff (10 if none).
 
+``embedding``: ``model`` plus ``backend`` (torch | onnx), ``quantize`` (none | int8, onnx
+only), ``device`` (auto | cpu | cuda), ``engine`` (local | ray: what embeds chunks missing
+from the cache) and ``ray`` (actors, num_cpus, num_gpus, address). :attr:`EvalConfig.embedding`
+is the model part as a mapping for the indexing service.
+
 ``latency``: ``per-query`` (default: each query embedded and searched alone and timed alone)
 or ``per-batch`` (``batch_size`` queries at a time, each given the batch's mean time).
 """
@@ -34,6 +39,18 @@ DEFAULT_BATCH = 32
 _CUTOFF_RE = re.compile(r"@(\d+)$")
 
 
+@dataclass(frozen=True)
+class JudgeSpec:
+    """One judge metric of ``judge:`` with the section-wide defaults applied."""
+
+    metric: str  # faithfulness | answer_relevance
+    prompt: Ref
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    n_questions: int = 3  # answer_relevance
+    embedding: str | None = None  # answer_relevance (None: the eval's embedding model)
+
+
 @dataclass
 class EvalConfig:
     name: str
@@ -48,18 +65,42 @@ class EvalConfig:
     routing: Ref | None = None
     batch_size: int = DEFAULT_BATCH
     latency: str = "per-query"  # how per-query latency is measured (genreg.core.latency)
+    backend: str = "torch"  # embedding backend: torch | onnx
+    quantize: str = "none"  # none | int8 (onnx)
+    device: str = "auto"  # auto | cpu | cuda
+    engine: str = "local"  # local | ray: what embeds chunks missing from the cache
+    ray: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     generate: dict[str, Any] | None = None  # genreg.generation.stage
     answer_metrics: list[str] = field(default_factory=list)
-    judge: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None  # the raw judge: section (genreg.generation.judge)
+    judges: list[JudgeSpec] = field(default_factory=list)  # judge:, one per metric
     gates: list[Gate] = field(default_factory=list)
     baseline: str | None = None
     source: str = "<config>"
     raw: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # top-level key -> line in source
+
+    @property
+    def embedding(self) -> str | dict[str, Any]:
+        """The model argument of the indexing service: the name, or a spec mapping."""
+        if (self.backend, self.quantize, self.device) == ("torch", "none", "auto"):
+            return self.model
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "quantize": self.quantize,
+            "device": self.device,
+        }
 
     @property
     def depth(self) -> int:
         return max(self.k)
+
+    def where(self, fieldname: str) -> str:
+        """``file:line`` of a top-level field (``file`` when the line is unknown)."""
+        top = fieldname.split(".")[0]
+        return f"{self.source}:{self.lines[top]}" if top in self.lines else self.source
 
     def to_dict(self) -> dict[str, Any]:
         """The effective config (after overrides), as recorded on the run."""
@@ -113,13 +154,15 @@ def _lines(path: Path | None, text: str | None) -> dict[str, int]:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> EvalConfig:
+    from genreg.core.validation import read_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: eval config not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+        text = read_text(p, "config")
+    except GenregError as exc:
+        if "file not found" in exc.message:
+            raise ConfigError(f"{p}: eval config not found") from None
+        raise ConfigError(exc.message) from None
     try:
         data = parse_structured(p, text)
     except GenregError as exc:
@@ -175,6 +218,10 @@ def parse_config(
         if isinstance(v, str) and not v.strip():
             raise ConfigError(f"{where(fld)}: {fld}: must not be empty")
     gates = parse_gates(data.get("gates"), f"{where('gates')}: gates")
+    if emb.get("quantize", "none") != "none" and emb.get("backend", "torch") != "onnx":
+        raise ConfigError(
+            f"{where('embedding')}: embedding.quantize: {emb['quantize']} needs backend: onnx"
+        )
     return EvalConfig(
         name=data["name"],
         evalset=ref("evalset", "evalset"),  # type: ignore[arg-type]  # required: schema-checked above
@@ -188,14 +235,21 @@ def parse_config(
         routing=ref("routing", "routing"),
         batch_size=int(data.get("batch_size") or emb.get("batch_size") or DEFAULT_BATCH),
         latency=data.get("latency") or "per-query",
+        backend=emb.get("backend") or "torch",
+        quantize=emb.get("quantize") or "none",
+        device=emb.get("device") or "auto",
+        engine=emb.get("engine") or "local",
+        ray=dict(emb.get("ray") or {}),
         cost=dict(data.get("cost") or {}),
         generate=_generate(data, where),
         answer_metrics=_answer_metrics(data, where),
         judge=dict(data["judge"]) if data.get("judge") else None,
+        judges=_judges(data, where),
         gates=gates,
         baseline=data.get("baseline"),
         source=source,
         raw=data,
+        lines=dict(lines),
     )
 
 
@@ -254,6 +308,43 @@ def _answer_metrics(data: dict[str, Any], where: Any) -> list[str]:
     if names is None:
         return list(ANSWER_METRICS)
     return check_answer_metrics(names, f"{where('answer_metrics')}: answer_metrics")
+
+
+def _judges(data: dict[str, Any], where: Any) -> list[JudgeSpec]:
+    """The ``judge:`` section as one spec per metric (schema-checked before this runs)."""
+    from genreg.core.answers import JUDGE_METRICS
+
+    j = data.get("judge")
+    if not j:
+        return []
+    if data.get("generate") is None:
+        raise ConfigError(f"{where('judge')}: judge: needs a generate: section")
+    out = []
+    for metric in JUDGE_METRICS:
+        m = j.get(metric)
+        if m is None:
+            continue
+        model = m.get("model") or j.get("model")
+        if not model:
+            raise ConfigError(
+                f"{where('judge')}: judge.{metric}: no model (set judge.model or "
+                f"judge.{metric}.model, e.g. baseline-overlap-judge on genreg llm serve)"
+            )
+        try:
+            ref = parse_ref(m["prompt"], kind="prompt")
+        except GenregError as exc:
+            raise ConfigError(f"{where('judge')}: judge.{metric}.prompt: {exc.message}") from None
+        out.append(
+            JudgeSpec(
+                metric,
+                ref,
+                model,
+                {**(j.get("params") or {}), **(m.get("params") or {})},
+                int(m.get("n_questions", 3)),
+                m.get("embedding"),
+            )
+        )
+    return out
 
 
 def schema() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from genreg.core.hashing import canonical_json
 from genreg.core.inputs import check_value, load_json
-from genreg.core.validation import read_text, schema_errors
+from genreg.core.validation import read_bytes, read_text, schema_errors, split_lines
 from genreg.errors import InvalidArtifact
 
 
@@ -32,7 +32,7 @@ class EvalSet:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EvalSet:
-        return cls([json.loads(line) for line in data.decode("utf-8").splitlines() if line])
+        return cls([json.loads(line) for line in split_lines(data.decode("utf-8")) if line])
 
     def splits(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -97,9 +97,9 @@ def build(rows: Iterable[tuple[str, int, dict[str, Any]]]) -> EvalSet:
 
 
 def parse_jsonl(path: Path) -> EvalSet:
-    text = read_text(path)
+    text = read_text(path, "evalset")
     rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         row = load_json(line, str(path), line=i)
@@ -116,7 +116,7 @@ def parse_beir(root: Path) -> EvalSet:
     if not qpath.is_file() or not qdir.is_dir():
         raise InvalidArtifact(f"{root}: not a BEIR directory (needs queries.jsonl and qrels/)")
     queries: dict[str, tuple[str, int]] = {}
-    for i, line in enumerate(read_text(qpath).splitlines(), start=1):
+    for i, line in enumerate(split_lines(read_text(qpath, "evalset")), start=1):
         if not line.strip():
             continue
         q = load_json(line, str(qpath), line=i)
@@ -134,7 +134,7 @@ def parse_beir(root: Path) -> EvalSet:
         raise InvalidArtifact(f"{qdir}: no <split>.tsv files")
     for tsv in tsvs:
         split = tsv.stem
-        raw = tsv.read_bytes()
+        raw = read_bytes(tsv, "evalset")
         try:
             tsv_text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -8,7 +8,10 @@ Stored JSON (``to_dict``/``from_dict``; runs stored by earlier versions load unc
 
     source                 eval (genreg retrieved) | score (an external run file)
     inputs                 {role: {kind, name, version, digest, split}}  role in INPUT_ROLES
-    embedding              {model, digest} | null
+    embedding              {model, digest[, backend, quantize][, device]} | null
+                           backend/quantize only for a non-torch backend (onnx, int8/none);
+                           device (cpu | cuda) is where this run embedded; absent or null when
+                           every vector came from the cache
     chunking, index        normalised parameters | null
     index_key              the derived index's key (eval runs)
     k, metrics             cutoffs retrieved, metric names
@@ -32,6 +35,10 @@ generation stage (so runs without one keep the fingerprints stored before it exi
   ``chunking``, ``index``, ``k``, ``metrics``, ``cost``, ``run_file`` -- the *inputs*;
 - ``code`` (commit, dirty flag, diff digest, genreg version) and ``packages`` (Python and key
   package versions) -- the *environment* that could still change the numbers.
+
+``embedding.device`` is environment, not an input: it is left out of the fingerprint (and of
+attribution), like the host. ``embedding.backend``/``quantize`` are inputs: an ONNX or int8
+export is a different model with its own digest.
 
 Left out on purpose (they do not change the numbers): run id, eval name, run name, tags and
 parameters, author, start/end time, host (CPU, cores, RAM, GPU), batch size, how latency was
@@ -79,6 +86,9 @@ def fingerprint(lineage: Mapping[str, Any]) -> str:
     """``sha256:`` of the canonical JSON of :data:`FINGERPRINT_FIELDS` of a stored lineage
     dict (plus :data:`OPTIONAL_FINGERPRINT_FIELDS` that are set)."""
     body = {f: lineage.get(f) for f in FINGERPRINT_FIELDS}
+    emb = body.get("embedding")
+    if isinstance(emb, Mapping) and "device" in emb:  # environment, not an input
+        body["embedding"] = {k: v for k, v in emb.items() if k != "device"}
     for f in OPTIONAL_FINGERPRINT_FIELDS:
         if lineage.get(f) is not None:
             body[f] = lineage[f]
@@ -129,13 +139,38 @@ class InputPin:
 
 @dataclass(frozen=True)
 class ModelPin:
-    """The embedding model by name and weights digest."""
+    """The embedding model by name and weights digest; ``backend``/``quantize`` for a
+    non-torch backend (part of its identity) and the ``device`` it ran on (environment)."""
 
     model: str
     digest: str | None
+    backend: str | None = None
+    quantize: str | None = None
+    device: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What the model is (the fingerprinted and compared part): no device."""
+        d: dict[str, Any] = {"model": self.model, "digest": self.digest}
+        if self.backend not in (None, "torch"):
+            d["backend"] = self.backend
+            d["quantize"] = self.quantize or "none"
+        return d
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "digest": self.digest}
+        d = self.identity()
+        if self.device is not None:
+            d["device"] = self.device
+        return d
+
+    @classmethod
+    def from_stored(cls, d: Mapping[str, Any]) -> ModelPin:
+        return cls(
+            str(d.get("model")),
+            d.get("digest"),
+            d.get("backend"),
+            d.get("quantize"),
+            d.get("device"),
+        )
 
 
 @dataclass(frozen=True)
@@ -258,7 +293,7 @@ class Lineage:
         return cls(
             source=str(d.get("source") or "eval"),
             inputs=tuple(InputPin.from_stored(r, i) for r, i in (d.get("inputs") or {}).items()),
-            embedding=ModelPin(emb.get("model"), emb.get("digest")) if emb else None,
+            embedding=ModelPin.from_stored(emb) if emb else None,
             chunking=d.get("chunking"),
             index=d.get("index"),
             index_key=d.get("index_key"),

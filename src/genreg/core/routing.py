@@ -69,6 +69,17 @@ class Decision:
     query_tokens: int
     token_counter: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """The one public form (CLI ``explain --json`` and ``POST /v1/routing/{name}/explain``)."""
+        return {
+            "route": self.route,
+            "target": self.target,
+            "reasons": self.reasons,
+            "rejected": [{"route": r, "why": w} for r, w in self.rejected],
+            "query_tokens": self.query_tokens,
+            "token_counter": self.token_counter,
+        }
+
 
 @dataclass
 class Routing:
@@ -173,4 +184,4 @@ def parse_routing_data(data: Any, where: str) -> Routing:
 
 
 def parse_routing_file(path: Path) -> Routing:
-    return parse_routing_data(parse_structured(path), str(path))
+    return parse_routing_data(parse_structured(path, kind="routing"), str(path))

@@ -35,14 +35,29 @@ _INF = (math.inf, -math.inf)
 
 def read_run(path: Path | str) -> Run:
     """Read a TREC or JSONL run file into ``{qid: {docid: score}}``."""
+    return read_run_bytes(path)[0]
+
+
+def read_run_bytes(path: Path | str) -> tuple[Run, bytes]:
+    """The parsed run and the file's bytes (read once: the digest is of what was parsed).
+
+    A UTF-8 byte order mark is stripped (as the eval-set reader does: otherwise it becomes
+    part of the first query id, which then silently scores 0). Lines are split on ``\\n``
+    only. Devices and FIFOs are refused."""
+    from genreg.core.validation import read_bytes, split_lines
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidArtifact(f"{path}: run file not found") from None
+        data = read_bytes(path, "runfile")
+    except InvalidArtifact as exc:
+        if "file not found" in exc.message:
+            raise InvalidArtifact(f"{path}: run file not found") from None
+        raise
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InvalidArtifact(f"{path}: run file is not UTF-8 ({e.reason})") from None
-    lines = text.splitlines()
+    lines = split_lines(text.removeprefix("\ufeff"))
     first = next((ln.strip() for ln in lines if ln.strip()), None)
     if first is None:
         raise InvalidArtifact(f"{path}:1: run file is empty (no results)")
@@ -50,7 +65,7 @@ def read_run(path: Path | str) -> Run:
     run = _read_jsonl(path, lines) if jsonl else _read_trec(path, lines)
     if not run:
         raise InvalidArtifact(f"{path}:1: run file is empty (no results)")
-    return run
+    return run, data
 
 
 def _duplicate(path: Path, lineno: int, qid: str, docid: str, first: int) -> InvalidArtifact:
@@ -170,4 +185,4 @@ def _check_id(what: str, value: str) -> None:
         raise InvalidArtifact(f"{what} {value!r} cannot be written to a TREC run file")
 
 
-__all__ = ["read_run", "write_trec_run"]
+__all__ = ["read_run", "read_run_bytes", "write_trec_run"]

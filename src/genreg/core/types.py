@@ -26,9 +26,20 @@ class VersionInfo:
         return f"{self.kind}:{self.name}@v{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The full form (CLI ``--json``, bundles): every field plus ``ref``."""
         d = asdict(self)
         d["aliases"] = list(self.aliases)
         d["ref"] = self.ref
+        return d
+
+    def public_dict(self, *, aliases: bool = True) -> dict[str, Any]:
+        """The HTTP API's form: :meth:`to_dict` without the storage-internal
+        ``object_digest``; ``aliases=False`` also drops the (mutable) alias list, for bodies
+        served as immutable."""
+        d = self.to_dict()
+        del d["object_digest"]
+        if not aliases:
+            del d["aliases"]
         return d
 
 
@@ -72,4 +83,12 @@ class RegisterResult:
             "created": self.created,
             "status": "created" if self.created else "unchanged",
             **self.version.to_dict(),
+        }
+
+    def public_dict(self) -> dict[str, Any]:
+        """The HTTP API's form (see :meth:`VersionInfo.public_dict`)."""
+        return {
+            "created": self.created,
+            "status": "created" if self.created else "unchanged",
+            **self.version.public_dict(),
         }

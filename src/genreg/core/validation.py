@@ -45,15 +45,37 @@ def schema_errors(name: str, value: Any) -> list[str]:
     return out
 
 
-def read_text(path: Path) -> str:
+def read_bytes(path: Path, kind: str) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes(kind)`` bytes. Devices, FIFOs and
+    sockets are refused before they are opened (``/dev/zero`` or a FIFO would read forever)."""
+    import stat
+
+    from genreg.core.limits import human, max_bytes
+
     try:
-        data = path.read_bytes()
+        st = path.stat()
     except FileNotFoundError:
         raise InvalidArtifact(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise InvalidArtifact(f"{path}: is a directory, expected a file") from None
     except OSError as exc:
         raise InvalidArtifact(f"{path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidArtifact(f"{path}: is a directory, expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidArtifact(f"{path}: not a regular file (device, FIFO or socket)")
+    cap = max_bytes(kind)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(cap + 1)
+    except OSError as exc:
+        raise InvalidArtifact(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > cap:
+        var = f"GENREG_MAX_{kind.upper()}_BYTES"
+        raise InvalidArtifact(f"{path}: larger than the {kind} size cap ({human(cap)}; {var})")
+    return data
+
+
+def read_text(path: Path, kind: str = "prompt") -> str:
+    data = read_bytes(path, kind)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -64,12 +86,31 @@ def read_text(path: Path) -> str:
     return text.removeprefix("\ufeff")
 
 
-def parse_structured(path: Path, text: str | None = None) -> Any:
+def split_lines(text: str) -> list[str]:
+    """JSONL/TSV/run-file lines: split on ``\\n`` only (a ``\\r`` before it is dropped).
+    Never ``str.splitlines()``, which also splits inside JSON strings on U+2028, U+2029,
+    U+0085, form feeds and other separators a row may legally contain (issue 14 item 4)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def split_lines_keepends(text: str) -> list[str]:
+    """``text`` cut after each ``\\n`` (for unified diffs), never at other separators."""
+    parts = text.split("\n")
+    out = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
+def parse_structured(path: Path, text: str | None = None, kind: str = "prompt") -> Any:
     """Parse a YAML or JSON file strictly (:mod:`genreg.core.inputs`); errors name the file
     and line."""
     from genreg.core.inputs import load_json, load_yaml
 
-    text = read_text(path) if text is None else text
+    text = read_text(path, kind) if text is None else text
     if path.suffix.lower() == ".json":
         return load_json(text, str(path))
     return load_yaml(text, str(path))

@@ -5,8 +5,9 @@ Key (:func:`request_key`) = ``sha256:`` of the canonical JSON of::
     {"endpoint": <base URL without credentials/query>, "model": ..., "messages": [...],
      "params": {every other body field except stream/stream_options}, "repeat": i}
 
-so a change of endpoint, model, rendered messages, any parameter or the repeat index is a
-different entry, and the API key never takes part. An entry is one object in the registry's
+plus, for judge calls, ``"judge": {"metric": ..., "prompt": <judge prompt digest>}`` -- so a
+change of endpoint, model, rendered messages, any parameter, the repeat index or the judge
+prompt version is a different entry, and the API key never takes part. An entry is one object in the registry's
 object store (canonical JSON, :data:`ENTRY_FORMAT`): the request above, the full response
 JSON and the parsed result (text, finish reason, usage, ids, latency). It is indexed as a
 ``derived`` row (kind :data:`KIND`, scope = digest of endpoint + model, key = the request key),
@@ -57,19 +58,32 @@ class _Objects(Protocol):
     def get_bytes(self, digest: str, *, verify: bool = True) -> bytes: ...
 
 
-def cache_request(endpoint_identity: str, body: dict[str, Any], repeat: int) -> dict[str, Any]:
+def cache_request(
+    endpoint_identity: str,
+    body: dict[str, Any],
+    repeat: int,
+    judge: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The part of a call that determines its response (what the key hashes)."""
-    return {
+    req = {
         "endpoint": endpoint_identity,
         "model": body.get("model"),
         "messages": body.get("messages"),
         "params": {k: v for k, v in body.items() if k not in _NOT_PARAMS},
         "repeat": repeat,
     }
+    if judge is not None:
+        req["judge"] = judge
+    return req
 
 
-def request_key(endpoint_identity: str, body: dict[str, Any], repeat: int) -> str:
-    return digest_json(cache_request(endpoint_identity, body, repeat))
+def request_key(
+    endpoint_identity: str,
+    body: dict[str, Any],
+    repeat: int,
+    judge: dict[str, Any] | None = None,
+) -> str:
+    return digest_json(cache_request(endpoint_identity, body, repeat, judge))
 
 
 def scope_of(endpoint_identity: str, model: Any) -> str:
@@ -119,11 +133,12 @@ class ResponseCache:
         repeat: int,
         response: dict[str, Any] | None,
         result: dict[str, Any],
+        judge: dict[str, Any] | None = None,
     ) -> str | None:
         """Store a successful response; returns its key (None when the mode stores nothing)."""
         if self.mode != "rw":
             return None
-        req = cache_request(endpoint_identity, body, repeat)
+        req = cache_request(endpoint_identity, body, repeat, judge)
         return self._put(req, response, result)
 
     def _put(

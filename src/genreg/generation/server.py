@@ -1,12 +1,16 @@
 """``genreg llm serve``: a local OpenAI-compatible Chat Completions server.
 
-Serves the extractive baseline (:mod:`genreg.generation.extractive`) as model
-:data:`~genreg.generation.extractive.MODEL_NAME` over the real protocol, so evals, the demo
-and the tests exercise exactly the client path a provider gets:
+Serves two clearly-labelled baselines over the real protocol, so evals, the demo and the
+tests exercise exactly the client path a provider gets:
+
+- the extractive baseline (:mod:`genreg.generation.extractive`), model
+  :data:`~genreg.generation.extractive.MODEL_NAME`, answers every requested model name except
+- :data:`~genreg.generation.baseline_judge.MODEL_NAME` (``baseline-overlap-judge``): the
+  baseline judge (:mod:`genreg.generation.baseline_judge`), which answers genreg's judge
+  prompts with the JSON they ask for, by token overlap.
 
 - ``POST /v1/chat/completions`` (also ``/chat/completions``): ``{model, messages, max_tokens?,
-  stream?, stream_options?}``; any requested model name is answered by the baseline and the
-  response's ``model`` always says :data:`MODEL_NAME`. ``stream: true`` sends server-sent
+  stream?, stream_options?}``; the response's ``model`` names the baseline that answered. ``stream: true`` sends server-sent
   events (chunked), with a final usage chunk when ``stream_options.include_usage`` is set.
 - ``GET /v1/models``, ``GET /healthz``.
 - **Usage** is counted with a real tokenizer available offline: the WordPiece tokenizer of
@@ -32,7 +36,7 @@ from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from genreg.generation import extractive
+from genreg.generation import baseline_judge, extractive
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -134,7 +138,8 @@ class Handler(BaseHTTPRequestHandler):
                 {
                     "object": "list",
                     "data": [
-                        {"id": extractive.MODEL_NAME, "object": "model", "owned_by": "genreg"}
+                        {"id": name, "object": "model", "owned_by": "genreg"}
+                        for name in (extractive.MODEL_NAME, baseline_judge.MODEL_NAME)
                     ],
                 },
             )
@@ -210,7 +215,10 @@ class ChatServer(ThreadingHTTPServer):
     # ---- the model ----------------------------------------------------------------------
     def complete(self, body: dict[str, Any]) -> tuple[str, str]:
         """``(answer, finish_reason)`` for a request body."""
-        text = extractive.answer(body["messages"], self.sentences)
+        if body.get("model") == baseline_judge.MODEL_NAME:
+            text = baseline_judge.reply(body["messages"])
+        else:
+            text = extractive.answer(body["messages"], self.sentences)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if isinstance(limit, int) and not isinstance(limit, bool):
             text, cut = truncate_tokens(text, limit)
@@ -239,11 +247,12 @@ class ChatServer(ThreadingHTTPServer):
         text, finish = self.complete(body)
         usage = self.usage(body, text)
         rid = f"chatcmpl-genreg-{next(self._ids):08d}"
+        judge = body.get("model") == baseline_judge.MODEL_NAME
         common = {
             "id": rid,
             "created": int(time.time()),
-            "model": extractive.MODEL_NAME,
-            "system_fingerprint": "genreg-extractive-1",
+            "model": baseline_judge.MODEL_NAME if judge else extractive.MODEL_NAME,
+            "system_fingerprint": "genreg-overlap-judge-1" if judge else "genreg-extractive-1",
         }
         if body.get("stream"):
             h.start_stream()

@@ -89,6 +89,14 @@ def route_params(prompt: Any, target: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def context_of(rec: Any, s: dict[str, Any]) -> str:
+    """The context a query's prompt is rendered with (its top ``context_k`` hits)."""
+    from genreg.core import cost as costmod
+
+    docs = [(h.doc_id, h.text or "") for h in rec.hits[: s["context_k"]]]
+    return costmod.format_context(docs, s["context_chars"])
+
+
 def call_cost(usage: Usage, target: dict[str, Any]) -> float:
     price = target.get("price") or {}
     return (usage.input_tokens or 0) * float(price.get("input_per_1m", 0)) / 1e6 + (
@@ -175,8 +183,7 @@ class Generate:
         length = costmod.token_counter(state.routing.config.get("length_tokenizer"))
         out: list[ChatRequest] = []
         for rec in state.records:
-            docs = [(h.doc_id, h.text or "") for h in rec.hits[: s["context_k"]]]
-            context = costmod.format_context(docs, s["context_chars"])
+            context = context_of(rec, s)
             try:
                 messages = render_messages(state.prompt, rec.query, context)
             except GenregError as exc:

@@ -107,6 +107,7 @@ class RunState:
     started_at: str
     inputs: list[RunInput] = field(default_factory=list)  # resolve
     records: list[QueryRecord] = field(default_factory=list)  # resolve; later stages fill
+    query_ids: frozenset[str] = frozenset()  # resolve: every id of the eval set (all splits)
     prompt: Prompt | None = None  # resolve (when the config names one)
     routing: Routing | None = None  # resolve
     baseline: RunInfo | None = None  # resolve
@@ -115,6 +116,9 @@ class RunState:
     need_text: bool = False  # set in prepare by a stage that reads hit texts (cost, generate)
     metric_names: list[str] = field(default_factory=list)  # what score computes, in order
     stage_metrics: set[str] = field(default_factory=set)  # metrics a stage computes per query
+    # retrieve, for a non-exact (ANN) index: per query id, the documents an exhaustive search
+    # of the same vectors ranks first (score turns them into ann_recall@k)
+    exact_hits: dict[str, list[str]] = field(default_factory=dict)
     scores: EvalResult | None = None  # score
     gate_results: list[GateResult] = field(default_factory=list)  # score
     outcome: RunOutcome | None = None  # record

@@ -18,10 +18,10 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genreg.core.lineage import Environment, InputPin, Lineage, ModelPin
+from genreg.core.timestamps import now
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
 from genreg.pipeline.records import Hit, Progress, QueryRecord, RunDraft, RunState
 
@@ -52,6 +52,8 @@ class IndexSource(Protocol):
         chunking: Any = None,
         index: Any = None,
         progress: Any = None,
+        engine: str = "local",
+        ray: Any = None,
     ) -> Any: ...
 
 
@@ -76,13 +78,6 @@ class Stage(Protocol):
 
     def prepare(self, state: RunState) -> None: ...
     def run(self, state: RunState, progress: Progress | None) -> None: ...
-
-
-def now() -> str:
-    """ISO-8601 UTC, the store's timestamp format (sortable as text)."""
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def pin(role: str, v: VersionInfo, split: str | None = None) -> InputPin:
@@ -124,7 +119,9 @@ class Resolve:
         state.baseline = self._baseline(state)
         from genreg.core import artifacts as kinds
 
-        evalset = kinds.decode("evalset", self.artifacts.content(es)).select(req.evalset.split)
+        whole = kinds.decode("evalset", self.artifacts.content(es))
+        state.query_ids = frozenset(r["id"] for r in whole.rows)
+        evalset = whole.select(req.evalset.split)
         state.records = [QueryRecord.from_row(r) for r in evalset.rows]
         if cfg is not None and cfg.prompt is not None and cfg.routing is not None:
             state.prompt = self.artifacts.load_prompt(state.input_ref("prompt"))
@@ -153,7 +150,9 @@ class Retrieve:
 
     Sets each record's ``hits`` (with text when a later stage asked for it through
     ``state.need_text``) and ``latency``; ``lineage`` embedding/chunking/index/index_key/k/
-    latency; ``report.latency`` and ``report.index``. ``prepare`` parses the chunking and
+    latency; ``report.latency`` and ``report.index``. For an ANN index (``ivfpq``,
+    ``ivf_hnsw``) it also searches the same query vectors exhaustively over the cached chunk
+    vectors (``state.exact_hits``; untimed) so score can report ``ann_recall@k``. ``prepare`` parses the chunking and
     index parameters (a bad value is a config error before anything is built)."""
 
     name = "retrieve"
@@ -169,9 +168,13 @@ class Retrieve:
             from genreg.retrieval.chunking import ChunkingSpec
             from genreg.retrieval.index import IndexSpec
 
-            self._specs = ChunkingSpec.parse(cfg.chunking), IndexSpec.parse(cfg.index)
+            chunking = ChunkingSpec.parse(cfg.chunking)
         except GenregError as exc:
-            raise ConfigError(f"{cfg.source}: {exc.message}") from None
+            raise ConfigError(f"{cfg.where('chunking')}: {exc.message}") from None
+        try:
+            self._specs = chunking, IndexSpec.parse(cfg.index)
+        except GenregError as exc:
+            raise ConfigError(f"{cfg.where('index')}: {exc.message}") from None
 
     def run(self, state: RunState, progress: Progress | None) -> None:
         from genreg.core.latency import latency_summary
@@ -182,13 +185,19 @@ class Retrieve:
         try:
             retriever = self.indexes.open_retriever(
                 state.input_ref("corpus"),
-                model=cfg.model,
+                model=cfg.embedding,
                 chunking=chunking,
                 index=index,
                 progress=progress,
+                engine=cfg.engine,
+                ray=cfg.ray,
             )
         except NotFound as exc:  # e.g. an embedding model that is not available offline
             raise ConfigError(f"{cfg.source}: {exc.message}") from None
+        except ConfigError as exc:  # index parameters that cannot train on this corpus
+            if exc.message.startswith("index."):
+                raise ConfigError(f"{cfg.where('index')}: {exc.message}") from None
+            raise
         info = retriever.info
         queries = [r.query for r in state.records]
         t0 = time.perf_counter()
@@ -205,7 +214,14 @@ class Retrieve:
             rec.hits = [Hit(h.doc_id, h.score, h.text) for h in hits]
             rec.latency = lat
         state.lineage.update(
-            embedding=ModelPin(info.model, info.model_digest),
+            embedding=ModelPin(
+                info.model,
+                info.model_digest,
+                backend=info.backend,
+                quantize=info.quantize,
+                # where this run embedded (chunks or queries); None: all from the cache
+                device=getattr(retriever.embedder, "device_used", None) or info.device,
+            ),
             chunking=info.chunking,
             index=info.index,
             index_key=info.key,
@@ -220,6 +236,17 @@ class Retrieve:
             "n_chunks": info.n_chunks,
             "reused": info.reused,
         }
+        if getattr(retriever, "exact", None) is not None:  # an ANN index: its exact reference
+            t1 = time.perf_counter()
+            vectors = retriever.embedder.encode(queries, batch_size=cfg.batch_size)
+            exact = retriever.exact_search_vectors(vectors, cfg.depth)
+            state.exact_hits = {
+                rec.id: [h.doc_id for h in hs] for rec, hs in zip(state.records, exact)
+            }
+            state.report["ann"] = {
+                "index": info.index.get("type"),
+                "exact_seconds": round(time.perf_counter() - t1, 4),
+            }
 
 
 # ---- read run file (eval score: replaces retrieve) ------------------------------------------
@@ -237,16 +264,23 @@ class ReadRunFile:
 
     def prepare(self, state: RunState) -> None:
         from genreg.core.hashing import digest_bytes
-        from genreg.core.runfile import read_run
+        from genreg.core.runfile import read_run_bytes
 
         p = state.request.run_file
         assert p is not None, "read-run-file needs a run file"
-        try:
-            data = Path(p).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read run file ({exc.strerror})") from None
-        self._run = read_run(p)
+        self._run, data = read_run_bytes(p)
         state.lineage.update(run_file=digest_bytes(data), run_file_path=str(p))
+        # Query ids of the run that match no eval-set query (of any split: a run over the
+        # whole set scored against one split is fine) score nothing, silently: count them
+        # (stored in the run's report, warned about by the CLI).
+        known = state.query_ids or {rec.id for rec in state.records}
+        unmatched = sorted(q for q in self._run if q not in known)
+        if unmatched:
+            state.report.update(
+                run_file_unmatched=len(unmatched),
+                run_file_unmatched_ids=unmatched[:20],
+                run_file_queries=len(self._run),
+            )
 
     def run(self, state: RunState, progress: Progress | None) -> None:
         from genreg.core.metrics import rank
@@ -409,6 +443,8 @@ class Score:
                 if rec.id in res.per_query[m]
             }
         state.scores = res
+        if state.exact_hits:
+            state.report.setdefault("ann", {}).update(self._ann_recall(state))
         state.report.update(
             n_queries=res.n_queries,
             empty_queries=len(res.empty_queries),
@@ -425,6 +461,30 @@ class Score:
             state.report["gates"] = [g.to_dict() for g in state.gate_results]
         if base is not None:
             state.report["baseline"] = base.id
+
+    @staticmethod
+    def _ann_recall(state: RunState) -> dict[str, Any]:
+        """``ann_recall@k`` per cutoff: the share of the exhaustive search's top-k documents
+        the index returned in its top k, per query (in ``record.extra``) and averaged. It
+        measures the index's approximation error, apart from retrieval quality."""
+        cutoffs = list(state.config.k) if state.config is not None else []
+        sums = dict.fromkeys(cutoffs, 0.0)
+        n = 0
+        for rec in state.records:
+            exact = state.exact_hits.get(rec.id)
+            if not exact:
+                continue
+            n += 1
+            got = [h.doc_id for h in rec.hits]
+            for k in cutoffs:
+                want = set(exact[:k])
+                value = len(want & set(got[:k])) / len(want)
+                rec.extra[f"ann_recall@{k}"] = value
+                sums[k] += value
+        return {
+            "queries": n,
+            "recall": {f"ann_recall@{k}": (sums[k] / n if n else 0.0) for k in cutoffs},
+        }
 
     def _deltas(
         self, res: Any, base: RunInfo, b_pq: dict[str, dict[str, float]]

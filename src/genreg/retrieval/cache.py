@@ -111,8 +111,9 @@ class EmbeddingCache:
         return out
 
     def add(self, digests: list[str], vectors: np.ndarray) -> list[str]:
-        """Store vectors for ``digests`` (one shard per ``SHARD_MAX``); returns shard digests."""
-        index = self._load()
+        """Store vectors for ``digests`` (one shard per ``SHARD_MAX``); returns shard digests.
+        A cache not looked up yet stays unloaded (a later lookup reads the new shards too)."""
+        index = self._index
         written = []
         for start in range(0, len(digests), SHARD_MAX):
             ds = digests[start : start + SHARD_MAX]
@@ -127,11 +128,13 @@ class EmbeddingCache:
                 meta={"count": len(ds), "dim": self.dim},
             )
             ensure_stored(self.objects, obj, blob)  # a concurrent gc may have hidden it
+            written.append(obj)
+            if index is None:
+                continue
             s = len(self._shards)
             self._shards.append(vs)
             for i, d in enumerate(ds):
                 index.setdefault(bytes.fromhex(d), (s, i))
-            written.append(obj)
         return written
 
     def vector(self, digest: str) -> np.ndarray | None:

@@ -10,6 +10,12 @@ file]`` for every weight/config file (documentation files are skipped), sorted b
 cached per directory and (path, size, mtime) stamp so an unchanged model is not re-hashed.
 The model itself loads lazily: computing the digest, chunking by tokens (tokenizer only) and
 reusing a built index never load the weights.
+
+An :class:`EmbeddingSpec` says how a model is run: ``backend`` ``torch`` (sentence-transformers,
+the default) or ``onnx`` (an ONNX export run by ONNX Runtime, :mod:`genreg.retrieval.onnx_backend`,
+optionally ``quantize: int8``), and ``device`` ``auto`` (a CUDA GPU when one is present, else
+the CPU), ``cpu`` or ``cuda``. An ONNX export is a different model with its own digest; the
+device is where it runs (environment), not part of any digest.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +42,8 @@ _SKIP_SUFFIXES = (".md", ".txt.lock", ".lock")
 _SKIP_NAMES = {".gitattributes", "README", "LICENSE"}
 Progress = Callable[[str, int, int | None], None]
 
-_models: dict[str, Any] = {}  # loaded SentenceTransformer per model dir (process-wide)
+_models: dict[str, Any] = {}  # loaded SentenceTransformer per model dir|device (process-wide)
+_devices: dict[str, str] = {}  # the device each of them was loaded on
 _lock = threading.Lock()
 
 
@@ -43,6 +51,72 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+BACKENDS = ("torch", "onnx")
+QUANTIZE = ("none", "int8")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """How an embedding model is run (see the module doc). ``parse`` accepts a model name,
+    a mapping ``{model, backend, quantize, device}`` or a spec."""
+
+    model: str = DEFAULT_MODEL
+    backend: str = "torch"
+    quantize: str = "none"
+    device: str = "auto"
+
+    @classmethod
+    def parse(cls, value: Any, where: str = "embedding") -> EmbeddingSpec:
+        if isinstance(value, EmbeddingSpec):
+            return value
+        if value is None or isinstance(value, str):
+            return cls(model=(value or DEFAULT_MODEL).strip() or DEFAULT_MODEL)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a model name or a mapping, got {value!r}")
+        unknown = sorted(set(value) - {"model", "backend", "quantize", "device"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
+        model = value.get("model") or DEFAULT_MODEL
+        if not isinstance(model, str):
+            raise ConfigError(f"{where}.model: expected a model name or path, got {model!r}")
+        out = {}
+        for fld, allowed, default in (
+            ("backend", BACKENDS, "torch"),
+            ("quantize", QUANTIZE, "none"),
+            ("device", DEVICES, "auto"),
+        ):
+            v = value.get(fld)
+            v = default if v is None or v is False else str(v).strip().lower()
+            if v not in allowed:
+                raise ConfigError(f"{where}.{fld}: {v!r} is not one of {', '.join(allowed)}")
+            out[fld] = v
+        if out["quantize"] != "none" and out["backend"] == "torch":
+            raise ConfigError(f"{where}.quantize: {out['quantize']} needs backend: onnx")
+        return cls(model=model.strip(), **out)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "quantize": self.quantize,
+            "device": self.device,
+        }
+
+
+def resolve_torch_device(device: str) -> str:
+    """``cpu`` or ``cuda`` for a requested device (``auto``: CUDA when torch sees a GPU)."""
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ConfigError("embedding.device: cuda requested but torch sees no CUDA device")
+    return "cpu"
 
 
 def resolve_model_path(name: str | None) -> tuple[str, Path]:
@@ -129,35 +203,49 @@ def model_digest(root: Path, cache_dir: Path | None = None) -> str:
 
 class Embedder:
     """A sentence-transformers model with its identity. ``encode`` returns L2-normalised
-    float32 rows; the CPU is used."""
+    float32 rows on ``device`` (``auto``: a CUDA GPU when present). ``device_used`` is the
+    device the weights were loaded on (``None`` until they are)."""
 
-    def __init__(self, name: str, path: Path, digest: str) -> None:
+    backend = "torch"
+    quantize = "none"
+
+    def __init__(self, name: str, path: Path, digest: str, device: str = "auto") -> None:
         self.name = name
         self.path = path
         self.digest = digest
+        self.device = device
+        self.device_used: str | None = None
+        self.source_digest = digest
 
     def __repr__(self) -> str:
         return f"Embedder({self.name!r}, {self.digest[:19]})"
 
     @property
+    def _key(self) -> str:
+        return str(self.path) if self.device == "auto" else f"{self.path}|{self.device}"
+
+    @property
     def model(self) -> Any:
-        key = str(self.path)
         with _lock:
+            key = self._key
             if key not in _models:
                 _offline()
+                device = resolve_torch_device(self.device)
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()
-                _models[key] = SentenceTransformer(key, device="cpu")
+                _models[key] = SentenceTransformer(str(self.path), device=device)
+                _devices[key] = device
+            self.device_used = _devices.get(key, "cpu")
             return _models[key]
 
     @cached_property
     def tokenizer(self) -> Any:
         """The model's tokenizer, loaded without the weights when possible."""
+        if self._key in _models:
+            return _models[self._key].tokenizer
         key = str(self.path)
-        if key in _models:
-            return _models[key].tokenizer
         _offline()
         from transformers import AutoTokenizer
 
@@ -194,7 +282,7 @@ class Embedder:
             return out
         order = sorted(range(n), key=lambda i: -len(texts[i]))
         block = max(batch_size, 1) * 32
-        loading = progress is not None and str(self.path) not in _models
+        loading = progress is not None and self._key not in _models
         if loading and progress is not None:
             progress(f"loading {self.name}", 0, None)  # a line while the weights load
         model = self.model
@@ -217,10 +305,25 @@ class Embedder:
         return out
 
 
-def load_embedder(name: str | None = None, *, cache_dir: Path | None = None) -> Embedder:
-    """An :class:`Embedder` for a model name or local path (``None``: the default model).
-    Only the digest is computed here (cached in ``cache_dir``); weights load on first use."""
-    if name is not None and not isinstance(name, str):
+def load_embedder(
+    name: str | Mapping[str, Any] | EmbeddingSpec | None = None,
+    *,
+    cache_dir: Path | None = None,
+    exports: Any = None,
+) -> Any:
+    """An embedder for a model name, local path or :class:`EmbeddingSpec` mapping (``None``:
+    the default model). Only the digest is computed here (cached in ``cache_dir``); weights
+    load -- and an ONNX export is made or fetched from ``exports``
+    (:class:`genreg.retrieval.onnx_backend.ExportStore`) -- on first use."""
+    if name is not None and not isinstance(name, (str, Mapping, EmbeddingSpec)):
         raise ConfigError(f"model {name!r}: expected a model name or path")
-    display, path = resolve_model_path(name)
-    return Embedder(display, path, model_digest(path, cache_dir))
+    spec = EmbeddingSpec.parse(name)
+    display, path = resolve_model_path(spec.model)
+    digest = model_digest(path, cache_dir)
+    if spec.backend == "onnx":
+        from genreg.retrieval.onnx_backend import OnnxEmbedder
+
+        return OnnxEmbedder(
+            display, path, digest, quantize=spec.quantize, device=spec.device, exports=exports
+        )
+    return Embedder(display, path, digest, device=spec.device)

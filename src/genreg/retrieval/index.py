@@ -5,6 +5,11 @@
 canonical form recorded in lineage; ``build_dict()`` leaves out the search-time knobs
 (``ef_search``, ``nprobe``) so changing them reuses the built index.
 
+``ivfpq`` and ``ivf_hnsw`` are the compressed on-disk indexes for large corpora (IVF with
+product-quantised codes; ``ivf_hnsw`` finds the nearest lists with an HNSW graph over the
+centroids instead of a flat scan). They are trained on a deterministic sample and built,
+stored and searched by :mod:`genreg.retrieval.ann`; :data:`ANN_TYPES` names them.
+
 A stored index is one object::
 
     b"GRIDX001" | uint64 meta length | canonical JSON meta | faiss.serialize_index bytes
@@ -27,15 +32,41 @@ from genreg.retrieval.specs import json_object_or_text
 if TYPE_CHECKING:
     import numpy as np
 
-TYPES = ("flat", "hnsw", "ivf")
+TYPES = ("flat", "hnsw", "ivf", "ivfpq", "ivf_hnsw")
+ANN_TYPES = ("ivfpq", "ivf_hnsw")  # trained, on-disk: genreg.retrieval.ann
 MAGIC = b"GRIDX001"
 _HEAD = struct.Struct("<8sQ")
 _DEFAULTS: dict[str, dict[str, int]] = {
     "flat": {},
     "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
     "ivf": {"nlist": 256, "nprobe": 16},
+    # nlist inverted lists; m sub-quantizers of nbits each (m must divide the dimension);
+    # nprobe lists searched; the training sample: train_size vectors drawn with seed
+    "ivfpq": {
+        "nlist": 1024,
+        "m": 48,
+        "nbits": 8,
+        "nprobe": 32,
+        "train_size": 65536,
+        "seed": 0,
+    },
+    # the same, with an HNSW graph (hnsw_m links, ef_construction) over the centroids
+    # searched with ef_search
+    "ivf_hnsw": {
+        "nlist": 4096,
+        "m": 48,
+        "nbits": 8,
+        "nprobe": 32,
+        "hnsw_m": 32,
+        "ef_construction": 40,
+        "ef_search": 128,
+        "train_size": 65536,
+        "seed": 0,
+    },
 }
 _SEARCH_TIME = {"ef_search", "nprobe"}
+_MINIMUM = {"seed": 0}  # every other parameter is a positive integer
+_MAXIMUM = {"nbits": 16}
 
 
 @dataclass(frozen=True)
@@ -64,10 +95,19 @@ class IndexSpec:
                 continue
             if k not in params:
                 raise ConfigError(f"index.{k}: not a parameter of a {kind} index")
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"index.{k} {v!r}: expected a positive integer")
+            low, high = _MINIMUM.get(k, 1), _MAXIMUM.get(k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                what = "a positive integer" if low else "an integer >= 0"
+                raise ConfigError(f"index.{k} {v!r}: expected {what}")
+            if high is not None and v > high:
+                raise ConfigError(f"index.{k} {v!r}: at most {high}")
             params[k] = v
         return cls(kind, tuple(sorted(params.items())))
+
+    @property
+    def ann(self) -> bool:
+        """A trained, on-disk index (:mod:`genreg.retrieval.ann`)."""
+        return self.type in ANN_TYPES
 
     def get(self, name: str) -> int:
         return dict(self.params)[name]
@@ -87,6 +127,8 @@ def build_faiss(vectors: np.ndarray, spec: IndexSpec, *, progress: Any = None) -
     import faiss
     import numpy as np
 
+    if spec.ann:
+        raise ValueError(f"{spec.type} indexes are built by genreg.retrieval.ann")
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = x.shape
     index: faiss.Index
@@ -114,26 +156,40 @@ def build_faiss(vectors: np.ndarray, spec: IndexSpec, *, progress: Any = None) -
 def apply_search_params(index: Any, spec: IndexSpec) -> None:
     if spec.type == "hnsw":
         index.hnsw.efSearch = spec.get("ef_search")
-    elif spec.type == "ivf":
+    elif spec.type in ("ivf", "ivfpq", "ivf_hnsw"):
         index.nprobe = spec.get("nprobe")
+    if spec.type == "ivf_hnsw":
+        import faiss
+
+        quantizer: Any = faiss.downcast_index(index.quantizer)
+        quantizer.hnsw.efSearch = spec.get("ef_search")
 
 
 def encode_index(index: Any, meta: dict[str, Any]) -> bytes:
     import faiss
 
-    head = canonical_json(meta)
-    return _HEAD.pack(MAGIC, len(head)) + head + faiss.serialize_index(index).tobytes()
+    return encode_envelope(faiss.serialize_index(index).tobytes(), meta)
 
 
-def decode_index(data: bytes, where: str = "index") -> tuple[Any, dict[str, Any]]:
-    import faiss
-    import numpy as np
-
+def decode_envelope(data: bytes, where: str = "index") -> tuple[dict[str, Any], memoryview]:
+    """The meta and the FAISS bytes of a stored index object (not deserialised)."""
     if len(data) < _HEAD.size:
         raise IntegrityError(f"{where}: truncated header")
     magic, n = _HEAD.unpack_from(data)
     if magic != MAGIC:
         raise IntegrityError(f"{where}: not a genreg index object")
     meta = json.loads(data[_HEAD.size : _HEAD.size + n])
-    blob = np.frombuffer(data, dtype=np.uint8, offset=_HEAD.size + n)
-    return faiss.deserialize_index(blob), meta
+    return meta, memoryview(data)[_HEAD.size + n :]
+
+
+def encode_envelope(faiss_bytes: bytes, meta: dict[str, Any]) -> bytes:
+    head = canonical_json(meta)
+    return _HEAD.pack(MAGIC, len(head)) + head + faiss_bytes
+
+
+def decode_index(data: bytes, where: str = "index") -> tuple[Any, dict[str, Any]]:
+    import faiss
+    import numpy as np
+
+    meta, blob = decode_envelope(data, where)
+    return faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8)), meta

@@ -36,6 +36,10 @@ class IndexInfo:
     reused: bool  # the index already existed: nothing was embedded or built
     seconds: float
     object_digest: str = ""
+    backend: str = "torch"  # embedding backend (torch | onnx) and quantization (none | int8)
+    quantize: str = "none"
+    device: str | None = None  # where this call embedded chunks (None: nothing embedded)
+    engine: str = "local"  # local | ray: what embedded the missing chunks
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,8 +75,12 @@ class Retriever:
         chunk_index: list[int],
         embedder: Embedder,
         texts: Callable[[], list[str]] | None = None,
+        exact: Callable[[np.ndarray, int], tuple[Any, Any]] | None = None,
     ) -> None:
         self.info = info
+        # for a non-exact (ANN) index: exhaustive search over the same rows' cached vectors,
+        # called like faiss.Index.search (what ann_recall@k is measured against)
+        self.exact = exact
         self.index = index
         self.doc_ids = doc_ids
         self.chunk_index = chunk_index
@@ -136,15 +144,24 @@ class Retriever:
         """Like :meth:`search` for already-embedded (normalised) query vectors."""
         return [self._to_hits(rows, with_text) for rows in self._search_rows(vectors, k)]
 
+    def exact_search_vectors(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """Like :meth:`search_vectors` by exhaustive search (``exact`` must be set)."""
+        assert self.exact is not None, "no exact search for this index"
+        return [self._to_hits(rows, False) for rows in self._search_rows(vectors, k, self.exact)]
+
     def _to_hits(self, rows: list[tuple[int, float]], with_text: bool) -> list[Hit]:
         return [
             Hit(self.doc_ids[r], self.chunk_index[r], s, self.text(r) if with_text else None)
             for r, s in rows
         ]
 
-    def _search_rows(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def _search_rows(
+        self, q: np.ndarray, k: int, search: Callable[..., Any] | None = None
+    ) -> list[list[tuple[int, float]]]:
         """Per query, up to ``k`` (row, score) pairs of distinct documents, best first."""
         import numpy as np
+
+        search = search or self.index.search
 
         n = int(self.index.ntotal)
         out: list[list[tuple[int, float]]] = [[] for _ in range(len(q))]
@@ -154,7 +171,7 @@ class Retriever:
         todo = list(range(len(q)))
         x = np.ascontiguousarray(q, dtype=np.float32)
         while todo:
-            scores, rows = self.index.search(x[todo], fetch)
+            scores, rows = search(x[todo], fetch)
             retry = []
             for j, qi in enumerate(todo):
                 picked: list[tuple[int, float]] = []

@@ -222,12 +222,50 @@ class AdminService:
                 ]
             if progress:
                 progress("verify objects", i, len(stored))
+        problems += self._verify_packs(refs, stored_set, {p.object for p in problems})
         hidden = {d for d, _, _ in self.objects.iter_hidden()}
         for d in sorted(set(owners) - stored_set):
             what = "missing (in gc trash: 'genreg gc' restores it)" if d in hidden else "missing"
             problems += [Problem(o, d, what) for o in owners[d]]
         problems.sort(key=lambda p: (p.owner, p.object))
         return VerifyReport(len(stored), sum(len(v) for v in owners.values()), problems)
+
+    def _verify_packs(
+        self, refs: list[ObjectRef], stored: set[str], bad: set[str]
+    ) -> list[Problem]:
+        """Each pack against its index object (every record's bytes hash to its sha), and
+        the local pack-index cache (``packs.sqlite``, what reads use) against both."""
+        from genreg.store.packs import check_pack
+
+        out: list[Problem] = []
+        cache_path = self.settings.home / "packs.sqlite"
+        cache = getattr(self, "_packidx", None) if cache_path.exists() else None
+        for r in refs:
+            meta = r.meta if isinstance(r.meta, dict) else {}
+            index = meta.get("index")
+            if r.kind != "derived" or not r.owner.startswith("derived pack ") or not index:
+                continue
+            if r.digest not in stored or index not in stored or {r.digest, index} & bad:
+                continue  # already reported as missing or corrupt
+            why = check_pack(self.objects, r.digest, index)
+            if why is not None:
+                out.append(Problem(f"{r.owner} index {index[:12]}", r.digest, f"bad-index: {why}"))
+                continue
+            cached = cache.records_of(r.digest) if cache is not None else None
+            if cached:
+                from genreg.store.packs import parse_index
+
+                _, recs = parse_index(self.objects.get_bytes(index))
+                if not set(cached) <= set(recs):
+                    out.append(
+                        Problem(
+                            f"local pack index {cache_path}",
+                            r.digest,
+                            "disagrees with the pack's index object (delete the file:"
+                            " it is rebuilt from the index objects)",
+                        )
+                    )
+        return out
 
     # ---- gc ---------------------------------------------------------------------------
     def _keep(self, stored: set[str]) -> set[str]:

@@ -164,7 +164,7 @@ class ArtifactService:
     def content(self, ref: str | Ref | VersionInfo) -> bytes:
         info = ref if isinstance(ref, VersionInfo) else self.resolve(ref)
         data = self.objects.get_bytes(info.object_digest)
-        if digest_bytes(data) != info.digest and info.kind != "corpus":
+        if digest_bytes(data) != info.digest:
             raise IntegrityError(f"{info.ref}: content does not match its digest {info.digest}")
         return data
 
@@ -278,6 +278,7 @@ class ArtifactService:
                     raise NotFound(f"{t}: no such file or directory")
                 continue
             found.extend(self._discover(t))
+        found = self._one_file_per_name(found)
         parsed = [(p, kinds.name_from_path(p), kinds.parse_file(k, p)) for p, k in found]
         for p, name, _ in parsed:
             try:
@@ -289,6 +290,29 @@ class ArtifactService:
             res = self.register_parsed(name, pa, message=message or f"push {p.name}", author=author)
             v = res.version
             out.append(PushResult(str(p), v.kind, v.name, v.version, v.digest, res.created))
+        return out
+
+    @staticmethod
+    def _one_file_per_name(found: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+        """Each file once (a path given twice is pushed once), and one file per KIND:NAME:
+        ``prompts/x.yaml`` and ``prompts/sub/x.json`` would both be ``prompt:x`` and make
+        ``latest`` depend on sort order, so they are refused, naming both files."""
+        seen: dict[Path, str] = {}
+        owner: dict[tuple[str, str], Path] = {}
+        out = []
+        for p, k in found:
+            key = p.resolve()
+            if key in seen:
+                continue
+            seen[key] = k
+            name = (k, kinds.name_from_path(p))
+            if name in owner:
+                raise InvalidArtifact(
+                    f"{owner[name]} and {p} are both {k}:{name[1]}; rename one of them"
+                    " (push registers one file per name)"
+                )
+            owner[name] = p
+            out.append((p, k))
         return out
 
     def _project_root(self) -> Path:

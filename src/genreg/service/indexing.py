@@ -6,17 +6,27 @@ build-time index params). It is built once and recorded as ``derived(kind="index
 scope=<snapshot digest>)``; later calls load it. Only chunks whose text digest is not in the
 model's embedding cache are embedded, so re-indexing a slightly changed snapshot embeds only
 the changed chunks (``IndexInfo.embedded`` counts them).
+
+``model`` is a name/path, an embedding-spec mapping ``{model, backend, quantize, device}``
+(:class:`genreg.retrieval.embedders.EmbeddingSpec`; an ONNX export's files are kept in the
+registry, :mod:`genreg.retrieval.onnx_backend`) or an embedder object. ``engine="ray"``
+embeds the missing chunks on Ray (:mod:`genreg.retrieval.ray_engine`) instead of in-process;
+both write the same cache shards, so the index is the same either way.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genreg.core.hashing import canonical_json, digest_json
+from genreg.errors import ConfigError
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
+from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
 from genreg.store.objects import ensure_stored
@@ -31,6 +41,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, int, int | None], None]
 INDEX_FORMAT = 1
+ANN_SAMPLE_KIND = "annsample"
+ENGINES = ("local", "ray")
 
 
 class EmbedderLike(Protocol):
@@ -48,14 +60,43 @@ class EmbedderLike(Protocol):
     ) -> np.ndarray: ...
 
 
-def index_key(snapshot: str, model: str, chunking: ChunkingSpec, index: IndexSpec) -> str:
+ModelArg = str | Mapping[str, Any] | EmbeddingSpec | EmbedderLike | None
+
+
+def index_key(
+    snapshot: str,
+    model: str,
+    chunking: ChunkingSpec,
+    index: IndexSpec,
+    train_sample: str | None = None,
+) -> str:
+    """The derived key of an index; a trained (ANN) index adds its training sample's digest."""
+    params = index.build_dict()
+    if train_sample is not None:
+        params["train_sample"] = train_sample
     return digest_json(
         {
             "format": INDEX_FORMAT,
             "snapshot": snapshot,
             "model": model,
             "chunking": chunking.to_dict(),
-            "index": index.build_dict(),
+            "index": params,
+        }
+    )
+
+
+def sample_key(snapshot: str, model: str, chunking: ChunkingSpec, index: IndexSpec) -> str:
+    """The derived key of an ANN index's training sample: which rows it draws depends only on
+    the snapshot's chunks (chunking, and the model's tokenizer) and on train_size and seed."""
+    return digest_json(
+        {
+            "format": INDEX_FORMAT,
+            "kind": ANN_SAMPLE_KIND,
+            "snapshot": snapshot,
+            "model": model,
+            "chunking": chunking.to_dict(),
+            "train_size": index.get("train_size"),
+            "seed": index.get("seed"),
         }
     )
 
@@ -70,52 +111,87 @@ class IndexingService:
         def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo: ...
         def iter_documents(self, ref: str | Ref) -> Iterator[Any]: ...
 
-    def load_embedder(self, model: str | EmbedderLike | None = None) -> EmbedderLike:
-        """The embedder for a model name/path (``None``: the default model); an embedder
-        object passes through. The weights digest is cached under the registry home."""
-        if model is not None and not isinstance(model, str):
+    def load_embedder(self, model: ModelArg = None) -> EmbedderLike:
+        """The embedder for a model name/path or embedding-spec mapping (``None``: the
+        default model); an embedder object passes through. The weights digest is cached
+        under the registry home; ONNX exports are kept in the registry."""
+        if model is not None and not isinstance(model, (str, Mapping, EmbeddingSpec)):
             return model
         from genreg.retrieval.embedders import load_embedder
+        from genreg.retrieval.onnx_backend import ExportStore
 
-        return load_embedder(model, cache_dir=self.settings.home / "cache")
+        cache = self.settings.home / "cache"
+        spec = EmbeddingSpec.parse(model)
+        exports = ExportStore(self.objects, self.derived, cache / "onnx")
+        return load_embedder(spec, cache_dir=cache, exports=exports)
 
     def build_index(
         self,
         corpus_ref: str | Ref,
         *,
-        model: str | EmbedderLike | None = None,
+        model: ModelArg = None,
         chunking: str | dict[str, Any] | ChunkingSpec | None = None,
         index: str | dict[str, Any] | IndexSpec | None = None,
         progress: Progress | None = None,
         batch_size: int = 32,
+        engine: str = "local",
+        ray: Mapping[str, Any] | None = None,
     ) -> IndexInfo:
-        """Build (or find) the index of a corpus version for a model, chunking and index spec."""
-        info, _ = self._build(corpus_ref, model, chunking, index, progress, batch_size)
+        """Build (or find) the index of a corpus version for a model, chunking and index spec.
+        ``engine``: ``local`` (in-process) or ``ray`` (``ray``: :class:`RayOptions` fields)."""
+        info, _ = self._build(corpus_ref, model, chunking, index, progress, batch_size, engine, ray)
         return info
 
     def open_retriever(
         self,
         corpus_ref: str | Ref,
         *,
-        model: str | EmbedderLike | None = None,
+        model: ModelArg = None,
         chunking: str | dict[str, Any] | ChunkingSpec | None = None,
         index: str | dict[str, Any] | IndexSpec | None = None,
         progress: Progress | None = None,
+        engine: str = "local",
+        ray: Mapping[str, Any] | None = None,
     ) -> Retriever:
         """A :class:`Retriever` over the index (built first when it does not exist yet)."""
-        from genreg.retrieval.index import apply_search_params, decode_index
+        from genreg.retrieval.index import apply_search_params, decode_envelope, decode_index
 
-        info, emb = self._build(corpus_ref, model, chunking, index, progress, 32)
+        info, emb = self._build(corpus_ref, model, chunking, index, progress, 32, engine, ray)
+        ispec = IndexSpec.parse(index)
         data = self.objects.get_bytes(info.object_digest)
-        faiss_index, meta = decode_index(data, f"index {info.key}")
-        apply_search_params(faiss_index, IndexSpec.parse(info.index))
+        exact = None
+        if ispec.ann:
+            from genreg.retrieval import ann
+
+            meta, trunk = decode_envelope(data, f"index {info.key}")
+            where = self.settings.home / "cache" / "ann" / info.object_digest
+            faiss_index = ann.open_ondisk(
+                ann.materialize(self.objects, bytes(trunk), meta["lists"], where)
+            )
+            digests_obj = meta["digests"]
+            exact = ann.ExactSearch(
+                self.objects,
+                self.derived,
+                emb.digest,
+                int(meta["dim"]),
+                lambda: ann.np_digests(self.objects.get_bytes(digests_obj)),
+            )
+        else:
+            faiss_index, meta = decode_index(data, f"index {info.key}")
+        apply_search_params(faiss_index, ispec)
         texts_digest = meta["texts"]
 
         def texts() -> list[str]:
             return json.loads(self.objects.get_bytes(texts_digest))
 
         return Retriever(
-            info, faiss_index, meta["doc_ids"], meta["chunk_index"], self.query_cache(emb), texts
+            info,
+            faiss_index,
+            meta["doc_ids"],
+            meta["chunk_index"],
+            self.query_cache(emb),
+            texts,
+            exact=exact,
         )
 
     def query_cache(self, emb: EmbedderLike) -> Any:
@@ -131,7 +207,7 @@ class IndexingService:
         query: str,
         k: int = 5,
         *,
-        model: str | EmbedderLike | None = None,
+        model: ModelArg = None,
         chunking: str | dict[str, Any] | ChunkingSpec | None = None,
         index: str | dict[str, Any] | IndexSpec | None = None,
         progress: Progress | None = None,
@@ -146,26 +222,50 @@ class IndexingService:
     def _build(
         self,
         corpus_ref: str | Ref,
-        model: str | EmbedderLike | None,
+        model: ModelArg,
         chunking: Any,
         index: Any,
         progress: Progress | None,
         batch_size: int,
+        engine: str = "local",
+        ray: Mapping[str, Any] | None = None,
     ) -> tuple[IndexInfo, EmbedderLike]:
         t0 = time.perf_counter()
+        if engine not in ENGINES:
+            raise ConfigError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+        ray_opts = None
+        if engine == "ray":
+            from genreg.retrieval.ray_engine import RayOptions
+
+            ray_opts = RayOptions.parse({"batch_size": batch_size, **(ray or {})})
         version = self.resolve(corpus_ref, kind="corpus")
         emb = self.load_embedder(model)
         cspec, ispec = ChunkingSpec.parse(chunking), IndexSpec.parse(index)
-        key = index_key(version.digest, emb.digest, cspec, ispec)
-        row = self.derived.get(key)
-        if row is None:
-            docs = self.iter_documents(version.ref)
-            n = version.summary.get("docs")  # the snapshot's document count: the bar's total
-            row, embedded = self._build_new(
-                key, version.digest, docs, emb, cspec, ispec, progress, batch_size, n
-            )
+        n = version.summary.get("docs")  # the snapshot's document count: the bar's total
+        index_dict = ispec.to_dict()
+        if ispec.ann:  # keyed by its training sample too (known once the sample is drawn)
+            sample = self.derived.get(sample_key(version.digest, emb.digest, cspec, ispec))
+            train_sample = sample.meta["digest"] if sample is not None else None
+            key = index_key(version.digest, emb.digest, cspec, ispec, train_sample)
+            row = self.derived.get(key) if train_sample else None
+            if row is None:
+                docs = self.iter_documents(version.ref)
+                key, row, embedded = self._build_ann(
+                    version.digest, docs, emb, cspec, ispec, progress, batch_size, n, ray_opts
+                )
+            else:
+                embedded = -1
+            index_dict["train_sample"] = row.meta["train_sample"]
         else:
-            embedded = -1
+            key = index_key(version.digest, emb.digest, cspec, ispec)
+            row = self.derived.get(key)
+            if row is None:
+                docs = self.iter_documents(version.ref)
+                row, embedded = self._build_new(
+                    key, version.digest, docs, emb, cspec, ispec, progress, batch_size, n, ray_opts
+                )
+            else:
+                embedded = -1
         info = IndexInfo(
             key=key,
             corpus=version.ref,
@@ -174,13 +274,17 @@ class IndexingService:
             model=emb.name,
             model_digest=emb.digest,
             chunking=cspec.to_dict(),
-            index=ispec.to_dict(),
+            index=index_dict,
             n_docs=int(row.meta.get("n_docs", 0)),
             n_chunks=int(row.meta.get("n_chunks", 0)),
             embedded=max(embedded, 0),
             reused=embedded < 0,
             seconds=round(time.perf_counter() - t0, 4),
             object_digest=row.object_digest,
+            backend=str(getattr(emb, "backend", "torch")),
+            quantize=str(getattr(emb, "quantize", "none")),
+            device=getattr(emb, "device_used", None) if embedded > 0 and ray_opts is None else None,
+            engine=engine,
         )
         return info, emb
 
@@ -195,33 +299,23 @@ class IndexingService:
         progress: Progress | None,
         batch_size: int,
         total: int | None = None,
+        ray_opts: Any = None,
     ) -> tuple[Derived, int]:
         from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import build_faiss, encode_index
 
-        doc_ids: list[str] = []
-        chunk_index: list[int] = []
-        digests: list[str] = []
-        texts: list[str] = []
-        tokenizer = emb.tokenizer if cspec.needs_tokenizer else None
-        n_docs = 0
-        if progress is not None:
-            progress("chunking", 0, total)
-        for ch in iter_chunks(docs, cspec, tokenizer=tokenizer):
-            if ch.chunk_index == 0:
-                n_docs += 1
-                if progress is not None and n_docs % 1000 == 0:
-                    progress("chunking", n_docs, total)
-            doc_ids.append(ch.doc_id)
-            chunk_index.append(ch.chunk_index)
-            digests.append(ch.digest)
-            texts.append(ch.text)
-        if progress is not None:
-            progress("chunking", n_docs, n_docs)  # done: the bar completes
+        doc_ids, chunk_index, digests, texts, n_docs = _chunk_rows(
+            docs, cspec, emb, progress, total
+        )
 
         cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
         missing = cache.missing(digests)
-        if missing:
+        if missing and ray_opts is not None:
+            from genreg.retrieval.ray_engine import embed_missing
+
+            embed_missing(self.settings, emb, digests, texts, missing, ray_opts, progress)
+            cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
+        elif missing:
             wanted = set(missing)
             by_digest = {d: t for d, t in zip(digests, texts, strict=True) if d in wanted}
             vectors = emb.encode(
@@ -264,6 +358,146 @@ class IndexingService:
             ensure_stored(self.objects, obj, index_blob)
         return row, len(missing)
 
+    def _build_ann(
+        self,
+        snapshot: str,
+        docs: Iterable[Any],
+        emb: EmbedderLike,
+        cspec: ChunkingSpec,
+        ispec: IndexSpec,
+        progress: Progress | None,
+        batch_size: int,
+        total: int | None,
+        ray_opts: Any = None,
+    ) -> tuple[str, Derived, int]:
+        """Chunk, check the parameters can train (before anything is embedded or written),
+        embed what the cache lacks, draw the training sample, train, build the on-disk index
+        from the cache shards (streaming) and store it. Returns (key, row, embedded)."""
+        import shutil
+
+        from genreg.retrieval import ann
+        from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
+        from genreg.retrieval.index import encode_envelope
+
+        doc_ids, chunk_index, hex_digests, texts, n_docs = _chunk_rows(
+            docs, cspec, emb, progress, total
+        )
+        dim = emb.dim
+        ann.check_trainable(ispec, dim, len(doc_ids))
+        rows = ann.digests_array(hex_digests)
+        plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
+        missing_rows = plan.missing()
+        embedded = 0
+        if len(missing_rows):
+            cache = EmbeddingCache(self.objects, self.derived, emb.digest, dim)
+            todo: list[int] = []
+            seen: set[str] = set()
+            for r in missing_rows.tolist():
+                if hex_digests[r] not in seen:
+                    seen.add(hex_digests[r])
+                    todo.append(r)
+            if ray_opts is not None:  # the same cache shards, written by Ray actors
+                from genreg.retrieval.ray_engine import embed_missing
+
+                embed_missing(
+                    self.settings,
+                    emb,
+                    [hex_digests[r] for r in todo],
+                    [texts[r] for r in todo],
+                    [hex_digests[r] for r in todo],
+                    ray_opts,
+                    progress,
+                )
+                todo_local: list[int] = []
+            else:
+                todo_local = todo
+            for lo in range(0, len(todo_local), SHARD_MAX):  # one shard at a time in memory
+                part = todo_local[lo : lo + SHARD_MAX]
+                vecs = emb.encode(
+                    [texts[r] for r in part], batch_size=batch_size, progress=progress
+                )
+                cache.add([hex_digests[r] for r in part], vecs)
+            embedded = len(todo)
+            plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
+
+        positions = ann.sample_positions(ispec, len(rows))
+        sample_blob = rows[positions].tobytes()
+        train_sample = ann.sample_digest(sample_blob)
+        key = index_key(snapshot, emb.digest, cspec, ispec, train_sample)
+        existing = self.derived.get(key)
+        if existing is not None:  # a concurrent build finished first
+            return key, existing, embedded
+        if progress is not None:
+            progress("training", 0, None)
+        trained = ann.train(ispec, ann.gather(self.objects, plan, positions, dim))
+
+        tmp_root = self.settings.home / "cache" / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        workdir = Path(tempfile.mkdtemp(prefix="ann-", dir=tmp_root))
+        try:
+            workers = int(os.environ.get("GENREG_INDEX_WORKERS") or 1)
+            ann.build_ondisk(
+                self.objects, plan, trained, workdir, workers=workers, progress=progress
+            )
+            lists_obj = self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
+            digests_blob = rows.tobytes()
+            digests_obj = self.objects.put_bytes(digests_blob)
+            sample_obj = self.objects.put_bytes(sample_blob)
+            texts_blob = canonical_json(texts)
+            texts_obj = self.objects.put_bytes(texts_blob)
+            build = {**ispec.build_dict(), "train_sample": train_sample}
+            meta = {
+                "key": key,
+                "snapshot": snapshot,
+                "model_digest": emb.digest,
+                "chunking": cspec.to_dict(),
+                "index": build,
+                "dim": dim,
+                "texts": texts_obj,
+                "lists": lists_obj,
+                "digests": digests_obj,
+                "doc_ids": doc_ids,
+                "chunk_index": chunk_index,
+            }
+            envelope = encode_envelope((workdir / ann.TRUNK).read_bytes(), meta)
+            obj = self.objects.put_bytes(envelope)
+            summary = {
+                "model": emb.name,
+                "model_digest": emb.digest,
+                "chunking": cspec.to_dict(),
+                "index": build,
+                "train_sample": train_sample,
+                "n_docs": n_docs,
+                "n_chunks": len(doc_ids),
+                "embedded": embedded,
+                "texts": texts_obj,
+                "lists": lists_obj,
+                "digests": digests_obj,
+                "bytes": self.objects.size(lists_obj) + len(envelope),
+            }
+            self.derived.put(
+                kind=ANN_SAMPLE_KIND,
+                scope=snapshot,
+                key=sample_key(snapshot, emb.digest, cspec, ispec),
+                object_digest=sample_obj,
+                meta={"digest": train_sample, "size": len(positions), "seed": ispec.get("seed")},
+            )
+            row = self.derived.put(
+                kind="index", scope=snapshot, key=key, object_digest=obj, meta=summary
+            )
+            if row.object_digest == obj:  # a concurrent gc may have hidden what we wrote
+                ensure_stored(self.objects, sample_obj, sample_blob)
+                ensure_stored(self.objects, texts_obj, texts_blob)
+                ensure_stored(self.objects, digests_obj, digests_blob)
+                ensure_stored(self.objects, obj, envelope)
+                if not self.objects.has(lists_obj):
+                    self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return key, row, embedded
+
     def list_indexes(self, corpus_ref: str | Ref | None = None) -> list[dict[str, Any]]:
         """Built indexes (all, or those of one corpus version), as recorded."""
         scope = self.resolve(corpus_ref, kind="corpus").digest if corpus_ref else None
@@ -271,3 +505,39 @@ class IndexingService:
         return [
             {"key": r.key, "snapshot": r.scope, "created_at": r.created_at, **r.meta} for r in rows
         ]
+
+
+def _chunk_rows(
+    docs: Iterable[Any],
+    cspec: ChunkingSpec,
+    emb: EmbedderLike,
+    progress: Progress | None,
+    total: int | None,
+) -> tuple[list[str], list[int], list[str], list[str], int]:
+    """Every chunk of ``docs``: (doc ids, chunk indexes, text digests, texts, documents)."""
+    doc_ids: list[str] = []
+    chunk_index: list[int] = []
+    digests: list[str] = []
+    texts: list[str] = []
+    tokenizer = emb.tokenizer if cspec.needs_tokenizer else None
+    n_docs = 0
+    if progress is not None:
+        progress("chunking", 0, total)
+    for ch in iter_chunks(docs, cspec, tokenizer=tokenizer):
+        if ch.chunk_index == 0:
+            n_docs += 1
+            if progress is not None and n_docs % 1000 == 0:
+                progress("chunking", n_docs, total)
+        doc_ids.append(ch.doc_id)
+        chunk_index.append(ch.chunk_index)
+        digests.append(ch.digest)
+        texts.append(ch.text)
+    if progress is not None:
+        progress("chunking", n_docs, n_docs)  # done: the bar completes
+    return doc_ids, chunk_index, digests, texts, n_docs
+
+
+def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk

@@ -178,6 +178,7 @@ class RunViews:
         (loud warnings when the delta is not attributable) and, apart, the environment that
         differs (commit, genreg and package versions: shown, never blocking attribution)."""
         from genreg.core.compare import (
+            ann_recall_diff,
             compare_metric,
             environment_diff,
             environment_note,
@@ -211,6 +212,7 @@ class RunViews:
             "environment_differs": env,
             "environment_note": environment_note(env),
             "identical_fingerprint": ra.fingerprint == rb.fingerprint,
+            "ann_recall": ann_recall_diff(ra.report, rb.report),
             "answers": _changed_answers(res_a, res_b, qa, qb),
         }
 

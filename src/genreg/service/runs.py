@@ -2,6 +2,7 @@
 stages in :mod:`genreg.pipeline`, record its lineage, gate it.
 
     eval run     resolve -> retrieve      -> cost -> score -> record
+      generate:  resolve -> retrieve -> generate [-> judge] -> score -> record
     eval score   resolve -> read-run-file          -> score -> record
 
 Every stage's cheap ``prepare`` (refs, config, templates rendered with a sample query, gate
@@ -21,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from genreg.core.evalconfig import EvalConfig, load_config, parse_config
 from genreg.core.gates import parse_gates
 from genreg.core.runinfo import RunInfo, RunOutcome
+from genreg.core.timestamps import now
 from genreg.errors import ConfigError, GenregError
 from genreg.pipeline.records import Progress, RunRequest, RunState
-from genreg.pipeline.stages import now
 from genreg.service.run_views import RunViews
 
 log = logging.getLogger("genreg")
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from genreg.retrieval.chunking import ChunkingSpec
     from genreg.retrieval.index import IndexSpec
     from genreg.retrieval.retriever import Retriever
-    from genreg.service.indexing import EmbedderLike
     from genreg.store.objects import ObjectStore
     from genreg.store.runs import RunRepo
 
@@ -106,14 +106,18 @@ class EvalService(RunViews):
         def content(self, ref: Any) -> bytes: ...
         def load_prompt(self, ref: Any) -> Any: ...
         def load_routing(self, ref: Any) -> Any: ...
+        def load_embedder(self, model: Any = None) -> Any: ...
+        def iter_documents(self, ref: Any) -> Any: ...
         def open_retriever(
             self,
             corpus_ref: str | Ref,
             *,
-            model: str | EmbedderLike | None = None,
+            model: Any = None,
             chunking: str | dict[str, Any] | ChunkingSpec | None = None,
             index: str | dict[str, Any] | IndexSpec | None = None,
             progress: Progress | None = None,
+            engine: str = "local",
+            ray: Any = None,
         ) -> Retriever: ...
 
     @cached_property
@@ -147,6 +151,19 @@ class EvalService(RunViews):
     ) -> RunOutcome:
         """Run an eval config end to end and record the run (see the module docstring).
         ``overrides`` (``key=value``) are recorded as the run's parameters."""
+        request, pipeline = self._eval_setup(config, overrides, gates, baseline, run_name, tags)
+        return self._execute(pipeline, request, progress)
+
+    def _eval_setup(
+        self,
+        config: str | Path | EvalConfig | dict[str, Any],
+        overrides: list[str] | None,
+        gates: list[str] | None,
+        baseline: str | None,
+        run_name: str | None = None,
+        tags: list[str] | dict[str, str] | None = None,
+    ) -> tuple[RunRequest, Pipeline]:
+        """The request and the pipeline of an eval config (nothing resolved yet)."""
         if isinstance(config, EvalConfig):
             cfg = config
         elif isinstance(config, dict):
@@ -172,7 +189,47 @@ class EvalService(RunViews):
             from genreg.generation.stage import Generate
 
             pipeline.replace("cost", Generate(open_cache(self, cfg.generate.get("cache", "rw"))))
-        return self._execute(pipeline, request, progress)
+            if cfg.judges:  # LLM-as-judge metrics, after generate
+                from genreg.generation.judge import Judge
+
+                judge_cache = open_cache(self, cfg.generate.get("cache", "rw"))
+                pipeline.insert(Judge(self, judge_cache, self.load_embedder), after="generate")
+        return request, pipeline
+
+    def eval_dry_run(
+        self,
+        config: str | Path | EvalConfig | dict[str, Any],
+        *,
+        overrides: list[str] | None = None,
+        gates: list[str] | None = None,
+        baseline: str | None = None,
+    ) -> dict[str, Any]:
+        """``eval run --dry-run``: every stage's cheap ``prepare`` (refs, config, templates
+        rendered for the first query, gate metrics, endpoints and API-key variables), then the
+        token-cost estimate (:mod:`genreg.generation.dryrun`). Calls no model, builds no
+        index, searches nothing, records nothing."""
+        from genreg.generation.dryrun import dry_run_report
+
+        request, pipeline = self._eval_setup(config, overrides, gates, baseline)
+        state = RunState(request, now())
+        for stage in pipeline.stages:
+            stage.prepare(state)
+        return dry_run_report(state, pipeline.stages, self._sample_chunks(state))
+
+    def _sample_chunks(self, state: RunState, max_docs: int = 50) -> list[tuple[str, str]]:
+        """Real chunks of the first ``max_docs`` documents of the corpus (the dry-run's
+        stand-in for retrieved context): chunked as the config says, nothing embedded."""
+        from itertools import islice
+
+        from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
+
+        cfg = state.config
+        if cfg is None or state.prompt is None or state.routing is None:
+            return []
+        spec = ChunkingSpec.parse(cfg.chunking)
+        tokenizer = self.load_embedder(cfg.model).tokenizer if spec.by == "tokens" else None
+        docs = list(islice(self.iter_documents(state.input_ref("corpus")), max_docs))
+        return [(c.doc_id, c.text) for c in iter_chunks(docs, spec, tokenizer=tokenizer)]
 
     def eval_score(
         self,

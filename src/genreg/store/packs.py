@@ -57,6 +57,33 @@ def parse_index(data: bytes) -> tuple[str, list[tuple[bytes, int, int]]]:
     return pack, [_REC.unpack_from(body, i) for i in range(0, len(body), _REC.size)]
 
 
+def check_pack(objects: ObjectStore, pack: str, index: str) -> str | None:
+    """Why the index object ``index`` does not describe pack ``pack``, or None: it must name
+    the pack, and every record's byte range must lie inside the pack and hash to its sha.
+    Reads the pack once (``pread`` on a local store)."""
+    try:
+        named, records = parse_index(objects.get_bytes(index, verify=False))
+    except (IntegrityError, struct.error, UnicodeDecodeError):
+        return "index object is not a pack index"
+    if named != pack:
+        return f"index names pack {named[:12]}..., not this pack"
+    path = objects.local_path(pack)
+    data: bytes | None = None
+    fd = os.open(path, os.O_RDONLY) if path is not None else None
+    try:
+        size = os.fstat(fd).st_size if fd is not None else len(data := objects.get_bytes(pack))
+        for sha, off, n in records:
+            if off < len(PACK_MAGIC) or off + n > size:
+                return f"record {sha.hex()[:12]}... points outside the pack"
+            chunk = os.pread(fd, n, off) if fd is not None else data[off : off + n]  # type: ignore[index]  # data is set when fd is None
+            if hashlib.sha256(chunk).digest() != sha:
+                return f"record {sha.hex()[:12]}... does not match the pack's bytes"
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return None
+
+
 class _Staged:
     def __init__(self, fh: BinaryIO, name: str) -> None:
         self.fh, self.name = fh, name
@@ -233,6 +260,35 @@ class PackIndex:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    def records_of(self, pack: str) -> list[tuple[bytes, int, int]] | None:
+        """The cached (sha, offset, length) rows of ``pack`` sorted by sha; None if not
+        cached."""
+        with self.lock:
+            row = self.conn.execute("SELECT id FROM pack WHERE hex=?", (pack,)).fetchone()
+            if row is None:
+                return None
+            return [
+                (bytes(s), o, n)
+                for s, o, n in self.conn.execute(
+                    "SELECT sha, off, len FROM blob WHERE pack=? ORDER BY sha", (row[0],)
+                )
+            ]
+
+    def drop(self, pack: str) -> None:
+        """Forget ``pack`` (its rows are re-read from its index object on the next sync)."""
+        with self.lock:
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                row = c.execute("SELECT id FROM pack WHERE hex=?", (pack,)).fetchone()
+                if row is not None:
+                    c.execute("DELETE FROM blob WHERE pack=?", (row[0],))
+                    c.execute("DELETE FROM pack WHERE id=?", (row[0],))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
 
     def locate(self, shas: list[bytes]) -> dict[bytes, Loc]:
         out: dict[bytes, Loc] = {}

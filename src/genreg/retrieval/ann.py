@@ -1,0 +1,510 @@
+"""Compressed on-disk FAISS indexes for large corpora: ``ivfpq`` and ``ivf_hnsw``.
+
+Both are an IVF index with product-quantised codes (``m`` sub-quantizers of ``nbits`` bits per
+vector, plus an 8-byte id); ``ivf_hnsw`` finds the ``nprobe`` nearest lists with an HNSW graph
+over the ``nlist`` centroids instead of a flat scan (what FAISS recommends past ~1M vectors,
+where nlist grows to 2^16 and more).
+
+**Training sample.** ``train_size`` rows (all rows when there are fewer) drawn without
+replacement by ``numpy.random.default_rng(seed)`` from the index's rows, in row order. The
+sample is recorded as one object -- the 32-byte sha256 of each sampled chunk text, in order --
+and its digest (:func:`sample_digest`) is part of the index key and of the run's lineage
+(``index.train_sample``): the model digest plus those text digests determine the training
+vectors exactly.
+
+**Build, streaming.** Nothing holds all vectors at once. A digest-only pass over the model's
+embedding-cache shards (:func:`plan_rows`) finds which shard holds each row's vector; rows are
+then grouped by shard into *units* of about :data:`UNIT_ROWS` rows (the grouping depends only
+on the shards, never on the number of workers), each unit is added (``add_with_ids``, row
+number as id, :data:`BLOCK_ROWS` vectors at a time read straight from the shard file) to a
+copy of the trained empty index and written as a shard index file -- in this process or in
+``workers`` local processes -- and the shards are merged into FAISS on-disk inverted lists
+(``faiss.contrib.ondisk.merge_ondisk``). The result is two files: ``index.faiss`` (centroids,
+PQ codebooks, list offsets: small) and ``lists.ivfdata`` (codes + ids: n x (m + 8) bytes).
+
+**Search without loading the index.** :func:`open_ondisk` reads ``index.faiss`` with
+``IO_FLAG_ONDISK_SAME_DIR | IO_FLAG_READ_ONLY``: the inverted lists stay in ``lists.ivfdata``,
+memory-mapped read-only, and only the lists a query probes are paged in.
+
+**Exact search from the cache** (:class:`ExactSearch`): the same rows searched exhaustively,
+streaming the cached vectors shard by shard -- what an eval compares the index against
+(``ann_recall@k``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genreg.errors import ConfigError, IntegrityError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from genreg.retrieval.index import IndexSpec
+    from genreg.store.derived import DerivedRepo
+    from genreg.store.objects import ObjectStore
+
+TRUNK = "index.faiss"
+LISTS = "lists.ivfdata"
+UNIT_ROWS = 262_144  # rows per shard index built (and merged) as one unit
+BLOCK_ROWS = 8192  # vectors read from a cache shard at a time
+_SHARD_HEAD = struct.Struct("<8sII")  # genreg.retrieval.cache shard header
+
+
+@contextlib.contextmanager
+def quiet_native() -> Iterator[None]:
+    """Silence FAISS's C++ prints (``resizing ...``, clustering warnings) on fds 1 and 2, so
+    ``--json`` output stays one JSON document."""
+    for s in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            s.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no such fds (embedded use): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+# ---- parameters and the training sample ---------------------------------------------------
+def check_trainable(spec: IndexSpec, dim: int, n_rows: int) -> None:
+    """A :class:`ConfigError` naming the parameter when ``spec`` cannot be trained on
+    ``n_rows`` vectors of dimension ``dim`` (raised before anything is embedded or written)."""
+    m, nlist, nbits = spec.get("m"), spec.get("nlist"), spec.get("nbits")
+    if dim % m:
+        divisors = [d for d in range(1, dim + 1) if dim % d == 0 and d <= 128][-6:]
+        raise ConfigError(
+            f"index.m {m}: must divide the embedding dimension {dim} "
+            f"(e.g. {', '.join(map(str, divisors))})"
+        )
+    n_train = min(spec.get("train_size"), n_rows)
+    what = "rows" if n_train == n_rows else "train_size"
+    if n_train < nlist:
+        raise ConfigError(
+            f"index.nlist {nlist}: cannot train a {spec.type} index on {n_train} vectors "
+            f"({what}); nlist must be at most the training sample size"
+        )
+    if n_train < 2**nbits:
+        raise ConfigError(
+            f"index.nbits {nbits}: cannot train {2**nbits} PQ centroids on {n_train} vectors "
+            f"({what}); lower nbits or index more chunks"
+        )
+
+
+def sample_positions(spec: IndexSpec, n_rows: int) -> np.ndarray:
+    """The rows of the training sample, ascending (deterministic in seed, size and n)."""
+    import numpy as np
+
+    size = min(spec.get("train_size"), n_rows)
+    rng = np.random.default_rng(spec.get("seed"))
+    return np.sort(rng.choice(n_rows, size=size, replace=False)).astype(np.int64)
+
+
+def sample_digest(sample_blob: bytes) -> str:
+    """``sha256:`` of the sample object (the sampled rows' text digests, 32 bytes each)."""
+    return "sha256:" + hashlib.sha256(sample_blob).hexdigest()
+
+
+def digests_array(hex_digests: list[str]) -> np.ndarray:
+    """Hex sha256 digests as a numpy ``S32`` array (32 bytes a row, no Python objects)."""
+    import numpy as np
+
+    return np.frombuffer(bytes.fromhex("".join(hex_digests)), dtype="S32").copy()
+
+
+def new_index(spec: IndexSpec, dim: int) -> Any:
+    """The untrained FAISS index of a spec (inner product over normalised vectors)."""
+    import faiss
+
+    nlist, m, nbits = spec.get("nlist"), spec.get("m"), spec.get("nbits")
+    quantizer: Any
+    if spec.type == "ivf_hnsw":
+        quantizer = faiss.IndexHNSWFlat(dim, spec.get("hnsw_m"), faiss.METRIC_INNER_PRODUCT)
+        quantizer.hnsw.efConstruction = spec.get("ef_construction")
+    else:
+        quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+    index.own_fields = True
+    quantizer.this.disown()
+    if spec.type == "ivf_hnsw":  # k-means on a flat index; the centroids then go in the graph
+        index.clustering_index = faiss.IndexFlatIP(dim)
+    index.cp.seed = index.pq.cp.seed = spec.get("seed")
+    return index
+
+
+def train(spec: IndexSpec, sample: np.ndarray) -> bytes:
+    """The trained, empty index (serialised) for ``sample`` (rows L2-normalised)."""
+    import faiss
+    import numpy as np
+
+    x = np.ascontiguousarray(sample, dtype=np.float32)
+    index = new_index(spec, x.shape[1])
+    with quiet_native():
+        index.train(x)
+    return faiss.serialize_index(index).tobytes()
+
+
+# ---- where each row's vector is: a digest-only pass over the cache shards -----------------
+@dataclass
+class CachePlan:
+    """For each row, the cache shard (index into ``shards``, -1 when not cached) and the
+    position in it that holds its vector."""
+
+    shards: list[str]  # shard object digests, in the cache's order
+    shard_of: np.ndarray  # int32 per row
+    pos_of: np.ndarray  # int64 per row
+
+    def missing(self) -> np.ndarray:
+        import numpy as np
+
+        return np.nonzero(self.shard_of < 0)[0]
+
+    def by_shard(self, rows: np.ndarray | None = None) -> list[tuple[int, np.ndarray]]:
+        """``(shard, rows)`` for every shard holding some of ``rows`` (default all), rows
+        sorted by their position in the shard (sequential reads)."""
+        import numpy as np
+
+        rows = np.arange(len(self.shard_of)) if rows is None else rows
+        s = self.shard_of[rows]
+        order = np.lexsort((self.pos_of[rows], s))
+        rows, s = rows[order], s[order]
+        out = []
+        bounds = np.flatnonzero(np.diff(s)) + 1
+        for part in np.split(rows, bounds):
+            if len(part) and self.shard_of[part[0]] >= 0:
+                out.append((int(self.shard_of[part[0]]), part))
+        return out
+
+
+def _shard_rows(objects: ObjectStore, derived: DerivedRepo, kind: str, model: str, dim: int) -> Any:
+    return [r for r in derived.list(kind, scope=model) if int(r.meta.get("dim", -1)) == dim]
+
+
+def read_digest_table(objects: ObjectStore, digest: str) -> np.ndarray:
+    """The chunk digests of one cache shard (``S32``), reading only its digest table when the
+    object is a local file."""
+    import numpy as np
+
+    path = objects.local_path(digest)
+    if path is not None and path.exists():
+        with open(path, "rb") as fh:
+            head = fh.read(_SHARD_HEAD.size)
+            _, _, n = _check_head(head, digest)
+            return np.frombuffer(fh.read(32 * n), dtype="S32")
+    data = objects.get_bytes(digest)
+    _, _, n = _check_head(data[: _SHARD_HEAD.size], digest)
+    return np.frombuffer(data, dtype="S32", count=n, offset=_SHARD_HEAD.size).copy()
+
+
+def _check_head(head: bytes, digest: str) -> tuple[bytes, int, int]:
+    from genreg.retrieval.cache import MAGIC
+
+    if len(head) < _SHARD_HEAD.size:
+        raise IntegrityError(f"embedding shard sha256:{digest}: truncated header")
+    magic, dim, n = _SHARD_HEAD.unpack(head)
+    if magic != MAGIC:
+        raise IntegrityError(f"embedding shard sha256:{digest}: bad magic")
+    return magic, dim, n
+
+
+def plan_rows(
+    objects: ObjectStore,
+    derived: DerivedRepo,
+    model_digest: str,
+    dim: int,
+    rows: np.ndarray,
+    *,
+    kind: str = "embshard",
+) -> CachePlan:
+    """Which cache shard holds each row's vector (``rows``: ``S32`` text digests). The first
+    shard (in the cache's order) holding a digest wins, as in :class:`EmbeddingCache`."""
+    import numpy as np
+
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    u_shard = np.full(len(uniq), -1, dtype=np.int32)
+    u_pos = np.zeros(len(uniq), dtype=np.int64)
+    shards: list[str] = []
+    for r in _shard_rows(objects, derived, kind, model_digest, dim):
+        table = read_digest_table(objects, r.object_digest)
+        s = len(shards)
+        shards.append(r.object_digest)
+        if not len(uniq):
+            continue
+        at = np.searchsorted(uniq, table)
+        at_c = np.minimum(at, len(uniq) - 1)
+        hit = (at < len(uniq)) & (uniq[at_c] == table)
+        pos = np.nonzero(hit)[0]
+        u = at[pos]
+        first = np.unique(u, return_index=True)[1]  # a digest twice in a shard: first wins
+        u, pos = u[first], pos[first]
+        new = u_shard[u] < 0
+        u_shard[u[new]] = s
+        u_pos[u[new]] = pos[new]
+    return CachePlan(shards, u_shard[inverse], u_pos[inverse])
+
+
+def iter_vectors(
+    objects: ObjectStore, digest: str, positions: np.ndarray, block: int = BLOCK_ROWS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(indices into positions, vectors)`` blocks for the ascending ``positions`` of one
+    cache shard. A local shard is read sequentially, ``block`` rows at a time, and its sha256
+    checked at the end (an :class:`IntegrityError` when it does not match); other stores read
+    the (verified) object whole -- a shard is at most ``SHARD_MAX`` vectors."""
+    import numpy as np
+
+    path = objects.local_path(digest)
+    if path is None or not path.exists():
+        data = objects.get_bytes(digest)
+        _, dim, n = _check_head(data[: _SHARD_HEAD.size], digest)
+        vecs = np.frombuffer(data, dtype="<f4", count=n * dim, offset=_SHARD_HEAD.size + 32 * n)
+        vecs = vecs.reshape(n, dim)
+        for lo in range(0, len(positions), block):
+            sel = np.arange(lo, min(lo + block, len(positions)))
+            yield sel, np.ascontiguousarray(vecs[positions[sel]], dtype=np.float32)
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        head = fh.read(_SHARD_HEAD.size)
+        h.update(head)
+        _, dim, n = _check_head(head, digest)
+        h.update(fh.read(32 * n))
+        row_bytes = 4 * dim
+        j = 0
+        for start in range(0, n, block):
+            count = min(block, n - start)
+            raw = fh.read(count * row_bytes)
+            if len(raw) != count * row_bytes:
+                raise IntegrityError(f"embedding shard sha256:{digest}: truncated")
+            h.update(raw)
+            k = int(np.searchsorted(positions, start + count, side="left"))
+            if k > j:
+                vecs = np.frombuffer(raw, dtype="<f4").reshape(count, dim)
+                sel = np.arange(j, k)
+                yield sel, np.ascontiguousarray(vecs[positions[sel] - start], dtype=np.float32)
+                j = k
+        h.update(fh.read())
+    if h.hexdigest() != digest.removeprefix("sha256:"):
+        raise IntegrityError(f"embedding shard sha256:{digest} is corrupt")
+
+
+def gather(objects: ObjectStore, plan: CachePlan, rows: np.ndarray, dim: int) -> np.ndarray:
+    """The vectors of ``rows`` (a small set: the training sample), in the order given."""
+    import numpy as np
+
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    where = {int(r): i for i, r in enumerate(rows)}
+    for s, part in plan.by_shard(rows):
+        for sel, vecs in iter_vectors(objects, plan.shards[s], plan.pos_of[part]):
+            out[[where[int(r)] for r in part[sel]]] = vecs
+    return out
+
+
+# ---- build ----------------------------------------------------------------------------------
+Unit = list[tuple[str, "np.ndarray", "np.ndarray"]]  # (shard digest, positions, row ids)
+
+
+def units(plan: CachePlan, rows_per_unit: int = UNIT_ROWS) -> list[Unit]:
+    """Rows grouped by cache shard into build units of about ``rows_per_unit`` rows."""
+    out: list[Unit] = []
+    cur: Unit = []
+    size = 0
+    for s, part in plan.by_shard():
+        cur.append((plan.shards[s], plan.pos_of[part], part.astype("int64")))
+        size += len(part)
+        if size >= rows_per_unit:
+            out.append(cur)
+            cur, size = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def build_unit(objects: ObjectStore, trained: bytes, unit: Unit, out_path: str) -> int:
+    """Add one unit's vectors to a copy of the trained index and write it to ``out_path``."""
+    import faiss
+    import numpy as np
+
+    index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
+    for digest, positions, ids in unit:
+        for sel, vecs in iter_vectors(objects, digest, positions):
+            index.add_with_ids(vecs, ids[sel])
+    faiss.write_index(index, out_path)
+    return int(index.ntotal)
+
+
+def _unit_worker(args: tuple[str, bytes, Unit, str]) -> int:
+    from genreg.store.objects import open_object_store
+
+    url, trained, unit, out_path = args
+    return build_unit(open_object_store(url), trained, unit, out_path)
+
+
+def build_ondisk(
+    objects: ObjectStore,
+    plan: CachePlan,
+    trained: bytes,
+    workdir: Path,
+    *,
+    workers: int = 1,
+    rows_per_unit: int = UNIT_ROWS,
+    progress: Any = None,
+) -> int:
+    """Build ``workdir/index.faiss`` + ``workdir/lists.ivfdata`` from the cached vectors of
+    every row of ``plan`` (all must be cached); returns the number of vectors."""
+    import faiss
+    import numpy as np
+    from faiss.contrib.ondisk import merge_ondisk
+
+    if len(plan.missing()):
+        raise IntegrityError(f"embedding cache: {len(plan.missing())} rows have no vector")
+    work = units(plan, rows_per_unit)
+    paths = [str(workdir / f"unit-{i:05d}.faiss") for i in range(len(work))]
+    total, done = len(plan.shard_of), 0
+    if progress is not None:
+        progress("indexing", 0, total)
+    if workers > 1 and len(work) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")  # never fork a process holding OpenMP
+        jobs = [(objects.url, trained, u, p) for u, p in zip(work, paths, strict=True)]
+        with ProcessPoolExecutor(min(workers, len(work)), mp_context=ctx) as pool:
+            for added in pool.map(_unit_worker, jobs):
+                done += added
+                if progress is not None:
+                    progress("indexing", done, total)
+    else:
+        for u, p in zip(work, paths, strict=True):
+            done += build_unit(objects, trained, u, p)
+            if progress is not None:
+                progress("indexing", done, total)
+    index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
+    with quiet_native():
+        merge_ondisk(index, paths, str(workdir / LISTS))
+        faiss.write_index(index, str(workdir / TRUNK))
+    n = int(index.ntotal)
+    del index
+    for p in paths:
+        os.unlink(p)
+    return n
+
+
+# ---- open -----------------------------------------------------------------------------------
+def materialize(objects: ObjectStore, trunk: bytes, lists_digest: str, dest: Path) -> Path:
+    """``dest`` holding ``index.faiss`` and ``lists.ivfdata`` (a hard link to the stored
+    object when the store is local, else a copy), made once and reused."""
+    if (dest / TRUNK).exists() and (dest / LISTS).exists():
+        return dest
+    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / TRUNK).write_bytes(trunk)
+    src = objects.local_path(lists_digest)
+    linked = False
+    if src is not None and src.exists():
+        with contextlib.suppress(OSError):
+            os.link(src, tmp / LISTS)
+            linked = True
+    if not linked:
+        (tmp / LISTS).write_bytes(objects.get_bytes(lists_digest))
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another process made it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def open_ondisk(directory: Path) -> Any:
+    """The index in ``directory``, its inverted lists memory-mapped read-only."""
+    import faiss
+
+    flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY
+    with quiet_native():
+        return faiss.read_index(str(directory / TRUNK), flags)
+
+
+def is_ondisk(index: Any) -> bool:
+    """True when ``index``'s inverted lists are FAISS on-disk (memory-mapped) lists."""
+    import faiss
+
+    lists = faiss.extract_index_ivf(index).invlists
+    return lists is not None and isinstance(
+        faiss.downcast_InvertedLists(lists), faiss.OnDiskInvertedLists
+    )
+
+
+# ---- exact search from the cache ------------------------------------------------------------
+class ExactSearch:
+    """Exhaustive inner-product search over the cached vectors of an index's rows, streamed
+    shard by shard; called like ``faiss.Index.search`` (``(scores, rows)``, best first)."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        derived: DerivedRepo,
+        model_digest: str,
+        dim: int,
+        rows: Any,  # S32 digests, or a callable returning them (loaded on first search)
+    ) -> None:
+        self.objects, self.derived = objects, derived
+        self.model_digest, self.dim = model_digest, dim
+        self._rows = rows
+        self._plan: CachePlan | None = None
+
+    def plan(self) -> CachePlan:
+        if self._plan is None:
+            rows = self._rows() if callable(self._rows) else self._rows
+            self._plan = plan_rows(self.objects, self.derived, self.model_digest, self.dim, rows)
+            if len(self._plan.missing()):
+                raise IntegrityError(
+                    f"embedding cache: {len(self._plan.missing())} indexed rows have no "
+                    "cached vector (exact search for ann recall)"
+                )
+        return self._plan
+
+    def __call__(self, q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        plan = self.plan()
+        x = np.ascontiguousarray(q, dtype=np.float32)
+        nq = len(x)
+        best_s = np.full((nq, fetch), -np.inf, dtype=np.float32)
+        best_i = np.full((nq, fetch), -1, dtype=np.int64)
+        for s, part in plan.by_shard():
+            for sel, vecs in iter_vectors(self.objects, plan.shards[s], plan.pos_of[part]):
+                scores = x @ vecs.T
+                all_s = np.hstack([best_s, scores])
+                all_i = np.hstack([best_i, np.broadcast_to(part[sel], scores.shape)])
+                top = np.argpartition(-all_s, fetch - 1, axis=1)[:, :fetch]
+                best_s = np.take_along_axis(all_s, top, axis=1)
+                best_i = np.take_along_axis(all_i, top, axis=1)
+        order = np.lexsort((best_i, -best_s)) if nq else np.zeros((0, fetch), dtype=np.int64)
+        return (
+            np.take_along_axis(best_s, order, axis=1),
+            np.take_along_axis(best_i, order, axis=1),
+        )
+
+
+def np_digests(blob: bytes) -> np.ndarray:
+    """An index's stored row digests (32 bytes each) as ``S32``."""
+    import numpy as np
+
+    return np.frombuffer(blob, dtype="S32")

@@ -1,0 +1,453 @@
+"""The ``onnx`` embedding backend: a sentence-transformers model exported to ONNX and run by
+ONNX Runtime, optionally int8-quantized (``embedding: {backend: onnx, quantize: int8}``).
+
+The export is genreg's own (sentence-transformers' ONNX backend needs ``optimum``, which does
+not support the transformers this project uses): ``torch.onnx.export`` of the local model
+files (nothing is downloaded) wrapped with the model's pooling (mean or CLS over the attention
+mask) and L2 normalisation, so the graph outputs exactly what ``SentenceTransformer.encode(...,
+normalize_embeddings=True)`` returns; texts are tokenized by the model's ``tokenizer.json``
+with the ``tokenizers`` library (the same fast tokenizer sentence-transformers uses), with
+the model's ``max_seq_length``. ``quantize: int8`` is ONNX Runtime's dynamic quantization of
+the MatMul weights, per channel.
+
+Identity: an export is a *different model*. Its digest is ``sha256:`` of the canonical JSON of
+``{"source": <source model digest>, "backend": "onnx", **settings}`` where the settings are
+the export format, opset, pooling, sequence length, quantization and the torch (exporter) and
+onnxruntime (quantizer and runtime) versions -- so its vectors live in their own cache
+entries and runs record it apart from the torch model. The digest is computed from the
+settings, never from the exported bytes, so naming the model costs nothing.
+
+The export is made once and kept in the registry as a derived object (``kind="onnxmodel"``,
+``scope`` = source model digest, ``key`` = the export's digest) plus a local copy under
+``<home>/cache/onnx/``; every later process (or Ray actor) fetches it instead of exporting.
+
+``onnxruntime`` and ``onnx`` are the ``genreg[onnx]`` extra, imported only here and only when
+the backend is used; without them the backend fails with one line naming the extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genreg.core.hashing import digest_json
+from genreg.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from genreg.retrieval.embedders import Progress
+    from genreg.store.derived import DerivedRepo
+    from genreg.store.objects import ObjectStore
+
+EXPORT_FORMAT = 1
+OPSET = 17
+KIND = "onnxmodel"
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_sessions: dict[str, Any] = {}  # InferenceSession per (export digest, device) (process-wide)
+_lock = threading.Lock()
+
+
+def require_onnx() -> Any:
+    """``onnxruntime``, or a one-line :class:`ConfigError` naming the extra to install."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(
+            "embedding backend onnx needs the onnx extra: pip install 'genreg[onnx]'"
+        ) from None
+    return onnxruntime
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model {path.parent}: cannot read {path.name} ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def model_layout(root: Path) -> dict[str, Any]:
+    """Pooling, sequence length and dimension of a Transformer + Pooling (+ Normalize)
+    sentence-transformers model; a :class:`ConfigError` for anything else."""
+    where = f"model {root}"
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"{where}: backend onnx needs a sentence-transformers model directory (modules.json)"
+        ) from None
+    types = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    if (
+        not types
+        or types[0] != "Transformer"
+        or not set(types)
+        <= {
+            "Transformer",
+            "Pooling",
+            "Normalize",
+        }
+    ):
+        raise ConfigError(
+            f"{where}: backend onnx supports Transformer + Pooling (+ Normalize) models, "
+            f"not {' + '.join(types)}"
+        )
+    pool_dir = next(
+        (m.get("path", "") for m in modules if str(m["type"]).endswith("Pooling")), None
+    )
+    pool = _read_json(root / pool_dir / "config.json") if pool_dir is not None else {}
+    if pool.get("pooling_mode_cls_token"):
+        pooling = "cls"
+    elif pool.get("pooling_mode_mean_tokens", pool_dir is None):
+        pooling = "mean"
+    else:
+        raise ConfigError(f"{where}: backend onnx supports mean or CLS pooling only")
+    st = _read_json(root / "sentence_bert_config.json")
+    cfg = _read_json(root / "config.json")
+    max_len = int(st.get("max_seq_length") or cfg.get("max_position_embeddings") or 512)
+    if cfg.get("max_position_embeddings"):
+        max_len = min(max_len, int(cfg["max_position_embeddings"]))
+    if not (root / "tokenizer.json").is_file():
+        raise ConfigError(f"{where}: backend onnx needs the fast tokenizer file tokenizer.json")
+    return {
+        "pooling": pooling,
+        "max_seq_length": max_len,
+        "lowercase": bool(st.get("do_lower_case", False)),
+        "dim": int(pool.get("word_embedding_dimension") or cfg.get("hidden_size") or 0),
+    }
+
+
+def export_settings(root: Path, quantize: str) -> dict[str, Any]:
+    """Everything an export depends on besides the source weights (see the module doc)."""
+    layout = model_layout(root)
+    out: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "opset": OPSET,
+        "pooling": layout["pooling"],
+        "max_seq_length": layout["max_seq_length"],
+        "lowercase": layout["lowercase"],
+        "normalize": True,
+        "quantize": quantize,
+        "torch": _version("torch"),
+        "onnxruntime": _version("onnxruntime"),
+    }
+    if quantize == "int8":
+        out["int8"] = {
+            "method": "dynamic",
+            "weight_type": "QInt8",
+            "per_channel": True,
+            "ops": ["MatMul"],
+        }
+    return out
+
+
+def export_digest(source_digest: str, settings: dict[str, Any]) -> str:
+    return digest_json({"source": source_digest, "backend": "onnx", **settings})
+
+
+def export_model(root: Path, settings: dict[str, Any], out_file: Path) -> None:
+    """Export (and quantize) the model in ``root`` to ``out_file``; a :class:`ConfigError`
+    when the export fails (nothing is left at ``out_file``)."""
+    require_onnx()
+    tmp = Path(tempfile.mkdtemp(prefix="genreg-onnx-", dir=out_file.parent))
+    try:
+        fp32 = tmp / "model.onnx"
+        _torch_export(root, settings, fp32)
+        if settings["quantize"] == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+            q = tmp / "model.int8.onnx"
+            quantize_dynamic(
+                str(fp32),
+                str(q),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+            )
+            fp32 = q
+        os.replace(fp32, out_file)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"model {root}: ONNX export failed ({type(exc).__name__}: {exc})"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _torch_export(root: Path, settings: dict[str, Any], out: Path) -> None:
+    import warnings
+
+    from genreg.retrieval.embedders import _offline
+
+    _offline()
+    import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    model = AutoModel.from_pretrained(str(root)).eval()
+    pooling = settings["pooling"]
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids: Any, mask: Any, types: Any) -> Any:
+            h = self.model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+            h = h.last_hidden_state
+            if pooling == "cls":
+                e = h[:, 0]
+            else:
+                m = mask.unsqueeze(-1).to(h.dtype)
+                e = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(e, p=2, dim=1)
+
+    # A padded example batch, so the traced attention keeps its masking path.
+    ids = torch.full((3, 11), 1000, dtype=torch.long)
+    mask = torch.ones((3, 11), dtype=torch.long)
+    mask[1, 5:] = 0
+    mask[2, 8:] = 0
+    types = torch.zeros((3, 11), dtype=torch.long)
+    axes = {n: {0: "batch", 1: "seq"} for n in _INPUTS}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Pooled(),
+            (ids, mask, types),
+            str(out),
+            input_names=list(_INPUTS),
+            output_names=["embedding"],
+            dynamic_axes={**axes, "embedding": {0: "batch"}},
+            opset_version=settings["opset"],
+            dynamo=False,
+        )
+
+
+class ExportStore:
+    """Exported models kept in the registry (derived objects) with a local file copy."""
+
+    def __init__(
+        self, objects: ObjectStore | None, derived: DerivedRepo | None, local_dir: Path
+    ) -> None:
+        self.objects = objects
+        self.derived = derived
+        self.local_dir = Path(local_dir)
+
+    def local_path(self, digest: str) -> Path:
+        return self.local_dir / f"{digest.split(':', 1)[-1]}.onnx"
+
+    def get(self, digest: str) -> Path | None:
+        """The local file of an export (fetched from the registry when only it has it)."""
+        p = self.local_path(digest)
+        if p.is_file():
+            return p
+        if self.derived is None or self.objects is None:
+            return None
+        row = self.derived.get(digest)
+        if row is None or row.kind != KIND:
+            return None
+        self._write_local(p, self.objects.get_bytes(row.object_digest))
+        return p
+
+    def make(self, root: Path, source_digest: str, digest: str, settings: dict[str, Any]) -> Path:
+        """Export, record in the registry, keep the local copy; returns the local file."""
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        p = self.local_path(digest)
+        tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        export_model(root, settings, tmp)
+        try:
+            if self.derived is not None and self.objects is not None:
+                from genreg.store.objects import ensure_stored
+
+                data = tmp.read_bytes()
+                obj = self.objects.put_bytes(data)
+                row = self.derived.put(
+                    kind=KIND,
+                    scope=source_digest,
+                    key=digest,
+                    object_digest=obj,
+                    meta={"settings": settings, "bytes": len(data)},
+                )
+                if row.object_digest != obj:  # another process exported first: use theirs
+                    data = self.objects.get_bytes(row.object_digest)
+                    tmp.write_bytes(data)
+                else:
+                    ensure_stored(self.objects, obj, data)
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return p
+
+    def _write_local(self, p: Path, data: bytes) -> None:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+
+
+class OnnxEmbedder:
+    """An ONNX export of a sentence-transformers model, run by ONNX Runtime (module doc).
+    Same interface as :class:`genreg.retrieval.embedders.Embedder`."""
+
+    backend = "onnx"
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        source_digest: str,
+        *,
+        quantize: str = "none",
+        device: str = "auto",
+        exports: ExportStore | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.source_digest = source_digest
+        self.quantize = quantize
+        self.device = device
+        self.threads = threads
+        self.settings = export_settings(self.path, quantize)
+        self.digest = export_digest(source_digest, self.settings)
+        suffix = "onnx-int8" if quantize == "int8" else "onnx"
+        self.name = f"{name} [{suffix}]"
+        self.exports = exports
+        self.device_used: str | None = None
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbedder({self.name!r}, {self.digest[:19]})"
+
+    @cached_property
+    def dim(self) -> int:
+        return int(model_layout(self.path)["dim"])
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """The HF tokenizer (for chunking by tokens), as the torch backend gives it."""
+        from genreg.retrieval.embedders import _offline
+
+        _offline()
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.path))
+
+    @cached_property
+    def _fast(self) -> Any:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        tcfg = _read_json(self.path / "tokenizer_config.json")
+        pad = tcfg.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        pad = pad or "[PAD]"
+        pad_id = tok.token_to_id(pad)
+        tok.enable_truncation(max_length=self.settings["max_seq_length"])
+        tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad)
+        return tok
+
+    @property
+    def loaded(self) -> bool:
+        return self._session_key in _sessions
+
+    @property
+    def _session_key(self) -> str:
+        return f"{self.digest}|{self.device}|{self.threads}"
+
+    def model_file(self) -> Path:
+        """The exported model file (exported once; afterwards fetched)."""
+        store = self.exports or ExportStore(None, None, Path(tempfile.gettempdir()) / "genreg-onnx")
+        found = store.get(self.digest)
+        return found or store.make(self.path, self.source_digest, self.digest, self.settings)
+
+    @property
+    def session(self) -> Any:
+        with _lock:
+            key = self._session_key
+            if key not in _sessions:
+                ort = require_onnx()
+                providers = ["CPUExecutionProvider"]
+                available = ort.get_available_providers()
+                if self.device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+                    providers.insert(0, "CUDAExecutionProvider")
+                elif self.device == "cuda":
+                    raise ConfigError(
+                        "embedding.device: cuda requested but onnxruntime has no CUDA provider "
+                        "(install onnxruntime-gpu)"
+                    )
+                opts = ort.SessionOptions()
+                if self.threads:
+                    opts.intra_op_num_threads = self.threads
+                    opts.inter_op_num_threads = 1
+                opts.log_severity_level = 3
+                _sessions[key] = ort.InferenceSession(
+                    str(self.model_file()), opts, providers=providers
+                )
+            sess = _sessions[key]
+            self.device_used = "cuda" if sess.get_providers()[0].startswith("CUDA") else "cpu"
+            return sess
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        if self.settings["lowercase"]:
+            texts = [t.lower() for t in texts]
+        enc = self._fast.encode_batch(texts)
+        feed = {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+        }
+        names = {i.name for i in self.session.get_inputs()}
+        return self.session.run(None, {k: v for k, v in feed.items() if k in names})[0]
+
+    def encode(
+        self, texts: list[str], batch_size: int = 32, *, progress: Progress | None = None
+    ) -> np.ndarray:
+        """Embed ``texts`` (rows in input order), longest first in batches of ``batch_size``
+        (as sentence-transformers does), reporting progress between blocks of batches."""
+        import numpy as np
+
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        order = sorted(range(n), key=lambda i: -len(texts[i]))
+        batch_size = max(batch_size, 1)
+        block = batch_size * 32
+        loading = progress is not None and not self.loaded
+        if loading and progress is not None:
+            progress(f"loading {self.name}", 0, None)
+        _ = self.session
+        if progress is not None:
+            if loading:
+                progress(f"loading {self.name}", 1, 1)
+            progress("embedding", 0, n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._run([texts[i] for i in idx])
+            done = min(start + batch_size, n)
+            if progress is not None and (done % block == 0 or done == n):
+                progress("embedding", done, n)
+        return out

@@ -1,0 +1,294 @@
+"""The ``ray`` embedding engine: chunks missing from the embedding cache are embedded by Ray
+Data actors, each writing its finished shards straight into the registry.
+
+``genreg corpus index REF --engine ray`` (or ``embedding: {engine: ray}`` in an eval config)
+hands the chunks whose vectors are not cached to :func:`embed_missing`:
+
+- the distinct chunk texts are ordered exactly as the in-process embedder orders them
+  (longest first, ties in first-seen order) and cut into *blocks* of ``batch_size x 32``
+  texts -- the in-process path's own blocks, so a deterministic model gives the same vectors
+  bit for bit -- and only blocks with a missing chunk are sent (only their missing chunks);
+- ``ray.data.from_items(blocks).map_batches(EmbedActor, concurrency=actors, ...)``: each actor
+  loads the model once (``num_cpus``/``num_gpus`` per actor configurable), embeds a block,
+  checks every text against its digest and writes the block as one cache shard
+  (:mod:`genreg.retrieval.cache` format, ``derived(kind="embshard")`` row after the object)
+  to the registry's object store and database -- S3 and PostgreSQL in a team setup, which
+  every worker must reach (``GENREG_OBJECTS_URL``, ``GENREG_DATABASE_URL``);
+- so a job killed half-way leaves only complete, digest-verified shards, and running it again
+  embeds only the blocks still missing (the same blocks: the resumed vectors equal an
+  uninterrupted run's). Shards are content-addressed and rows keyed by their digest, so a
+  re-run never duplicates a vector.
+
+The cluster is ``RAY_ADDRESS`` when set (``auto``, ``host:port`` or ``ray://host:port``; a
+``host:port`` that does not answer is one clear line before anything is written) or a local
+one started for the job with ``actors x num_cpus`` CPUs, a small object store and no
+dashboard, shut down afterwards. Ray (``genreg[ray]``) is imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from genreg.errors import ConfigError, IntegrityError
+
+if TYPE_CHECKING:
+    from genreg.settings import Settings
+
+Progress = Callable[[str, int, int | None], None]
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``actors`` (Ray actors, each loading the model once), ``num_cpus``/``num_gpus`` per
+    actor, ``batch_size`` (texts per model call; a block, and shard, is ``batch_size x 32``
+    texts) and ``address`` (default ``RAY_ADDRESS``; unset: a local cluster)."""
+
+    actors: int = 2
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    batch_size: int = 32
+    address: str | None = None
+
+    @classmethod
+    def parse(cls, value: Any, where: str = "ray") -> RayOptions:
+        if value is None:
+            return cls()
+        if isinstance(value, RayOptions):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping (actors, num_cpus, num_gpus, ...)")
+        unknown = sorted(set(value) - {"actors", "num_cpus", "num_gpus", "batch_size", "address"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
+        try:
+            opts = cls(
+                actors=int(value.get("actors", 2)),
+                num_cpus=float(value.get("num_cpus", 1.0)),
+                num_gpus=float(value.get("num_gpus", 0.0)),
+                batch_size=int(value.get("batch_size", 32)),
+                address=value.get("address"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if opts.actors < 1 or opts.batch_size < 1 or opts.num_cpus <= 0 or opts.num_gpus < 0:
+            raise ConfigError(f"{where}: actors and batch_size must be >= 1, num_cpus > 0")
+        return opts
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("engine ray needs the ray extra: pip install 'genreg[ray]'") from None
+    return ray
+
+
+def plan_blocks(
+    digests: list[str], texts: list[str], missing: set[str], block: int
+) -> list[dict[str, Any]]:
+    """The blocks to embed: distinct chunks in the in-process embedder's order (longest
+    first, ties first-seen), cut every ``block`` texts; of each block only its missing
+    chunks, and only blocks that have one."""
+    seen: dict[str, str] = {}
+    for d, t in zip(digests, texts, strict=True):
+        seen.setdefault(d, t)
+    items = list(seen.items())
+    order = sorted(range(len(items)), key=lambda i: -len(items[i][1]))
+    out = []
+    for b, start in enumerate(range(0, len(order), block)):
+        rows = [items[i] for i in order[start : start + block] if items[i][0] in missing]
+        if rows:
+            out.append({"block": b, "digests": [d for d, _ in rows], "texts": [t for _, t in rows]})
+    return out
+
+
+def check_address(address: str) -> None:
+    """One clear line when a ``host:port`` cluster address does not accept connections."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"RAY_ADDRESS {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"RAY_ADDRESS {address}: no Ray cluster answers there ({exc.strerror or exc})"
+        ) from None
+
+
+class EmbedActor:
+    """A Ray Data actor: loads the model once, embeds blocks, writes each as a cache shard."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spec: Mapping[str, Any] | None,
+        embedder: Any,
+        digest: str,
+        batch_size: int,
+        threads: int | None,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from genreg.service.base import ServiceBase
+
+        self.reg = ServiceBase(settings=settings)
+        if embedder is None:
+            from genreg.retrieval.embedders import load_embedder
+            from genreg.retrieval.onnx_backend import ExportStore
+
+            exports = ExportStore(
+                self.reg.objects, self.reg.derived, settings.home / "cache" / "onnx"
+            )
+            embedder = load_embedder(
+                dict(spec or {}), cache_dir=settings.home / "cache", exports=exports
+            )
+            if threads and hasattr(embedder, "threads"):
+                embedder.threads = threads
+        if embedder.digest != digest:
+            raise IntegrityError(
+                f"ray actor: model digest {embedder.digest} differs from the driver's {digest}"
+            )
+        self.emb = embedder
+        self.digest = digest
+        self.batch_size = batch_size
+        if hasattr(embedder, "model") and not hasattr(embedder, "session"):
+            _ = embedder.model  # load the weights once, here
+        elif hasattr(embedder, "session"):
+            _ = embedder.session
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from genreg.retrieval.cache import KIND, encode_shard
+        from genreg.retrieval.chunking import text_digest
+        from genreg.store.objects import ensure_stored
+
+        shards, counts, blocks = [], [], []
+        for b, ds, ts in zip(batch["block"], batch["digests"], batch["texts"]):
+            ds, ts = [str(d) for d in ds], [str(t) for t in ts]
+            for d, t in zip(ds, ts, strict=True):
+                if text_digest(t) != d:
+                    raise IntegrityError(f"ray actor: chunk text does not match sha256:{d}")
+            vecs = np.asarray(self.emb.encode(ts, batch_size=self.batch_size), dtype=np.float32)
+            blob = encode_shard(ds, vecs)
+            obj = self.reg.objects.put_bytes(blob)
+            self.reg.derived.put(
+                kind=KIND,
+                scope=self.digest,
+                key=obj,
+                object_digest=obj,
+                meta={"count": len(ds), "dim": int(vecs.shape[1])},
+            )
+            ensure_stored(self.reg.objects, obj, blob)
+            shards.append(obj)
+            counts.append(len(ds))
+            blocks.append(int(b))
+        return {"block": blocks, "shard": shards, "count": counts}
+
+
+def embedder_spec(emb: Any) -> dict[str, Any] | None:
+    """How an actor rebuilds a genreg embedder (by local path, so it is the same model)."""
+    from genreg.retrieval.embedders import Embedder
+    from genreg.retrieval.onnx_backend import OnnxEmbedder
+
+    if isinstance(emb, (Embedder, OnnxEmbedder)):
+        return {
+            "model": str(emb.path),
+            "backend": emb.backend,
+            "quantize": emb.quantize,
+            "device": emb.device,
+        }
+    return None
+
+
+def embed_missing(
+    settings: Settings,
+    emb: Any,
+    digests: list[str],
+    texts: list[str],
+    missing: list[str],
+    options: RayOptions,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Embed the ``missing`` chunks on Ray (module doc); returns ``{"shards", "embedded",
+    "seconds", "actors"}``. Raises :class:`ConfigError` for a missing extra or an unreachable
+    cluster before anything is written."""
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_address(address)
+    ray = require_ray()
+    blocks = plan_blocks(digests, texts, set(missing), options.batch_size * 32)
+    if not blocks:
+        return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
+    spec = embedder_spec(emb)
+    t0 = time.perf_counter()
+    started = False
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": "ERROR",
+            "configure_logging": True,
+        }
+        if address:
+            kw["address"] = address
+        else:
+            kw["num_cpus"] = max(1, int(round(options.actors * options.num_cpus)))
+            kw["num_gpus"] = int(options.actors * options.num_gpus) if options.num_gpus else 0
+            kw["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        try:
+            ray.init(**kw)
+        except Exception as exc:  # ConnectionError, RuntimeError, ... from ray.init
+            raise ConfigError(f"ray: cannot start or reach a cluster ({exc})") from None
+        started = True
+    try:
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
+        threads = max(1, int(options.num_cpus)) if not options.num_gpus else None
+        out = ds.map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={
+                "settings": settings,
+                "spec": spec,
+                "embedder": None if spec is not None else emb,
+                "digest": emb.digest,
+                "batch_size": options.batch_size,
+                "threads": threads,
+            },
+            batch_size=1,
+            concurrency=options.actors,
+            num_cpus=options.num_cpus,
+            num_gpus=options.num_gpus or None,
+        )
+        total = sum(len(b["digests"]) for b in blocks)
+        done = shards = 0
+        if progress is not None:
+            progress("embedding", 0, total)
+        for row in out.iter_rows():
+            done += int(row["count"])
+            shards += 1
+            if progress is not None:
+                progress("embedding", done, total)
+    finally:
+        if started:
+            ray.shutdown()
+    return {
+        "shards": shards,
+        "embedded": done,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "actors": options.actors,
+    }

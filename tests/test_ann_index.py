@@ -1,0 +1,301 @@
+"""Compressed on-disk indexes (ivfpq, ivf_hnsw): parameters, the deterministic training sample
+in key and lineage, streaming build from the cache shards, reuse, search through memory-mapped
+inverted lists after reopening, sharded parallel builds, bad parameters, and ann_recall@k
+reported apart from the retrieval metrics (checked against a hand-computed exact search)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genreg.errors import ConfigError
+from genreg.retrieval import ann
+from genreg.retrieval.cache import QUERY_KIND, EmbeddingCache
+from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
+from genreg.retrieval.index import IndexSpec
+from genreg.service.indexing import index_key, sample_key
+
+DIM = 32
+SPEC = {"type": "ivfpq", "nlist": 16, "m": 8, "nprobe": 4, "train_size": 1000}
+
+
+def clustered(n: int, dim: int, seed: int, centers: int = 24) -> np.ndarray:
+    """Normalised vectors around ``centers`` random directions (seeded)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centers, dim)).astype(np.float32)
+    x = c[rng.integers(0, centers, n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+class TableEmbedder:
+    """Text ``doc N`` / ``query N`` -> a fixed seeded vector; counts what it embeds."""
+
+    tokenizer = None
+
+    def __init__(self, n: int, dim: int = DIM) -> None:
+        self.name, self.dim = f"table-{dim}", dim
+        self.digest = "sha256:" + "ab" * 32
+        self.table = clustered(n, dim, seed=1)
+        self.encoded = 0
+
+    def encode(self, texts, batch_size=32, *, progress=None):
+        self.encoded += len(texts)
+        return np.stack([self.table[int(t.split()[-1]) % len(self.table)] for t in texts])
+
+
+def _corpus(registry, tmp_path: Path, n: int) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n):
+        (src / f"d{i:05d}.txt").write_text(f"doc {i}", encoding="utf-8")
+    registry.snapshot("kb", src)
+
+
+def _objects(home: Path) -> set[str]:
+    return {p.name for p in (home / "objects").rglob("*") if p.is_file() and len(p.name) == 62}
+
+
+# ---- parameters -------------------------------------------------------------------------------
+def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
+    a = IndexSpec.parse({"type": "ivfpq", "nprobe": 8})
+    assert a.to_dict() == {
+        "type": "ivfpq",
+        "nlist": 1024,
+        "m": 48,
+        "nbits": 8,
+        "nprobe": 8,
+        "train_size": 65536,
+        "seed": 0,
+    }
+    b = IndexSpec.parse('{"type": "ivfpq", "nprobe": 64}')
+    assert a.build_dict() == b.build_dict() and a.ann
+    h = IndexSpec.parse("ivf_hnsw")
+    assert {"hnsw_m", "ef_search", "ef_construction"} <= set(h.to_dict())
+    assert "ef_search" not in h.build_dict()
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"type": "ivfpq", "nbits": 17}, "index.nbits"),
+        ({"type": "ivfpq", "seed": -1}, "index.seed"),
+        ({"type": "ivfpq", "hnsw_m": 8}, "index.hnsw_m"),
+        ({"type": "ivf_hnsw", "nlist": 0}, "index.nlist"),
+    ],
+)
+def test_bad_ann_parameter_is_one_line_naming_it(value, field):
+    with pytest.raises(ConfigError) as e:
+        IndexSpec.parse(value)
+    assert e.value.message.startswith(field) and "\n" not in e.value.message
+
+
+def test_sample_is_deterministic_in_seed_and_size():
+    s = IndexSpec.parse({**SPEC, "train_size": 50})
+    a, b = ann.sample_positions(s, 400), ann.sample_positions(s, 400)
+    assert np.array_equal(a, b) and len(a) == 50 and np.all(np.diff(a) > 0)
+    other = ann.sample_positions(IndexSpec.parse({**SPEC, "train_size": 50, "seed": 1}), 400)
+    assert not np.array_equal(a, other)
+    assert len(ann.sample_positions(s, 30)) == 30  # fewer rows than train_size: all of them
+
+
+# ---- build, key, lineage fields, reuse, on-disk search ----------------------------------------
+def test_ivfpq_is_built_from_the_cache_keyed_by_its_sample_and_reused(registry, tmp_path):
+    n = 2000
+    _corpus(registry, tmp_path, n)
+    emb = TableEmbedder(n)
+    info = registry.build_index("kb", model=emb, index=SPEC)
+    assert not info.reused and info.embedded == n and info.n_chunks == n
+    # the training sample: the sampled rows' text digests, recorded as an object
+    spec = IndexSpec.parse(SPEC)
+    version = registry.resolve("corpus:kb")
+    srow = registry.derived.get(sample_key(version.digest, emb.digest, ChunkingSpec(), spec))
+    assert srow is not None and srow.meta["size"] == 1000
+    blob = registry.objects.get_bytes(srow.object_digest)
+    assert ann.sample_digest(blob) == srow.meta["digest"] == info.index["train_sample"]
+    docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec()))
+    want = [docs[i].digest for i in ann.sample_positions(spec, n)]
+    assert blob == bytes.fromhex("".join(want))
+    assert info.key == index_key(
+        version.digest, emb.digest, ChunkingSpec(), spec, info.index["train_sample"]
+    )
+    assert info.key != index_key(version.digest, emb.digest, ChunkingSpec(), spec)
+    # re-run: the stored index is reused, nothing embedded or built
+    emb2 = TableEmbedder(n)
+    again = registry.build_index("kb", model=emb2, index={**SPEC, "nprobe": 16})
+    assert again.reused and again.key == info.key and emb2.encoded == 0
+    assert len(registry.derived.list("index")) == 1
+    # a different seed is a different sample, hence a different index
+    other = registry.build_index("kb", model=emb2, index={**SPEC, "seed": 7})
+    assert other.key != info.key and other.index["train_sample"] != info.index["train_sample"]
+
+
+def test_reopened_index_searches_through_memory_mapped_lists(registry, tmp_path, genreg_home):
+    from genreg import Registry
+
+    n = 1500
+    _corpus(registry, tmp_path, n)
+    registry.build_index("kb", model=TableEmbedder(n), index=SPEC)
+    registry.close()
+    reg = Registry(genreg_home)  # a fresh registry (as a new process would)
+    try:
+        r = reg.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+        assert r.info.reused and ann.is_ondisk(r.index) and r.index.ntotal == n
+        lists = genreg_home / "cache" / "ann" / r.info.object_digest / ann.LISTS
+        maps = Path("/proc/self/maps").read_text()
+        assert any(str(lists) in ln and ln.split()[1] == "r--s" for ln in maps.splitlines())
+        assert lists.stat().st_size == n * (8 + 8)  # m=8 one-byte codes + an 8-byte id each
+        q = TableEmbedder(n).table[:5]
+        hits = r.search_vectors(q, 5)
+        assert [h[0].doc_id for h in hits] == [f"d{i:05d}.txt" for i in range(5)]
+    finally:
+        reg.close()
+
+
+def test_ivf_hnsw_matches_exact_search_when_probing_every_list(registry, tmp_path):
+    n = 1200
+    _corpus(registry, tmp_path, n)
+    spec = {"type": "ivf_hnsw", "nlist": 16, "m": 16, "nprobe": 16, "train_size": 1200}
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=spec)
+    q = clustered(40, DIM, seed=9)
+    got = r.search_vectors(q, 10)
+    exact = r.exact_search_vectors(q, 10)
+    x = TableEmbedder(n).table
+    want = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]
+    assert [[h.doc_id for h in e] for e in exact] == [
+        [f"d{i:05d}.txt" for i in row] for row in want
+    ]
+    overlap = np.mean(
+        [len({h.doc_id for h in g} & {h.doc_id for h in e}) / 10 for g, e in zip(got, exact)]
+    )
+    assert overlap >= 0.8  # only PQ error left (every list probed)
+
+
+def test_parallel_sharded_build_equals_the_in_process_build(registry, tmp_path):
+    n = 3000
+    x = clustered(n, DIM, seed=3)
+    digests = [f"{i:064x}" for i in range(n)]
+    cache = EmbeddingCache(registry.objects, registry.derived, "sha256:" + "cd" * 32, DIM)
+    for lo in range(0, n, 700):  # several cache shards
+        cache.add(digests[lo : lo + 700], x[lo : lo + 700])
+    spec = IndexSpec.parse(SPEC)
+    rows = ann.digests_array(digests)
+    plan = ann.plan_rows(registry.objects, registry.derived, cache.model_digest, DIM, rows)
+    assert len(plan.shards) == 5 and not len(plan.missing())
+    trained = ann.train(
+        spec, ann.gather(registry.objects, plan, ann.sample_positions(spec, n), DIM)
+    )
+    out = []
+    for workers in (1, 2):
+        d = tmp_path / f"w{workers}"
+        d.mkdir()
+        assert (
+            ann.build_ondisk(
+                registry.objects, plan, trained, d, workers=workers, rows_per_unit=1000
+            )
+            == n
+        )
+        assert sorted(p.name for p in d.iterdir()) == [ann.TRUNK, ann.LISTS]
+        out.append((d / ann.LISTS).read_bytes())
+    assert out[0] == out[1]
+
+
+# ---- bad parameters: one line, exit 2, nothing written ----------------------------------------
+@pytest.mark.parametrize(
+    ("index", "expect"),
+    [
+        ('{"type":"ivfpq","nlist":64}', "index.nlist 64: cannot train a ivfpq index on 40 vectors"),
+        ('{"type":"ivfpq","nlist":8,"m":7}', "index.m 7: must divide the embedding dimension 384"),
+        ('{"type":"ivf_hnsw","nlist":8,"nbits":8}', "index.nbits 8: cannot train 256 PQ centroids"),
+    ],
+)
+def test_untrainable_index_is_one_line_and_writes_nothing(
+    cli, registry, tmp_path, genreg_home, index, expect
+):
+    _corpus(registry, tmp_path, 40)
+    before = _objects(genreg_home)
+    r = cli("corpus", "index", "kb", "--index", index)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and expect in lines[0], r.output
+    assert _objects(genreg_home) == before
+    assert registry.derived.list("index") == [] and registry.derived.list("embshard") == []
+    assert not (genreg_home / "cache" / "ann").exists()
+
+
+# ---- eval run: ann_recall@k apart from the metrics; runs compare shows it ---------------------
+def _prefilled_eval(registry, tmp_path: Path, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
+    """A corpus and eval set whose chunk and query vectors are already cached for the default
+    model (seeded synthetic vectors), so eval runs load no model."""
+    _corpus(registry, tmp_path, n)
+    emb = registry.load_embedder(None)
+    x = clustered(n, emb.dim, seed=5)
+    q = clustered(nq, emb.dim, seed=6)
+    docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec()))
+    EmbeddingCache(registry.objects, registry.derived, emb.digest, emb.dim).add(
+        [d.digest for d in docs], x[[int(d.text.split()[-1]) for d in docs]]
+    )
+    from genreg.retrieval.chunking import text_digest
+
+    queries = [f"query {i}" for i in range(nq)]
+    EmbeddingCache(registry.objects, registry.derived, emb.digest, emb.dim, kind=QUERY_KIND).add(
+        [text_digest(t) for t in queries], q
+    )
+    rows = [
+        {"id": f"q{i}", "query": t, "relevant": [f"d{i:05d}.txt"]} for i, t in enumerate(queries)
+    ]
+    registry.register_content("evalset", "gold", rows)
+    return x, q
+
+
+def test_eval_reports_ann_recall_apart_and_compare_shows_it(cli, registry, tmp_path):
+    n, nq = 1500, 30
+    x, q = _prefilled_eval(registry, tmp_path, n, nq)
+    cfg = tmp_path / "ann.yaml"
+    cfg.write_text(
+        "name: ann\nevalset: evalset:gold\ncorpus: corpus:kb\nmetrics: [ndcg@10, recall@5]\n"
+        "k: [5, 10]\n"
+        "index: {type: ivfpq, nlist: 32, m: 16, nprobe: 2, train_size: 1500}\n",
+        encoding="utf-8",
+    )
+    r = cli("eval", "run", cfg, "--json", "--quiet")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    ann_rep = out["report"]["ann"]
+    assert set(out["metrics"]) == {"ndcg@10", "recall@5"}  # kept apart from the metrics
+    assert ann_rep["index"] == "ivfpq" and ann_rep["queries"] == nq
+    # hand-computed: exact top-k over the same vectors vs the documents the run retrieved
+    run = registry.get_run(out["run_id"])
+    results = {rq["id"]: rq for rq in registry.run_results(run.id)["queries"]}
+    exact = np.argsort(-(q @ x.T), axis=1, kind="stable")
+    for k in (5, 10):
+        per = []
+        for i in range(nq):
+            got = [d for d, _ in results[f"q{i}"]["ranked"]][:k]
+            want = {f"d{j:05d}.txt" for j in exact[i, :k]}
+            per.append(len(want & set(got)) / k)
+            assert results[f"q{i}"][f"ann_recall@{k}"] == pytest.approx(per[-1])
+        assert ann_rep["recall"][f"ann_recall@{k}"] == pytest.approx(sum(per) / nq)
+    assert 0.2 < ann_rep["recall"]["ann_recall@10"] < 1.0  # nprobe 2 of 32: a real ANN error
+    assert run.lineage.index["train_sample"].startswith("sha256:")
+    assert run.lineage.index_key == index_key(
+        registry.resolve("corpus:kb").digest,
+        registry.load_embedder(None).digest,
+        ChunkingSpec(),
+        IndexSpec.parse({"type": "ivfpq", "nlist": 32, "m": 16, "train_size": 1500}),
+        run.lineage.index["train_sample"],
+    )
+    shown = cli("runs", "show", run.id)
+    assert "ann recall (ivfpq index vs exact search" in shown.output.lower()
+    # the same eval on a flat index: no ann figure; compare shows both sides
+    flat = cli("eval", "run", cfg, "--json", "--quiet", "--set", "index=flat")
+    flat_id = json.loads(flat.output)["run_id"]
+    assert "ann" not in json.loads(flat.output)["report"]
+    c = cli("runs", "compare", flat_id, run.id)
+    assert c.exit_code == 0, c.output
+    assert "ann recall (index vs exact search" in c.output
+    assert f"ann_recall@10: -  ->  {ann_rep['recall']['ann_recall@10']:.4f}" in c.output
+    cj = json.loads(cli("runs", "compare", flat_id, run.id, "--json").output)
+    assert cj["ann_recall"]["ann_recall@5"] == {"a": None, "b": ann_rep["recall"]["ann_recall@5"]}

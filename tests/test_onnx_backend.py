@@ -1,0 +1,206 @@
+"""The onnx embedding backend: its own digest and cache entries, one export kept in the
+registry, vectors matching the torch model, and one-line errors (missing extra, bad spec)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from genreg.core.lineage import Lineage, ModelPin
+from genreg.errors import ConfigError
+from genreg.retrieval.embedders import DEFAULT_MODEL, EmbeddingSpec
+from genreg.retrieval.onnx_backend import KIND, export_digest
+
+TEXTS = [
+    "Aspirin lowers the risk of heart attack in adults over fifty.",
+    "  leading and trailing spaces  ",
+    "short",
+    "Ünïcödé straße café naïve ﬁ ligature",
+    "protein folding " * 200,  # longer than max_seq_length: truncated like sentence-transformers
+]
+
+
+def _corpus(tmp_path: Path, n: int = 40) -> Path:
+    words = [
+        "cell",
+        "gene",
+        "virus",
+        "cancer",
+        "drug",
+        "trial",
+        "dose",
+        "blood",
+        "brain",
+        "heart",
+        "lung",
+        "risk",
+    ]
+    p = tmp_path / "c.jsonl"
+    with p.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            text = f"note {i}: " + " ".join(
+                words[(i * 7 + j) % len(words)] for j in range(3 + i % 9)
+            )
+            fh.write(json.dumps({"_id": f"d{i}", "text": text}) + "\n")
+    return p
+
+
+def test_spec_parsing_and_bad_values_are_one_line() -> None:
+    s = EmbeddingSpec.parse({"backend": "ONNX", "quantize": "int8"})
+    assert (s.model, s.backend, s.quantize, s.device) == (DEFAULT_MODEL, "onnx", "int8", "auto")
+    assert EmbeddingSpec.parse("m").to_dict()["backend"] == "torch"
+    for bad, msg in (
+        ({"backend": "tensorrt"}, "embedding.backend: 'tensorrt' is not one of torch, onnx"),
+        ({"quantize": "int8"}, "embedding.quantize: int8 needs backend: onnx"),
+        ({"device": "tpu"}, "embedding.device: 'tpu' is not one of auto, cpu, cuda"),
+        ({"modle": "x"}, "embedding: unknown field 'modle'"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            EmbeddingSpec.parse(bad)
+        assert str(e.value.message) == msg
+
+
+def test_each_backend_is_its_own_model_digest_without_exporting(registry: Any) -> None:
+    torch_emb = registry.load_embedder(None)
+    fp32 = registry.load_embedder({"backend": "onnx"})
+    int8 = registry.load_embedder({"backend": "onnx", "quantize": "int8"})
+    digests = {torch_emb.digest, fp32.digest, int8.digest}
+    assert len(digests) == 3
+    assert fp32.source_digest == int8.source_digest == torch_emb.digest
+    assert registry.load_embedder({"backend": "onnx", "quantize": "int8"}).digest == int8.digest
+    # the device is where it runs, not what it is
+    assert registry.load_embedder({"backend": "onnx", "device": "cpu"}).digest == fp32.digest
+    # the runtime (and exporter) versions are part of an export's identity
+    other = {**fp32.settings, "onnxruntime": "0.0.1"}
+    assert export_digest(fp32.source_digest, other) != fp32.digest
+    assert registry.derived.list(KIND) == []  # naming a model exported nothing
+
+
+def test_onnx_index_has_its_own_cache_and_one_export_reused(
+    cli: Any, registry: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from genreg.retrieval import onnx_backend
+
+    src = _corpus(tmp_path)
+    assert cli("corpus", "snapshot", "small", src, "-q").exit_code == 0
+    r = cli("corpus", "index", "small", "--backend", "onnx", "--quantize", "int8", "--json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert (info["backend"], info["quantize"], info["device"]) == ("onnx", "int8", "cpu")
+    assert info["embedded"] == 40 and info["model"].endswith("[onnx-int8]")
+    exports = registry.derived.list(KIND)
+    assert [(e.key, e.scope) for e in exports] == [
+        (info["model_digest"], registry.load_embedder(None).digest)
+    ]
+    shards = registry.derived.list("embshard", scope=info["model_digest"])
+    assert sum(s.meta["count"] for s in shards) == 40
+    # a fresh process without the local copy fetches the registry's export (no re-export)
+    local = registry.home / "cache" / "onnx"
+    for f in local.iterdir():
+        f.unlink()
+    monkeypatch.setattr(onnx_backend, "_sessions", {})  # as in a new process
+    monkeypatch.setattr(onnx_backend, "export_model", None)  # exporting again would fail
+    r = cli(
+        "corpus",
+        "index",
+        "small",
+        "--backend",
+        "onnx",
+        "--quantize",
+        "int8",
+        "-c",
+        "chars:20",
+        "--json",
+    )
+    assert r.exit_code == 0, r.output
+    assert len(registry.derived.list(KIND)) == 1 and len(list(local.iterdir())) == 1
+    # the torch model shares nothing with the export's cache
+    emb = registry.load_embedder(None)
+    assert registry.derived.list("embshard", scope=emb.digest) == []
+
+
+def test_onnx_vectors_match_sentence_transformers(registry: Any) -> None:
+    torch_emb = registry.load_embedder(None)
+    ref = torch_emb.encode(TEXTS, batch_size=2)
+    fp32 = registry.load_embedder({"backend": "onnx"}).encode(TEXTS, batch_size=2)
+    int8 = registry.load_embedder({"backend": "onnx", "quantize": "int8"}).encode(TEXTS)
+    assert fp32.dtype == np.float32 and fp32.shape == ref.shape
+    assert np.allclose(np.linalg.norm(fp32, axis=1), 1.0, atol=1e-5)
+    assert float((fp32 * ref).sum(1).min()) > 0.99999  # same model, same tokens, same pooling
+    assert float((int8 * ref).sum(1).min()) > 0.95  # quantized: close, not equal
+    assert not np.array_equal(int8, fp32)
+
+
+def test_missing_extra_is_one_line_and_writes_nothing(tmp_path: Path, registry: Any) -> None:
+    src = _corpus(tmp_path, 5)
+    code = "import sys; sys.modules['onnxruntime'] = None\nfrom genreg.cli import main; main()\n"
+    run = [sys.executable, "-c", code]
+    subprocess.run([*run, "corpus", "snapshot", "small", str(src), "-q"], check=True)
+    p = subprocess.run(
+        [*run, "corpus", "index", "small", "--backend", "onnx"], capture_output=True, text=True
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "error: embedding backend onnx needs the onnx extra: pip install 'genreg[onnx]'"
+    ]
+    assert registry.derived.list("index") == [] and registry.derived.list(KIND) == []
+
+
+def test_device_is_recorded_but_not_fingerprinted_backend_is() -> None:
+    base = Lineage(source="eval", embedding=ModelPin("m", "sha256:aa"))
+    cpu = Lineage(source="eval", embedding=ModelPin("m", "sha256:aa", "torch", "none", "cpu"))
+    gpu = Lineage(source="eval", embedding=ModelPin("m", "sha256:aa", "torch", "none", "cuda"))
+    onnx = Lineage(source="eval", embedding=ModelPin("m", "sha256:aa", "onnx", "int8", "cpu"))
+    assert base.fingerprint == cpu.fingerprint == gpu.fingerprint
+    assert onnx.fingerprint != cpu.fingerprint
+    stored = gpu.to_dict()
+    assert stored["embedding"] == {"model": "m", "digest": "sha256:aa", "device": "cuda"}
+    assert Lineage.from_dict(stored).embedding == ModelPin("m", "sha256:aa", None, None, "cuda")
+    assert Lineage.from_dict(onnx.to_dict()).embedding == onnx.embedding
+    from genreg.core.compare import lineage_diff
+
+    assert lineage_diff(cpu, gpu) == {}
+    assert set(lineage_diff(cpu, onnx)) == {"embedding"}
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(
+    not (REPO / "examples" / "corpus").is_dir(), reason="example corpus not present"
+)
+def test_eval_run_on_onnx_int8_records_backend_and_device(
+    registry: Any, cli: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    for sub in ("registry", "evals/sets"):
+        shutil.copytree(REPO / sub, tmp_path / sub)
+    registry.push([tmp_path / "registry", tmp_path / "evals"])
+    registry.snapshot("docs", REPO / "examples" / "corpus")
+    args = [
+        "eval",
+        "run",
+        REPO / "evals" / "baseline.yaml",
+        "--set",
+        "chunking=none",
+        "--set",
+        "embedding={backend: onnx, quantize: int8}",
+        "--json",
+        "--quiet",
+    ]
+    r = cli(*args)
+    assert r.exit_code == 0, r.output
+    cold = json.loads(r.output)
+    emb = cold["lineage"]["embedding"]
+    assert (emb["backend"], emb["quantize"], emb["device"]) == ("onnx", "int8", "cpu")
+    assert emb["digest"] != registry.load_embedder(None).digest
+    warm = json.loads(cli(*args).output)  # index and query vectors cached: nothing embedded
+    assert "device" not in warm["lineage"]["embedding"]
+    assert warm["identical_to"] == cold["run_id"]  # the device is not part of the fingerprint
