@@ -32,6 +32,7 @@ until ``/readyz`` answers, and what storing the UI index costs when a run is rec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gzip
 import http.client
@@ -110,12 +111,30 @@ def build(home: Path, n_runs: int, n_queries: int) -> tuple[str, str, str]:
     return ids[0], ids[1], old.id
 
 
+SERVER_PID = 0
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time the server process has used so far, all threads (``/proc/PID/task/*/schedstat``,
+    nanoseconds): a request's server-side cost that other load on the machine does not inflate
+    the way it inflates wall time."""
+    total = 0
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a thread that just ended
+            total += int((t / "schedstat").read_text().split()[0])
+    return total
+
+
 def timed(conn: http.client.HTTPConnection, path: str) -> tuple[float, int, int]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_ns(SERVER_PID)
     conn.request("GET", path)
     r = conn.getresponse()
     body = r.read()
+    LAST_CPU[0] = (cpu_ns(SERVER_PID) - c0) / 1e6
     return (time.perf_counter() - t0) * 1000, r.status, len(body)
+
+
+LAST_CPU = [0.0]
 
 
 def main() -> None:
@@ -142,6 +161,8 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
+    global SERVER_PID
+    SERVER_PID = proc.pid
     try:
         ready = None
         while time.perf_counter() - t0 < 30:
@@ -183,12 +204,17 @@ def main() -> None:
             ),
         ]
         print(
-            f"\n{'page':46} {'cold ms':>8} {'p50 ms':>8} {'p95 ms':>8}   "
-            f"{'JSON call':40} {'cold ms':>8} {'p50 ms':>8} {'p95 ms':>8}"
+            "\nwall ms over loopback; cpu = the server process's CPU ms for the request "
+            "(all threads)"
+        )
+        print(
+            f"{'page':46} {'cold':>7} {'cpu':>6} {'p50':>7} {'cpu':>6} {'p95':>7}   "
+            f"{'JSON call':40} {'cold':>7} {'cpu':>6} {'p50':>7} {'cpu':>6} {'p95':>7}"
         )
         ready_s = None
         for label, ui, api in pairs:
             cold, st, _ = timed(conn, ui)
+            cold_cpu = LAST_CPU[0]
             assert st == 200, (ui, st)
             if "compare?" in ui:  # wait for the background tests, then time the warm page
                 t1 = time.perf_counter()
@@ -200,13 +226,22 @@ def main() -> None:
                     time.sleep(0.05)
                 ready_s = time.perf_counter() - t1
             jcold, jst, _ = timed(conn, api)
+            jcold_cpu = LAST_CPU[0]
             assert jst == 200, (api, jst)
-            u = sorted(timed(conn, ui)[0] for _ in range(args.repeat))
-            j = sorted(timed(conn, api)[0] for _ in range(args.repeat))
+            u, ucpu, j, jcpu = [], [], [], []
+            for _ in range(args.repeat):
+                u.append(timed(conn, ui)[0])
+                ucpu.append(LAST_CPU[0])
+                j.append(timed(conn, api)[0])
+                jcpu.append(LAST_CPU[0])
+            u.sort()
+            j.sort()
             p95 = max(0, int(len(u) * 0.95) - 1)
+            med = statistics.median
             print(
-                f"{label:46} {cold:8.1f} {statistics.median(u):8.1f} {u[p95]:8.1f}   "
-                f"{api[:40]:40} {jcold:8.1f} {statistics.median(j):8.1f} {j[p95]:8.1f}"
+                f"{label:46} {cold:7.0f} {cold_cpu:6.0f} {med(u):7.1f} {med(ucpu):6.1f} "
+                f"{u[p95]:7.1f}   {api[:40]:40} {jcold:7.0f} {jcold_cpu:6.0f} {med(j):7.1f} "
+                f"{med(jcpu):6.1f} {j[p95]:7.1f}"
             )
         print(f"\ncompare: CIs and p-values stored {ready_s:.1f} s after the first view")
         t1 = time.perf_counter()

@@ -165,20 +165,26 @@ def test_cheap_comparison_matches_the_full_one_where_it_is_exact(registry, pair)
 
 
 def test_drill_down_snippets_are_read_by_doc_id(registry, pair, tmp_path: Path) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for d in ("d1", "d2", "d3", "d7", "d8"):
-        (docs / f"{d}.txt").write_text(f"text of document {d}: refunds and passwords\n")
-    v = registry.snapshot("kb", docs).version
+    src = tmp_path / "kb.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"id": d, "text": f"text of document {d}: refunds and passwords"}) + "\n"
+            for d in ("d1", "d2", "d3", "d7", "d8")
+        )
+    )
+    v = registry.snapshot("kb", src).version
     run = pair["good"]
     pin = RunInput("corpus", "corpus", "kb", v.version, v.digest)
     withc = copy_run(registry, run, inputs=[*run.inputs, pin])
     rq = RunQueries(registry)
-    key = next(d.doc_id for d in registry.iter_documents(v.ref) if "d1" in d.doc_id)
-    got = rq.snippets(withc, [key, "not-a-doc"])
-    assert got[key].startswith("text of document d1") and got["not-a-doc"] == ""
-    assert registry.corpus_documents(v.ref, [key, "zzz"]).keys() == {key}
-    assert rq.snippets(run, [key]) == {}  # a scored run file has no corpus
+    got = rq.snippets(withc, ["d1", "not-a-doc"])
+    assert got["d1"] == "text of document d1: refunds and passwords" and got["not-a-doc"] == ""
+    assert registry.corpus_documents(v.ref, ["d2", "zzz"]).keys() == {"d2"}
+    assert rq.snippets(run, ["d1"]) == {}  # a scored run file has no corpus
+    c = client(registry)
+    html = c.get(f"/ui/runs/{withc.id}/queries/q1").text
+    assert "text of document d7: refunds" in html and 'id="no-snippets"' not in html
+    assert 'id="no-snippets"' in c.get(f"/ui/runs/{run.id}/queries/q1").text
 
 
 def test_run_page_cis_are_a_seeded_bootstrap(registry, pair) -> None:
@@ -268,3 +274,18 @@ def test_generated_answers_beside_gold_with_usage_and_verdicts(registry, tmp_pat
     assert "finish reason</dt><dd>stop</dd>" in q and "attempts</dt><dd>2</dd>" in q
     assert "<td>faithful</td>" in q and "not in the context" in q
     assert "generation latency</dt><dd>812.5 ms</dd>" in q
+
+
+def test_a_failed_background_comparison_says_why(registry, pair, monkeypatch) -> None:
+    monkeypatch.setattr(RunQueries, "sync_limit", 0)
+    monkeypatch.setattr(RunQueries, "n_resamples", 0)  # the comparing process refuses it
+    a, b = pair["good"], pair["bad"]
+    c = client(registry)
+    assert 'id="stats-pending"' in c.get(f"/ui/compare?base={a.id}&head={b.id}").text
+    deadline = time.monotonic() + 60
+    while not c.get(f"/ui/compare/status?base={a.id}&head={b.id}").json()["ready"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    html = c.get(f"/ui/compare?base={a.id}&head={b.id}").text
+    assert 'id="stats-failed"' in html and "n_resamples must be a positive integer" in html
+    assert 'id="stats-pending"' not in html

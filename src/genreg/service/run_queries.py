@@ -22,7 +22,8 @@ persistence: the pages then use the in-memory copy.
 **Comparisons** (:meth:`RunQueries.compare`) are :meth:`Registry.compare_runs` (paired bootstrap
 + randomization, 10,000 resamples), stored as a derived object keyed by the two run ids (runs
 are immutable). A pair too large to compare within a page request (shared queries x metrics
-above :attr:`RunQueries.sync_limit`) is computed in a background thread; until it is stored the
+above :attr:`RunQueries.sync_limit`) is computed in a separate process (numpy would hold the
+server's GIL for seconds); until it is stored the
 page shows the deltas, wins/losses/ties and most regressed queries (cheap, exact) and says the
 CI and p-value are being computed.
 
@@ -36,6 +37,9 @@ import gzip
 import json
 import logging
 import math
+import subprocess
+import sys
+import tempfile
 import threading
 import zlib
 from array import array
@@ -303,6 +307,41 @@ def cheap_compare(
     }
 
 
+def compare_key(a: str, b: str, n_resamples: int) -> str:
+    return f"{COMPARE_FORMAT}:{a}:{b}:{n_resamples}"
+
+
+def store_compare(reg: Any, key: str, a: str, b: str, out: dict[str, Any]) -> None:
+    """Store a comparison as a derived object (a read-only registry keeps it in memory only)."""
+    from genreg.store.objects import ensure_stored
+
+    try:
+        blob = _gz(out)
+        obj = reg.objects.put_bytes(blob)
+        reg.derived.put(COMPARE_KIND, "ui", key, obj, {"a": a, "b": b})
+        ensure_stored(reg.objects, obj, blob)
+    except (GenregError, OSError) as exc:
+        log.warning("cannot store the comparison %s vs %s: %s", a, b, exc)
+
+
+def compare_main(argv: list[str] | None = None) -> None:
+    """``python -c 'from genreg.service.run_queries import compare_main; compare_main()'
+    HOME A B N``: compare runs A and B (N resamples) and store the result -- the web UI's
+    background comparison, in its own process. Exit 1 with the error on stderr."""
+    from genreg import Registry
+
+    home, a, b, n = (sys.argv[1:] if argv is None else argv)[:4]
+    reg = Registry(home)
+    try:
+        out = reg.compare_runs(a, b, n_resamples=int(n))
+        store_compare(reg, compare_key(a, b, int(n)), a, b, out)
+    except GenregError as exc:
+        print(exc.message, file=sys.stderr)
+        sys.exit(1)
+    finally:
+        reg.close()
+
+
 class RunQueries:
     """Queries for browsing runs, over the registry facade (``reg``)."""
 
@@ -319,7 +358,7 @@ class RunQueries:
         self._evalsets = _LRU(4)
         self._docs = _LRU(4)
         self._lock = threading.Lock()
-        self._pending: dict[str, threading.Thread] = {}
+        self._pending: dict[str, tuple[subprocess.Popen[bytes], Any]] = {}
         self._failed: dict[str, str] = {}
 
     def _pages(self) -> Any:
@@ -334,6 +373,7 @@ class RunQueries:
         name: str | None = None,
         used: str | None = None,
         status: str | None = None,
+        label: str | None = None,
         sort: str = "started_at",
         desc: bool = True,
         page: int = 1,
@@ -342,7 +382,16 @@ class RunQueries:
         """One page of runs. ``used`` is a ref resolved to the exact version it names (an
         unversioned ref such as ``corpus:docs`` matches every version); ``status`` is
         ``passed`` | ``failed`` | ``no-gates`` | a run status (``done``...); ``sort`` is a column
-        of :data:`SORTS` or ``metric:NAME``."""
+        of :data:`SORTS` or ``metric:NAME``; ``label`` is ``key=value`` of a tag or a
+        parameter."""
+        lab: tuple[str, str] | None = None
+        if label:
+            key, eq, value = label.partition("=")
+            if not eq or not key.strip():
+                from genreg.errors import ConfigError
+
+                raise ConfigError(f"param/tag filter {label!r}: expected key=value")
+            lab = (key.strip(), value.strip())
         u: tuple[str, str, int | None] | None = None
         if used:
             from genreg.core.refs import parse_ref
@@ -358,6 +407,7 @@ class RunQueries:
             name=name,
             used=u,
             status=status,
+            label=lab,
             sort=sort,
             desc=desc,
             offset=(page - 1) * per_page,
@@ -445,87 +495,80 @@ class RunQueries:
     def compare(self, ra: RunInfo, rb: RunInfo) -> dict[str, Any]:
         """:meth:`Registry.compare_runs` of ``ra`` (base) and ``rb`` (head): from memory, the
         stored derived object, computed now (small pairs), or -- for large pairs not yet
-        computed -- :func:`cheap_compare` with ``pending`` set while a background thread
-        computes and stores the full comparison (``failed`` says why when it could not)."""
-        key = f"{COMPARE_FORMAT}:{ra.id}:{rb.id}:{self.n_resamples}"
-        hit = self._compares.get(key)
+        computed -- :func:`cheap_compare` with ``pending`` set while a separate process
+        (:func:`compare_main`; numpy would hold this server's GIL) computes and stores the full
+        comparison (``failed`` says why when it could not)."""
+        key = compare_key(ra.id, rb.id, self.n_resamples)
+        hit = self._compares.get(key) or self._load_compare(key)
         if hit is not None:
+            self._compares.put(key, hit)
             return hit
-        d = self.reg.derived.get(key)
-        if d is not None:
-            try:
-                hit = _ungz(self.reg.objects.get_bytes(d.object_digest))
-            except (GenregError, OSError, ValueError):
-                hit = None
-            if hit is not None:
-                self._compares.put(key, hit)
-                return hit
         sa, sb = self.summary(ra), self.summary(rb)
         shared = len({r["id"] for r in sa["rows"]} & {r["id"] for r in sb["rows"]})
         work = shared * len([m for m in ra.metrics if m in rb.metrics])
         if work <= self.sync_limit:
-            return self._compute(key, ra.id, rb.id)
+            out = self.reg.compare_runs(ra.id, rb.id, n_resamples=self.n_resamples)
+            self._compares.put(key, out)
+            store_compare(self.reg, key, ra.id, rb.id, out)
+            return out
         with self._lock:
             if key not in self._pending and key not in self._failed:
-                t = threading.Thread(target=self._background, args=(key, ra.id, rb.id), daemon=True)
-                self._pending[key] = t
-                t.start()
-            failed = self._failed.get(key)
+                self._pending[key] = self._spawn(ra.id, rb.id)
+        failed = self._poll(key)
         out = cheap_compare(ra, rb, sa, sb)
         if failed:
             out["failed"] = failed
         return out
 
-    def compare_ready(self, ra: RunInfo, rb: RunInfo) -> bool:
-        key = f"{COMPARE_FORMAT}:{ra.id}:{rb.id}:{self.n_resamples}"
-        if self._compares.get(key) is not None:
-            return True
+    def _load_compare(self, key: str) -> dict[str, Any] | None:
+        d = self.reg.derived.get(key)
+        if d is None:
+            return None
+        try:
+            return _ungz(self.reg.objects.get_bytes(d.object_digest))
+        except (GenregError, OSError, ValueError):
+            return None
+
+    def _spawn(self, a: str, b: str) -> tuple[subprocess.Popen[bytes], Any]:
+        err = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by _poll once the process ends
+        code = "from genreg.service.run_queries import compare_main; compare_main()"
+        args = [str(self.reg.home), a, b, str(self.n_resamples)]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        return proc, err
+
+    def _poll(self, key: str) -> str | None:
+        """Reap the pair's comparing process if it ended; the failure message, if any."""
         with self._lock:
-            if key in self._failed:
-                return True
+            pending = self._pending.get(key)
+            if pending is not None and pending[0].poll() is not None:
+                proc, err = self._pending.pop(key)
+                if proc.returncode != 0:
+                    err.seek(0)
+                    lines = err.read().decode("utf-8", "replace").strip().splitlines()
+                    self._failed[key] = lines[-1] if lines else f"exit status {proc.returncode}"
+                err.close()
+            return self._failed.get(key)
+
+    def compare_ready(self, ra: RunInfo, rb: RunInfo) -> bool:
+        """Whether the pair's full comparison is stored (or failed: the page then says why)."""
+        key = compare_key(ra.id, rb.id, self.n_resamples)
+        if self._compares.get(key) is not None or self._poll(key):
+            return True
         return self.reg.derived.get(key) is not None
 
-    def wait_compare(self, ra: RunInfo, rb: RunInfo, timeout: float = 60.0) -> None:
-        """Block until a background comparison of the pair has finished (tests, benchmarks)."""
-        key = f"{COMPARE_FORMAT}:{ra.id}:{rb.id}:{self.n_resamples}"
+    def wait_compare(self, ra: RunInfo, rb: RunInfo, timeout: float = 120.0) -> None:
+        """Block until a background comparison of the pair has ended (tests, benchmarks)."""
+        key = compare_key(ra.id, rb.id, self.n_resamples)
         with self._lock:
-            t = self._pending.get(key)
-        if t is not None:
-            t.join(timeout)
-
-    def _background(self, key: str, a: str, b: str) -> None:
-        try:
-            self._compute(key, a, b)
-        except GenregError:
-            pass  # recorded in _failed; the page shows it
-        except Exception as exc:  # noqa: BLE001 -- a thread has no caller to raise to
-            log.exception("comparing %s vs %s failed", a, b)
-            with self._lock:
-                self._failed[key] = f"internal error ({type(exc).__name__})"
-                self._pending.pop(key, None)
-
-    def _compute(self, key: str, a: str, b: str) -> dict[str, Any]:
-        try:
-            out = self.reg.compare_runs(a, b, n_resamples=self.n_resamples)
-        except GenregError as exc:
-            with self._lock:
-                self._failed[key] = exc.message
-                self._pending.pop(key, None)
-            raise
-        self._compares.put(key, out)
-        try:
-            from genreg.store.objects import ensure_stored
-
-            blob = _gz(out)
-            obj = self.reg.objects.put_bytes(blob)
-            self.reg.derived.put(COMPARE_KIND, "ui", key, obj, {"a": a, "b": b})
-            ensure_stored(self.reg.objects, obj, blob)
-        except (GenregError, OSError) as exc:  # read-only registry: memory only
-            log.warning("cannot store the comparison %s vs %s: %s", a, b, exc)
-        finally:
-            with self._lock:
-                self._pending.pop(key, None)
-        return out
+            pending = self._pending.get(key)
+        if pending is not None:
+            pending[0].wait(timeout)
+        self._poll(key)
 
     def evalset_row(self, run: RunInfo, qid: str) -> dict[str, Any] | None:
         """The eval-set row (query, relevant, answer, ...) that run ``run`` scored as ``qid``."""

@@ -71,8 +71,12 @@ def status_word(run: RunInfo) -> str:
 
 # ---- runs -------------------------------------------------------------------------------
 def runs_table(pg: RunPage) -> Table:
-    cols = [
-        Col("id", "run"),
+    named = any(r.run_name for r in pg.runs)
+    labelled = any(r.tags or r.params for r in pg.runs)
+    cols = [Col("id", "run")]
+    if named:
+        cols.append(Col("run_name", "run name"))
+    cols += [
         Col("name", "eval", sort="name"),
         Col("started_at", "started (UTC)", sort="started_at"),
         Col("status", "result", sort="passed"),
@@ -82,8 +86,10 @@ def runs_table(pg: RunPage) -> Table:
         Col("cost", "cost", num=True, fmt="usd"),
         Col("p50_ms", "p50 latency", num=True, fmt="ms"),
         Col("inputs", "inputs"),
-        Col("author", "who", sort="author"),
     ]
+    if labelled:
+        cols.append(Col("labels", "params · tags"))
+    cols.append(Col("author", "who", sort="author"))
     rows = []
     for r in pg.runs:
         rep = r.report or {}
@@ -100,6 +106,9 @@ def runs_table(pg: RunPage) -> Table:
                 "cost": (rep.get("cost") or {}).get("total_cost"),
                 "p50_ms": (rep.get("latency") or {}).get("p50_ms"),
                 "inputs": [i.ref for i in sorted(r.inputs, key=lambda i: _role_rank(i.role))],
+                "run_name": r.run_name,
+                "labels": [f"{k}={v}" for k, v in sorted(r.params.items())]
+                + [f"#{k}={v}" for k, v in sorted(r.tags.items())],
                 "author": r.author,
             }
         )

@@ -226,10 +226,11 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         if isinstance(v, Response):
             return v
         qp = request.query_params
-        name, used, status = (
+        name, used, status, label = (
             qp.get("name") or None,
             qp.get("used") or None,
             qp.get("status") or None,
+            qp.get("label") or None,
         )
         sort = qp.get("sort", "started_at")
         desc = qp.get("order", "desc") != "asc"
@@ -239,6 +240,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
                 name=name,
                 used=used,
                 status=status,
+                label=label,
                 sort=sort,
                 desc=desc,
                 page=1 if want_all else intq(request, "page"),
@@ -361,6 +363,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             can_es=can_es,
             hidden=EVALSET_HIDDEN,
             gen=present.generation(q, row),
+            snippets_from=next((i.ref for i in run.inputs if i.role == "corpus"), None),
             k=present.top_k(run),
             missing=present.missing_relevant(row, q["ranked"]),
         )
