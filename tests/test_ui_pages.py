@@ -426,3 +426,22 @@ def test_run_names_tags_and_params_show_and_filter(registry, runs, tmp_path: Pat
     run = c.get(f"/ui/runs/{named.id}").text
     assert "search · chunk-400" in run and 'id="labels"' in run
     assert 'href="/ui/runs?label=team%3Dsearch"' in run
+
+
+def test_head_works_on_ui_pages(registry, runs) -> None:
+    c = client(registry)
+    good = runs["good"].id
+    for path in (
+        "/ui/runs",
+        f"/ui/runs/{good}",
+        f"/ui/runs/{good}/queries/q1",
+        f"/ui/compare?base={good}&head={runs['bad'].id}",
+        "/ui/trend",
+        "/ui/artifacts",
+        "/ui/login",
+        "/ui/static/ui.css",
+        "/ui/runs/nope",
+    ):
+        g, h = c.get(path), c.head(path)
+        assert h.status_code == g.status_code != 405, path
+        assert h.content == b"" and h.headers["content-type"] == g.headers["content-type"], path

@@ -448,19 +448,6 @@ def _paginate_rows(total: int, qp: Any, key: str, per_page: int) -> dict[str, An
     }
 
 
-def _paginate(t: Table, qp: Any, key: str, per_page: int) -> dict[str, Any]:
-    """Slice ``t.rows`` to one page unless the table is being downloaded."""
-    total = len(t.rows)
-    pages = max(1, -(-total // per_page))
-    try:
-        n = min(max(1, int(qp.get(key, 1))), pages)
-    except ValueError:
-        n = 1
-    if qp.get("format") not in ("csv", "json"):
-        t.rows = t.rows[(n - 1) * per_page : n * per_page]
-    return {"page": n, "pages": pages, "total": total, "key": key}
-
-
 def judgment(row: dict[str, Any] | None, doc: str) -> str | None:
     """relevant | non-relevant (judged 0) | unjudged, or None when judgments are hidden."""
     if row is None:
@@ -629,33 +616,46 @@ def compare_queries(
     can_es: bool,
     per_page: int,
 ) -> tuple[Table, dict[str, Any]]:
-    qa = {q["id"]: q for q in res_a.get("rows", [])}
-    pa = (res_a.get("per_query_metrics") or {}).get(metric or "", {})
-    pb = (res_b.get("per_query_metrics") or {}).get(metric or "", {})
+    qa = _by_id(res_a)
     only_changed = qp.get("changed") == "1"
     search = (qp.get("q") or "").strip().lower()
-    rows = []
-    for q in res_b.get("rows", []):
-        qid = q["id"]
-        if qid not in pa or qid not in pb:
-            continue
-        d = float(pb[qid]) - float(pa[qid])
-        if only_changed and abs(d) <= 1e-12:
-            continue
-        text = q.get("query", "") if can_es else ""
-        if search and search not in qid.lower() and search not in text.lower():
-            continue
-        rows.append(
-            {
-                "id": qid,
-                "query": text if can_es else None,
-                "base": float(pa[qid]),
-                "head": float(pb[qid]),
-                "delta": d,
-                "_q": q,
-            }
+    memo = res_b.setdefault("_cmp_orders", {})
+    key = (ra.id, metric, only_changed, search, can_es)
+    ordered = memo.get(key)
+    if ordered is None:  # sorted once per view of the (immutable) pair, then paged
+        pa = (res_a.get("per_query_metrics") or {}).get(metric or "", {})
+        pb = (res_b.get("per_query_metrics") or {}).get(metric or "", {})
+        ordered = []
+        for q in res_b.get("rows", []):
+            qid = q["id"]
+            if qid not in pa or qid not in pb:
+                continue
+            d = float(pb[qid]) - float(pa[qid])
+            if only_changed and abs(d) <= 1e-12:
+                continue
+            text = q.get("query", "") if can_es else ""
+            if search and search not in qid.lower() and search not in text.lower():
+                continue
+            ordered.append((qid, float(pa[qid]), float(pb[qid]), d, q))
+        ordered.sort(key=lambda r: (-abs(r[3]), r[3], r[0]))
+        if len(memo) >= 8:
+            memo.clear()
+        memo[key] = ordered
+    rows = [
+        {
+            "id": qid,
+            "query": q.get("query", "") if can_es else None,
+            "base": base,
+            "head": head,
+            "delta": d,
+            "_q": q,
+        }
+        for qid, base, head, d, q in (
+            ordered
+            if qp.get("format") in ("csv", "json")
+            else ordered[_paginate_rows(len(ordered), qp, "page", per_page)["slice"]]
         )
-    rows.sort(key=lambda r: (-abs(r["delta"]), r["delta"], r["id"]))
+    ]
     cols = [Col("id", "query id")]
     if can_es:
         cols.append(Col("query", "query"))
@@ -665,8 +665,9 @@ def compare_queries(
         Col("delta", "Δ", num=True, fmt="delta"),
         Col("entered", "new in top 10", num=True),
     ]
-    t = Table("per_query", cols, rows, links={"id": "_href_id"})
-    info = _paginate(t, qp, "page", per_page)
+    t = Table("per_query", cols, rows, links={"id": "_href_id"}, total=len(ordered))
+    info = _paginate_rows(len(ordered), qp, "page", per_page)
+    info.pop("slice")
     pair = urlencode({"base": ra.id, "head": rb.id})
     for r in t.rows:  # only the shown page (or every row when downloading)
         q = r.pop("_q")
@@ -676,6 +677,13 @@ def compare_queries(
         r["_cls_delta"] = _sign_cls(r["delta"], None)
     info.update(only_changed=only_changed, search=qp.get("q") or "")
     return t, info
+
+
+def _by_id(res: dict[str, Any]) -> dict[str, Any]:
+    hit = res.get("_by_id")
+    if hit is None:
+        hit = res["_by_id"] = {q["id"]: q for q in res.get("rows", [])}
+    return hit
 
 
 def scatter(

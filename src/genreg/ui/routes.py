@@ -9,6 +9,9 @@ shown anonymously; eval-set content (queries, gold answers, judgments) needs
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from genreg.service import Registry
     from genreg.ui.session import Viewer
 
+log = logging.getLogger("genreg.ui")
 HERE = Path(__file__).parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -66,12 +70,28 @@ class _Templates:
         return self._env
 
 
+def _warm(reg: Registry, tpl: _Templates) -> None:
+    """Pay the first page's one-time costs (SQLAlchemy import and engine, the run store,
+    Jinja2 and the main templates) in the background just after start-up, so the first
+    visitor does not: the server answers ``/readyz`` before this finishes."""
+    time.sleep(0.3)  # let the server finish starting first
+    try:
+        from genreg.store.run_pages import RunPages
+
+        RunPages(reg.runs_repo.engine).names()
+        for name in ("runs.html", "run.html", "compare.html", "query.html"):
+            tpl.env.get_template(name)
+    except Exception:  # noqa: BLE001 -- a warm-up failure shows on the first real page instead
+        log.debug("UI warm-up failed", exc_info=True)
+
+
 def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRouter:
     from genreg.service.run_queries import RunQueries
 
     r = APIRouter(prefix="/ui", include_in_schema=False)
     tpl = _Templates()
     rq = RunQueries(reg)
+    threading.Thread(target=_warm, args=(reg, tpl), daemon=True, name="ui-warm").start()
 
     # ---- plumbing --------------------------------------------------------------------
     def page(request: Request, v: Viewer, _tpl: str, status: int = 200, **ctx: Any) -> HTMLResponse:
