@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from genreg.core.refs import Ref
     from genreg.core.types import VersionInfo
-    from genreg.store.derived import Derived, DerivedRepo
+    from genreg.store.metadata import Derived, DerivedStore
     from genreg.store.objects import ObjectStore
 
 Progress = Callable[[str, int, int | None], None]
@@ -103,7 +103,7 @@ def sample_key(snapshot: str, model: str, chunking: ChunkingSpec, index: IndexSp
 
 class IndexingService:
     objects: ObjectStore
-    derived: DerivedRepo
+    derived: DerivedStore
     settings: Any
 
     if TYPE_CHECKING:
