@@ -25,7 +25,7 @@ def test_snapshot_on_sqlite_never_opens_the_sqlalchemy_engine(
     (src / "d0.txt").write_text("changed\n")
     assert reg.snapshot("docs", src).created
     assert reg.corpus_status("corpus:docs", src).identical
-    assert "engine" not in reg.__dict__
+    assert not reg.metadata.sql_opened
 
 
 def test_fast_written_rows_read_back_through_sqlmodel(registry: Any, tmp_path: Path) -> None:

@@ -215,6 +215,20 @@ def test_judge_prompt_version_is_an_input_in_lineage_cache_key_and_compare(
     assert "inputs that differ: judge:faithfulness" in r.output, r.output
     r = cli("runs", "list", "--used", "prompt:judge-faithfulness@v2", "--json")
     assert [x["id"] for x in json.loads(r.stdout)] == [b["run_id"]]
+    # the lineage tree names the generation settings, routes, judge prompt versions and models
+    r = cli("lineage", b["run_id"])
+    assert r.exit_code == 0, r.output
+    tree = r.output
+    assert "├── generation" in tree and "settings: context_k=3" in tree
+    assert "default: gpt-4o-mini @ 127.0.0.1:" in tree and "temperature=0.1" in tree
+    assert "faithfulness: prompt:judge-faithfulness@v2  model baseline-overlap-judge" in tree
+    assert "cache: rw, 26 hits, 0 calls; judge" in tree
+    # runs show --queries: the answers section (answer vs gold, usage, latency, verdicts)
+    r = cli("runs", "show", b["run_id"], "--queries", "--limit", "2", "--sort", "id")
+    assert r.exit_code == 0, r.output
+    assert "answers (answer vs gold" in r.output and "q016  answer: " in r.output
+    assert "gold:   " in r.output and " in / " in r.output and "route default" in r.output
+    assert "statements supported" in r.output and "answer_relevance " in r.output
     # a gate against the baseline on a judge metric
     code, _, text = run(cli, llm, f"baseline={a['run_id']}", "gates=[faithfulness >= baseline]")
     assert code == 0, text

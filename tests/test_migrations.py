@@ -156,3 +156,67 @@ def test_db_upgrade_and_current_commands(cli: Any, db_backend: Backend) -> None:
     r = cli("db", "current")
     assert r.exit_code == 0, r.output
     assert "up to date" in r.output
+
+
+def _described(insp: Any, table: str) -> dict[str, Any]:
+    cols = {
+        c["name"]: (bool(c["nullable"]), type(c["type"]).__name__.lower())
+        for c in insp.get_columns(table)
+    }
+    idx = {
+        i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table)
+    }
+    uq = {str(u["name"]): tuple(u["column_names"]) for u in insp.get_unique_constraints(table)}
+    pk = tuple(insp.get_pk_constraint(table)["constrained_columns"])
+    fks = sorted(
+        (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+        for f in insp.get_foreign_keys(table)
+    )
+    return {"columns": cols, "indexes": idx, "unique": uq, "pk": pk, "fks": fks}
+
+
+def test_sqlmodel_models_equal_the_migrated_schema(db_backend: Backend) -> None:
+    """The models (what the code queries) and the migrations (what databases have) describe
+    one schema: tables, columns and nullability, primary and foreign keys, unique
+    constraints and every index -- compared through the database's own reflection."""
+    from sqlalchemy import create_engine, inspect
+    from sqlmodel import SQLModel
+
+    import genreg.store.models  # noqa: F401 - registers the tables
+    from genreg.store.db import ensure_schema
+
+    migrated = _engine(db_backend)
+    ensure_schema(migrated)
+    other = db_backend.home / "from_models.db"
+    url = f"sqlite:///{other}"
+    drop = None
+    if db_backend.db == "postgres":
+        import uuid
+
+        from sqlalchemy import text
+
+        schema = "m_" + uuid.uuid4().hex[:12]
+        url = migrated.url.render_as_string(hide_password=False)
+        admin = create_engine(url)
+        with admin.begin() as c:
+            c.execute(text(f'CREATE SCHEMA "{schema}"'))
+        drop = (admin, schema)
+        url = url.replace("search_path%3D", f"search_path%3D{schema}%2C").replace(
+            "search_path=", f"search_path={schema},"
+        )
+        assert schema in url, url  # else both sides would be the migrated schema
+    created = create_engine(url)
+    SQLModel.metadata.create_all(created)
+    a, b = inspect(migrated), inspect(created)
+    tables = set(SQLModel.metadata.tables)
+    assert tables == set(a.get_table_names()) - {"alembic_version"}
+    try:
+        for t in sorted(tables):
+            assert _described(b, t) == _described(a, t), t
+    finally:
+        created.dispose()
+        migrated.dispose()
+        if drop is not None:
+            with drop[0].begin() as c:
+                c.execute(text(f'DROP SCHEMA "{drop[1]}" CASCADE'))
+            drop[0].dispose()

@@ -226,3 +226,35 @@ def test_verify_checks_pack_index_objects_against_their_packs(
     )
     with pytest.raises((IntegrityError, ConfigError)):
         registry.corpus_export("corpus:kb", tmp_path / "out")
+
+
+# ---- item 7: embedding.model pointing at a directory that is not a model -----------------------
+@pytest.mark.parametrize(
+    ("modules", "expect"),
+    [
+        (None, "not a model directory: no config.json in"),
+        ("garbage", "modules.json is not readable JSON"),
+        ("{}", "modules.json must be a non-empty list of modules"),
+        ('[{"type": "evil.Module", "path": ""}]', "module type 'evil.Module' is not part of"),
+        ('[{"type": "sentence_transformers.models.Transformer", "path": ""}]', "no config.json"),
+    ],
+)
+def test_embedding_model_that_is_not_a_model_dir_is_one_line(
+    cli: Any, registry: Any, tmp_path: Path, modules: str | None, expect: str
+) -> None:
+    (tmp_path / "gold.jsonl").write_text('{"id": "q1", "query": "alpha", "relevant": ["a.md"]}\n')
+    assert cli("register", "evalset", "gold", tmp_path / "gold.jsonl").exit_code == 0
+    registry.snapshot("kb", _tree(tmp_path))
+    model = tmp_path / "notmodel"
+    model.mkdir()
+    (model / "notes.txt").write_text("not a model\n")
+    if modules is not None:
+        (model / "modules.json").write_text(modules)
+    cfg = tmp_path / "ev.yaml"
+    cfg.write_text(
+        "name: t\nevalset: evalset:gold\ncorpus: corpus:kb\nmetrics: [mrr@10]\n"
+        f"embedding: {{model: {model}}}\n"
+    )
+    line = _one_line(cli("eval", "run", cfg))
+    assert f"embedding model {model}" in line and expect in line, line
+    assert registry.list_runs() == []

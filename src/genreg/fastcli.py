@@ -123,10 +123,11 @@ def _split(args: list[str], flags: set[str]) -> tuple[list[str], set[str]] | Non
 
 
 def _reader() -> Any:
+    """The SQLite metadata store when it needs no migration (else None: the full CLI)."""
     from genreg.settings import resolve_settings
-    from genreg.store.fastread import FastReader
+    from genreg.store.sqlite_metadata import open_current
 
-    return FastReader.open(resolve_settings().database_url)
+    return open_current(resolve_settings().database_url)
 
 
 def run_fast(argv: list[str]) -> int | None:
@@ -177,11 +178,10 @@ def _list(args: list[str]) -> Any:
     if reader is None:
         return None
     from genreg.core.refs import validate_kind
-    from genreg.store.fastlist import list_artifacts
 
     if kind is not None:
         validate_kind(kind)
-    arts = list_artifacts(reader._conn(), kind)
+    arts = reader.list_artifacts(kind)
     if "--json" in parsed[1]:
         return lambda: textout.emit_json([a.to_dict() for a in arts])
     return lambda: textout.table(textout.list_rows(arts), textout.LIST_COLUMNS)
@@ -197,10 +197,9 @@ def _history(args: list[str]) -> Any:
     if reader is None:
         return None
     from genreg.core.refs import parse_ref
-    from genreg.store.fastlist import history
 
     r = parse_ref(parsed[0][0])
-    versions = history(reader._conn(), r.kind, r.name)
+    versions = reader.history(r.kind, r.name)
     if "--json" in parsed[1]:
         return lambda: textout.emit_json([v.to_dict() for v in versions])
     return lambda: textout.table(textout.history_rows(versions), textout.HISTORY_COLUMNS)

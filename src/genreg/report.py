@@ -40,6 +40,76 @@ def readable(v: Any) -> str:
     return str(v)
 
 
+def _price(p: Any) -> str:
+    if not p:
+        return "unpriced"
+    cur = p.get("currency", "USD")
+    return f"{cur} {p.get('input_per_1m', 0):g} in / {p.get('output_per_1m', 0):g} out per 1M"
+
+
+def generation_nodes(
+    gen: Any, stats: Any = None, judge_refs: dict[str, str] | None = None
+) -> list[Any]:
+    """The generation part of a lineage as tree children (strings, or ``(label, children)``):
+    settings, each route's model/params/endpoint/price, the judges, cache mode and hits."""
+    gen = dict(gen or {})
+    settings = {
+        k: gen.get(k)
+        for k in ("context_k", "context_chars", "repeats", "stream", "max_cost_usd")
+        if k in gen
+    }
+    out: list[Any] = [f"settings: {readable(settings)}"]
+    if gen.get("answer_metrics"):
+        out.append(f"answer metrics: {readable(gen['answer_metrics'])}")
+    routes = []
+    for name, r in (gen.get("routes") or {}).items():
+        params = readable(r.get("params") or {}) or "-"
+        routes.append(
+            f"{name}: {r.get('model')} @ {r.get('endpoint')}  params {params}  "
+            f"price {_price(r.get('price'))}"
+        )
+    if routes:
+        out.append(("routes", routes))
+    judge = dict(gen.get("judge") or {})
+    price = judge.pop("price", None)
+    judges = []
+    for metric, j in judge.items():
+        ref = (judge_refs or {}).get(metric, "-")
+        extra = {k: j[k] for k in ("n_questions",) if k in j}
+        if j.get("embedding"):
+            extra["embedding"] = j["embedding"].get("model")
+        params = readable(j.get("params") or {}) or "-"
+        judges.append(
+            f"{metric}: {ref}  model {j.get('model')} @ {j.get('endpoint')}  params {params}"
+            + (f"  ({readable(extra)})" if extra else "")
+        )
+    if judges:
+        if price:
+            judges.append(f"price {_price(price)}")
+        out.append(("judge", judges))
+    st = dict(stats or {})
+    cache = f"cache: {gen.get('cache', st.get('cache_mode', '-'))}"
+    if st:
+        cache += f", {st.get('cache_hits', 0)} hits, {st.get('calls', 0)} calls"
+        if "judge_calls" in st:
+            cache += (
+                f"; judge {st.get('judge_cache_hits', 0)} hits, {st.get('judge_calls', 0)} calls"
+            )
+        cache += f"; {st.get('errors', 0)} failed calls"
+    out.append(cache)
+    return out
+
+
+def _flatten(nodes: list[Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for n in nodes:
+        if isinstance(n, tuple):
+            out.extend(_flatten(n[1], f"{prefix}{n[0]} "))
+        else:
+            out.append(prefix + n)
+    return out
+
+
 def inputs_lines(lineage: Lineage) -> list[str]:
     out = [f"{i.role}: {i.ref} ({i.digest[:19]})" for i in lineage.inputs]
     emb = lineage.embedding
@@ -52,7 +122,14 @@ def inputs_lines(lineage: Lineage) -> list[str]:
     if lineage.k is not None:
         out.append(f"k: {readable(list(lineage.k))}")
     if lineage.generation is not None:
-        out.append(f"generation: {readable(dict(lineage.generation))}")
+        refs = {
+            i.role.split(":", 1)[1]: i.ref for i in lineage.inputs if i.role.startswith("judge:")
+        }
+        stats = lineage.get("generation_stats")
+        out += [
+            f"generation {line}"
+            for line in _flatten(generation_nodes(lineage.generation, stats, refs))
+        ]
     code = lineage.code
     if code:
         dirty = " (dirty)" if code.dirty else ""
@@ -216,11 +293,22 @@ def generation_lines(rep: dict[str, Any]) -> list[str]:
         )
     for m, sp in (g.get("spread") or {}).items():
         out.append(f"{m} over {len(sp['repeat_means'])} repeats: std {sp['std']:.4f}")
+    j = rep.get("judge")
+    if j:
+        judges = ", ".join(f"{m} ({v['prompt']}, {v['model']})" for m, v in j["metrics"].items())
+        unscored = ", ".join(f"{m} {n}" for m, n in (j.get("unscored") or {}).items())
+        out.append(
+            f"judge: {judges}; {j['calls']} calls, {j['cache']['hits']} cache hits, "
+            f"{j['errors']} per-query errors (excluded from the means, counted in judge_errors)"
+            + (f"; unscored (no statements): {unscored}" if unscored else "")
+            + (f"; {j['input_tokens']} in / {j['output_tokens']} out tokens, cost {j['cost']:.6f}")
+        )
     ab = rep.get("aborted")
     if ab:
+        missed = ab.get("not_generated", ab.get("not_judged", 0))
         out.append(
             f"ABORTED: spend {ab['spent']:.6f} passed max_cost_usd {ab['max_cost_usd']}; "
-            f"{ab['not_generated']} calls not made; the run cannot pass a gate or promote"
+            f"{missed} calls not made; the run cannot pass a gate or promote"
         )
     return out
 

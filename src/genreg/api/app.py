@@ -5,8 +5,9 @@
     uvicorn.run(app)                        # or: genreg serve
 
 Importing this module pulls FastAPI and the core, never SQLAlchemy, torch, faiss or
-sentence-transformers: hot reads go through the stdlib-sqlite3 reader, and SQLAlchemy is
-imported on the first write or list.
+sentence-transformers: on the default SQLite file the registry's metadata answers hot reads
+with the stdlib ``sqlite3``, and SQLAlchemy is imported on the first alias write, run or token
+operation.
 """
 
 from __future__ import annotations
@@ -81,13 +82,11 @@ class BodyLimit:
 
 
 def open_registry(settings: Settings | None = None) -> Registry:
-    """The registry, with its stdlib reader ready (migrating first if the DB is new/old)."""
+    """The registry (migrating first if the database is new or old)."""
     from genreg.service import Registry
 
     reg = Registry(settings=settings)
-    if reg.fast is None and reg.settings.database_url.startswith("sqlite"):
-        _ = reg.engine  # create / migrate, then open the fast reader again
-        reg.__dict__.pop("fast", None)
+    reg.ensure_schema()
     return reg
 
 
@@ -106,9 +105,6 @@ def create_app(
 
     cfg = config or ApiConfig.from_env()
     reg = registry or open_registry(settings)
-    if registry is not None and reg.fast is None and reg.settings.database_url.startswith("sqlite"):
-        _ = reg.engine
-        reg.__dict__.pop("fast", None)
     auth = Authenticator(reg, cfg)
     reader = Reader(reg)
 

@@ -7,8 +7,8 @@ Resolutions (ref -> version + finished body) are cached per thread and validated
 request with SQLite's ``PRAGMA data_version`` (a few microseconds), which changes whenever
 any other connection -- this process's writer or another process -- commits. So an alias
 moved anywhere is visible to the very next request: no server-side staleness at all; the only
-staleness is the ``max-age`` (default 5 s) clients and proxies may apply. Without the SQLite
-fast reader (PostgreSQL) every request resolves through SQL.
+staleness is the ``max-age`` (default 5 s) clients and proxies may apply. Without a
+cheap change counter (PostgreSQL) every request resolves through SQL.
 
 Pinned bodies carry nothing mutable (no alias list): a response marked ``immutable`` must
 never change. Alias/latest bodies add ``alias`` and ``aliases`` in front.
@@ -103,19 +103,18 @@ class Reader:
 
     def lookup(self, ref: Ref) -> tuple[VersionInfo, bytes]:
         """The version ``ref`` names and its response body (pinned or alias form)."""
-        fast = self.reg.fast
-        if fast is None:
-            info = self.reg.resolve(ref)
+        dv = self.reg.data_version()  # changes whenever another connection commits
+        if dv is None:  # no cheap change counter (PostgreSQL): resolve every time
+            info = self.reg.resolve(ref, suggest=False)
             return info, self._body_for(ref, info)
         local = self._local
-        dv = fast.data_version()  # changes whenever another connection commits
         cache: dict[Ref, tuple[VersionInfo, bytes]] | None = getattr(local, "cache", None)
         if cache is None or local.dv != dv or len(cache) > _MAX_ENTRIES:
             cache = local.cache = {}
             local.dv = dv
         hit = cache.get(ref)
         if hit is None:
-            info = fast.resolve(ref)
+            info = self.reg.resolve(ref, suggest=False)
             hit = cache[ref] = (info, self._body_for(ref, info))
         return hit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genreg.report import readable
+from genreg.report import generation_nodes, readable
 
 
 def tree(label: str, children: list[Any], prefix: str = "") -> list[str]:
@@ -42,6 +42,15 @@ def lineage_tree(t: dict[str, Any]) -> list[str]:
     children: list[Any] = [f"fingerprint {t['fingerprint']}", ("inputs", inputs or ["(none)"])]
     if retrieval:
         children.append(("retrieval", retrieval))
+    if t.get("generation"):
+        refs = {
+            i["role"].split(":", 1)[1]: i["ref"]
+            for i in t["inputs"]
+            if str(i["role"]).startswith("judge:")
+        }
+        children.append(
+            ("generation", generation_nodes(t["generation"], t.get("generation_stats"), refs))
+        )
     if t.get("run_file"):
         children.append(f"run file {t['run_file']}")
     code = t.get("code") or {}
@@ -81,18 +90,11 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def queries_rows(
-    queries: list[dict[str, Any]],
-    qrels: dict[str, dict[str, int]],
-    metrics: list[str],
-    *,
-    sort: str | None = None,
-    limit: int | None = None,
-    top: int = 5,
-    query_width: int = 48,
+def select_queries(
+    queries: list[dict[str, Any]], *, sort: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Rows of the per-query table. ``sort``: a metric (lowest first; ``-metric`` highest
-    first) or ``id``; queries without that metric sort last."""
+    """The queries in table order: ``sort`` by a metric (lowest first; ``-metric`` highest
+    first) or ``id``; queries without that metric sort last; at most ``limit``."""
     from genreg.errors import ConfigError
 
     qs = list(queries)
@@ -113,6 +115,75 @@ def queries_rows(
             qs = have + missing
     if limit is not None:
         qs = qs[: max(limit, 0)]
+    return qs
+
+
+def _num(v: Any, fmt: str = "{:.4f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def answer_lines(
+    queries: list[dict[str, Any]], golds: dict[str, list[str]], width: int = 160
+) -> list[str]:
+    """Per query with an answer: the answer vs the gold answer(s), usage, latency, route,
+    cache, error and the judges' verdicts (``runs show --queries``)."""
+    out: list[str] = []
+    for q in queries:
+        if "answer" not in q and "generation" not in q:
+            continue
+        qid = str(q["id"])
+        g = q.get("generation") or {}
+        u = q.get("usage") or {}
+        gold = golds.get(qid) or []
+        out.append(f"{qid}  answer: {_short(q.get('answer') or '(none)', width)}")
+        out.append(
+            f"{' ' * len(qid)}  gold:   {_short(' | '.join(gold), width) if gold else '(none: not scored)'}"
+        )
+        facts = [
+            f"tokens {u.get('input_tokens', '-')} in / {u.get('output_tokens', '-')} out",
+            f"cost {_num(u.get('cost'), '{:.6f}')}",
+        ]
+        if g:
+            facts.append(f"{_num(g.get('latency_ms'), '{:.1f}')} ms")
+            facts.append(f"route {g.get('route')} ({g.get('model')})")
+            facts.append("cache hit" if g.get("cache_hit") else "called")
+            if g.get("finish_reason"):
+                facts.append(f"finish {g['finish_reason']}")
+            if g.get("error"):
+                facts.append(f"ERROR {g['error']}")
+        out.append(f"{' ' * len(qid)}  " + ", ".join(facts))
+        verdicts = []
+        for m, v in (q.get("verdicts") or {}).items():
+            if v.get("error"):
+                verdicts.append(f"{m} ERROR ({_short(v['error'], 80)})")
+                continue
+            text = f"{m} {_num(v.get('score'), '{:.2f}')}"
+            st = v.get("statements")
+            if st is not None:
+                text += f" ({sum(x['verdict'] for x in st)}/{len(st)} statements supported)"
+            if v.get("noncommittal"):
+                text += " (noncommittal)"
+            if v.get("note"):
+                text += f" ({v['note']})"
+            verdicts.append(text)
+        if verdicts:
+            out.append(f"{' ' * len(qid)}  verdicts: " + ", ".join(verdicts))
+    return out
+
+
+def queries_rows(
+    queries: list[dict[str, Any]],
+    qrels: dict[str, dict[str, int]],
+    metrics: list[str],
+    *,
+    sort: str | None = None,
+    limit: int | None = None,
+    top: int = 5,
+    query_width: int = 48,
+) -> list[dict[str, Any]]:
+    """Rows of the per-query table. ``sort``: a metric (lowest first; ``-metric`` highest
+    first) or ``id``; queries without that metric sort last."""
+    qs = select_queries(queries, sort=sort, limit=limit)
     rows = []
     for q in qs:
         judged = qrels.get(str(q["id"]), {})

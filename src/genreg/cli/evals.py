@@ -303,16 +303,31 @@ def show(
 def _queries_table(
     reg: Any, run: Any, results: dict[str, Any], *, sort: Any, limit: Any, metrics: list[str]
 ) -> None:
-    from genreg.cli.display import RELEVANCE_LEGEND, qrels_of, queries_rows
+    from genreg.cli.display import (
+        RELEVANCE_LEGEND,
+        answer_lines,
+        qrels_of,
+        queries_rows,
+        select_queries,
+    )
+    from genreg.core.answers import gold_answers
 
     ev = run.input("evalset")
-    qrels = qrels_of(reg.load_evalset(ev.ref).rows) if ev is not None else {}
+    es_rows = reg.load_evalset(ev.ref).rows if ev is not None else []
+    qrels = qrels_of(es_rows)
     chosen = metrics or list(results.get("metrics") or run.metrics)[:3]
     rows = queries_rows(results.get("queries", []), qrels, chosen, sort=sort, limit=limit)
     n = len(results.get("queries", []))
     echo("")
     echo(f"per-query results ({len(rows)} of {n}; {RELEVANCE_LEGEND})")
     table(rows, ["id", "query", *chosen, "top docs"])
+    shown = select_queries(results.get("queries", []), sort=sort, limit=limit)
+    lines = answer_lines(shown, {str(r["id"]): gold_answers(r) for r in es_rows})
+    if lines:
+        echo("")
+        echo("answers (answer vs gold, usage, latency, route, cache, judge verdicts):")
+        for line in lines:
+            echo(f"  {line}")
 
 
 @runs_app.command("compare")

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from genreg.retrieval.index import IndexSpec
-    from genreg.store.derived import DerivedRepo
+    from genreg.store.metadata import DerivedStore
     from genreg.store.objects import ObjectStore
 
 TRUNK = "index.faiss"
@@ -193,7 +193,9 @@ class CachePlan:
         return out
 
 
-def _shard_rows(objects: ObjectStore, derived: DerivedRepo, kind: str, model: str, dim: int) -> Any:
+def _shard_rows(
+    objects: ObjectStore, derived: DerivedStore, kind: str, model: str, dim: int
+) -> Any:
     return [r for r in derived.list(kind, scope=model) if int(r.meta.get("dim", -1)) == dim]
 
 
@@ -226,7 +228,7 @@ def _check_head(head: bytes, digest: str) -> tuple[bytes, int, int]:
 
 def plan_rows(
     objects: ObjectStore,
-    derived: DerivedRepo,
+    derived: DerivedStore,
     model_digest: str,
     dim: int,
     rows: np.ndarray,
@@ -459,7 +461,7 @@ class ExactSearch:
     def __init__(
         self,
         objects: ObjectStore,
-        derived: DerivedRepo,
+        derived: DerivedStore,
         model_digest: str,
         dim: int,
         rows: Any,  # S32 digests, or a callable returning them (loaded on first search)

@@ -24,7 +24,7 @@ from genreg.store.objects import ensure_stored
 if TYPE_CHECKING:
     import numpy as np
 
-    from genreg.store.derived import DerivedRepo
+    from genreg.store.metadata import DerivedStore
     from genreg.store.objects import ObjectStore
 
 MAGIC = b"GREMB001"
@@ -66,7 +66,7 @@ class EmbeddingCache:
     def __init__(
         self,
         objects: ObjectStore,
-        derived: DerivedRepo,
+        derived: DerivedStore,
         model_digest: str,
         dim: int,
         *,

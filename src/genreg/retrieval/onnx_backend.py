@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from genreg.retrieval.embedders import Progress
-    from genreg.store.derived import DerivedRepo
+    from genreg.store.metadata import DerivedStore
     from genreg.store.objects import ObjectStore
 
 EXPORT_FORMAT = 1
@@ -249,7 +249,7 @@ class ExportStore:
     """Exported models kept in the registry (derived objects) with a local file copy."""
 
     def __init__(
-        self, objects: ObjectStore | None, derived: DerivedRepo | None, local_dir: Path
+        self, objects: ObjectStore | None, derived: DerivedStore | None, local_dir: Path
     ) -> None:
         self.objects = objects
         self.derived = derived

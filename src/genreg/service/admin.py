@@ -50,6 +50,7 @@ from genreg.errors import IntegrityError, NotFound
 
 if TYPE_CHECKING:
     from genreg.store.inventory import ObjectRef
+    from genreg.store.metadata import Metadata
     from genreg.store.objects import ObjectStore
 
 Progress = Callable[[str, int, int | None], None]
@@ -138,32 +139,14 @@ def _hash_object(store: ObjectStore, digest: str) -> str:
     return h.hexdigest()
 
 
-def _mtime(store: ObjectStore, digest: str) -> float | None:
-    path = store.local_path(digest)
-    if path is not None:
-        return path.stat().st_mtime
-    fs = getattr(store, "fs", None)
-    if fs is None:
-        return None
-    info = fs.info(store._key(digest))  # type: ignore[attr-defined]  # fsspec store only
-    for k in ("LastModified", "mtime", "created", "last_modified"):
-        v = info.get(k)
-        if v is None:
-            continue
-        return float(v.timestamp()) if hasattr(v, "timestamp") else float(v)
-    return None
-
-
 class AdminService:
     objects: ObjectStore
     settings: Any
-    engine: Any
+    metadata: Metadata
 
     # ---- references -------------------------------------------------------------------
     def _row_references(self) -> list[ObjectRef]:
-        from genreg.store.inventory import object_references
-
-        return object_references(self.engine)
+        return self.metadata.object_references()
 
     def _provider_references(self) -> list[tuple[str, str]]:
         return [(d, owner) for fn in _PROVIDERS for d, owner in fn(self)]
@@ -275,11 +258,10 @@ class AdminService:
         return keep | self._embedded_digests(refs, stored)
 
     def _staging_dirs(self) -> list[Path]:
-        from genreg.store.objects import LocalObjectStore
-
         dirs = [self.settings.home / "tmp", self.settings.home / "cache" / "packs"]
-        if isinstance(self.objects, LocalObjectStore):
-            dirs.insert(0, self.objects.root / "tmp")
+        staging = self.objects.staging_dir()
+        if staging is not None:
+            dirs.insert(0, staging)
         return dirs
 
     def _staging(self, now: float, grace: float) -> list[dict[str, Any]]:
@@ -332,7 +314,7 @@ class AdminService:
         for i, d in enumerate(candidates, 1):
             try:
                 size = self.objects.size(d)
-                mtime = _mtime(self.objects, d)
+                mtime = self.objects.mtime(d)
             except (NotFound, FileNotFoundError):
                 continue
             recent = grace_seconds > 0 and (mtime is None or now - mtime < grace_seconds)

@@ -18,9 +18,8 @@ if TYPE_CHECKING:
     from genreg.core.evalset import EvalSet
     from genreg.core.prompt import Prompt
     from genreg.core.routing import Decision, Routing
-    from genreg.store.fastread import FastReader
+    from genreg.store.metadata import Metadata
     from genreg.store.objects import ObjectStore
-    from genreg.store.repo import Repo
 
 EXPORT_FORMAT = "genreg-export/1"
 
@@ -60,9 +59,8 @@ def as_ref(ref: str | Ref, kind: str | None = None) -> Ref:
 
 
 class ArtifactService:
-    repo: Repo
+    metadata: Metadata
     objects: ObjectStore
-    fast: FastReader | None
 
     settings: Any
     if TYPE_CHECKING:
@@ -86,7 +84,7 @@ class ArtifactService:
         validate_name(name)
         tags = check_metadata(tags, message, author)
         obj = self.objects.put_bytes(parsed.data)
-        info, created = self.repo.add_version(
+        info, created = self.metadata.add_version(
             parsed.kind,
             name,
             digest=parsed.digest,
@@ -132,12 +130,17 @@ class ArtifactService:
         return self.register_parsed(name, parsed, message=message, tags=tags, author=author)
 
     # ---- reading --------------------------------------------------------------------
-    def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo:
-        """The exact version a reference names (raises NotFound / AmbiguousRef)."""
+    def resolve(
+        self, ref: str | Ref, kind: str | None = None, *, suggest: bool = True
+    ) -> VersionInfo:
+        """The exact version a reference names (raises NotFound / AmbiguousRef). An unknown
+        artifact's NotFound names the closest existing one unless ``suggest`` is False (the
+        HTTP API's hot reads: no listing on a 404)."""
         r = as_ref(ref, kind)
-        fast = self.fast
+        if not suggest:
+            return self.metadata.resolve(r)
         try:
-            return fast.resolve(r) if fast is not None else self.repo.resolve(r)
+            return self.metadata.resolve(r)
         except NotFound as exc:
             raise self._did_you_mean(r, exc) from None
 
@@ -154,12 +157,12 @@ class ArtifactService:
 
     def history(self, ref: str | Ref) -> list[VersionInfo]:
         r = as_ref(ref)
-        return self.repo.history(r.kind, r.name)
+        return self.metadata.history(r.kind, r.name)
 
     def list_artifacts(self, kind: str | None = None) -> list[ArtifactInfo]:
         if kind is not None:
             validate_kind(kind)
-        return self.repo.list_artifacts(kind)
+        return self.metadata.list_artifacts(kind)
 
     def content(self, ref: str | Ref | VersionInfo) -> bytes:
         info = ref if isinstance(ref, VersionInfo) else self.resolve(ref)
@@ -232,7 +235,7 @@ class ArtifactService:
         if alias == LATEST or (alias[0] == "v" and alias[1:].isdigit()):
             raise InvalidName(f"invalid alias {alias!r}: 'latest' and vN are reserved")
         info = self.resolve(ref)
-        return self.repo.set_alias(
+        return self.metadata.set_alias(
             info.kind,
             info.name,
             alias,
@@ -246,13 +249,13 @@ class ArtifactService:
         self, artifact: str | Ref, alias: str, *, reason: str = "", actor: str | None = None
     ) -> AliasEvent:
         r = as_ref(artifact)
-        return self.repo.remove_alias(
+        return self.metadata.remove_alias(
             r.kind, r.name, alias, actor=self.author(actor), reason=reason
         )
 
     def alias_history(self, artifact: str | Ref, alias: str | None = None) -> list[AliasEvent]:
         r = as_ref(artifact)
-        return self.repo.alias_history(r.kind, r.name, alias)
+        return self.metadata.alias_history(r.kind, r.name, alias)
 
     # ---- files in git ---------------------------------------------------------------
     def push(

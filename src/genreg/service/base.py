@@ -1,4 +1,8 @@
-"""Opening a registry: settings, engine (migrated on open) and object store."""
+"""Opening a registry: settings, metadata (migrated on open) and object store.
+
+The persistence handles here (``metadata``, ``objects`` and, for tests and benchmarks,
+``engine``/``repo``) are the service layer's: the shells (cli/, api/, ui/) never touch them
+(``tests/test_layering.py``)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,9 @@ from genreg.store.objects import ObjectStore, open_object_store
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from genreg.store.derived import DerivedRepo
-    from genreg.store.fastread import FastReader
+    from genreg.store.metadata import DerivedStore, Metadata
     from genreg.store.repo import Repo
+    from genreg.store.runs import RunRepo
 
 _T = TypeVar("_T")
 
@@ -40,7 +44,7 @@ class ServiceBase:
             home = find_home() or Path.cwd() / ".genreg"
         home.mkdir(parents=True, exist_ok=True)
         reg = cls(home)
-        _ = reg.engine
+        reg.metadata.ensure_schema()
         return reg
 
     @property
@@ -48,37 +52,50 @@ class ServiceBase:
         return self.settings.home
 
     @cached_property
-    def engine(self) -> Engine:
-        """SQLAlchemy engine, migrated on first use. Imported lazily: SQLAlchemy costs
-        ~0.3 s of start-up that read-only hot paths avoid through :attr:`fast`."""
-        from genreg.store.db import ensure_schema, make_engine
+    def metadata(self) -> Metadata:
+        """The metadata store, chosen once for the database URL (stdlib ``sqlite3`` for the
+        hot operations on the default SQLite file, SQLModel otherwise); migrated on first use."""
+        from genreg.store.metadata import open_metadata
 
-        engine = make_engine(self.settings.database_url)
-        ensure_schema(engine)
-        return engine
-
-    @cached_property
-    def fast(self) -> FastReader | None:
-        """Stdlib-sqlite3 reader for the default backend (None on other databases)."""
-        from genreg.store.fastread import FastReader
-
-        return FastReader.open(self.settings.database_url)
+        return open_metadata(self.settings.database_url)
 
     @cached_property
     def objects(self) -> ObjectStore:
         return open_object_store(self.settings.objects_url)
 
+    @property
+    def derived(self) -> DerivedStore:
+        return self.metadata.derived
+
+    @property
+    def runs_repo(self) -> RunRepo:
+        return self.metadata.runs
+
+    @property
+    def engine(self) -> Engine:
+        """SQLAlchemy engine on the metadata database (tests, benchmarks); imports SQLAlchemy."""
+        return self.metadata.engine
+
     @cached_property
     def repo(self) -> Repo:
+        """The SQLModel repository on the metadata database (tests compare it with
+        :attr:`metadata`); services go through :attr:`metadata`."""
         from genreg.store.repo import Repo
 
         return Repo(self.engine)
 
-    @cached_property
-    def derived(self) -> DerivedRepo:
-        from genreg.store.derived import DerivedRepo
+    def ensure_schema(self) -> None:
+        """Create or migrate the database to the code's schema (cheap when current)."""
+        self.metadata.ensure_schema()
 
-        return DerivedRepo(self.engine)
+    def data_version(self) -> int | None:
+        """Changes whenever any connection commits (None: the backend has no cheap counter,
+        do not cache resolutions)."""
+        return self.metadata.data_version()
+
+    def ping(self) -> str | None:
+        """The database's schema revision; raises when it does not answer."""
+        return self.metadata.ping()
 
     def author(self, explicit: str | None = None) -> str:
         if explicit:
@@ -88,8 +105,8 @@ class ServiceBase:
         return self._author
 
     def close(self) -> None:
-        if "engine" in self.__dict__:
-            self.engine.dispose()
+        if "metadata" in self.__dict__:
+            self.metadata.close()
 
     def __enter__(self: _T) -> _T:
         return self

@@ -6,8 +6,9 @@ stop (nothing new) -> commit packs (one fsync each) and their index objects -> r
 packs as derived rows -> store layout and manifest objects -> insert the version row. The
 version is visible only after every object it names is durable.
 
-Hot path: an unchanged re-snapshot and ``corpus status`` use only the stat cache, stdlib
-``sqlite3`` (:attr:`fast`) and hashlib; SQLAlchemy is opened only to write a new version.
+Hot path: an unchanged re-snapshot and ``corpus status`` use only the stat cache, the
+metadata store (stdlib ``sqlite3`` on the default SQLite file, so no SQLAlchemy import, new
+versions included) and hashlib.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from genreg.core.corpus_sources import Progress, ScanResult, detect, scan
 from genreg.core.hashing import sha256_hex
 from genreg.core.refs import Ref, validate_name
 from genreg.core.types import VersionInfo
-from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, NotFound
+from genreg.errors import ConfigError, IntegrityError, InvalidArtifact
 
 if TYPE_CHECKING:
     from genreg.store.packs import PackIndex
@@ -114,15 +115,11 @@ class _ExportDir:
 
 class CorpusService:
     if TYPE_CHECKING:
-        from genreg.store.derived import DerivedRepo
-        from genreg.store.fastread import FastReader
+        from genreg.store.metadata import Metadata
         from genreg.store.objects import ObjectStore
-        from genreg.store.repo import Repo
 
         objects: ObjectStore
-        repo: Repo
-        derived: DerivedRepo
-        fast: FastReader | None
+        metadata: Metadata
         home: Path
 
         def author(self, explicit: str | None = None) -> str: ...
@@ -139,30 +136,14 @@ class CorpusService:
         """Add packs recorded in the database (e.g. by another machine) to the local index."""
         from genreg.store.packs import parse_index
 
-        if self.fast is not None:
-            rows = self.fast.derived_objects("pack")
-        else:
-            rows = [(d.key, d.object_digest, d.meta) for d in self.derived.list("pack")]
         have = self._packidx.packs()
-        for _key, obj, meta in rows:
-            if obj not in have:
-                _, recs = parse_index(self.objects.get_bytes(meta["index"]))
-                self._packidx.add(obj, meta["index"], recs)
-
-    def _fast_writer(self) -> Any:
-        """A stdlib-sqlite3 writer on the default SQLite backend (no SQLAlchemy import)."""
-        if self.fast is None:
-            return None
-        from genreg.store.fastwrite import FastWriter
-
-        return FastWriter(self.fast.path)
+        for d in self.metadata.derived.list("pack"):
+            if d.object_digest not in have:
+                _, recs = parse_index(self.objects.get_bytes(d.meta["index"]))
+                self._packidx.add(d.object_digest, d.meta["index"], recs)
 
     def _tmp_dir(self) -> Path:
-        from genreg.store.objects import LocalObjectStore
-
-        if isinstance(self.objects, LocalObjectStore):
-            return self.objects.root / "tmp"
-        return self.home / "tmp"
+        return self.objects.staging_dir() or self.home / "tmp"
 
     def _corpus(self, ref: str | Ref | VersionInfo) -> VersionInfo:
         info = ref if isinstance(ref, VersionInfo) else self.resolve(ref, "corpus")
@@ -171,12 +152,7 @@ class CorpusService:
         return info
 
     def _by_digest(self, name: str, digest: str) -> VersionInfo | None:
-        if self.fast is not None:
-            return self.fast.version_by_digest("corpus", name, digest)
-        try:
-            return self.repo.resolve(Ref("corpus", name, digest_prefix=digest[7:]))
-        except NotFound:
-            return None
+        return self.metadata.version_by_digest("corpus", name, digest)
 
     @staticmethod
     def _cache(home: Path, source: Path, fmt: str | None, fields: Fields) -> tuple[str, StatCache]:
@@ -247,13 +223,9 @@ class CorpusService:
         except BaseException:
             writer.abort()
             raise
-        fw = self._fast_writer()
         for p in packs:
             meta = {"index": p.index, "count": p.count, "bytes": p.size}
-            if fw is not None:
-                fw.put_derived("pack", "corpus", f"pack:{p.pack}", p.pack, meta)
-            else:
-                self.derived.put("pack", "corpus", f"pack:{p.pack}", p.pack, meta)
+            self.metadata.derived.put("pack", "corpus", f"pack:{p.pack}", p.pack, meta)
             self._packidx.add(p.pack, p.index, p.records)
         if res.layout is not None:
             self.objects.put_bytes(res.layout)
@@ -269,14 +241,16 @@ class CorpusService:
             "new_bytes": writer.new_bytes,
             "skipped": len(res.skipped),
         }
-        row = dict(digest=digest, object_digest=obj, author=self.author(author), message=message,
-                   tags=dict(tags or {}), summary=summary)  # fmt: skip
-        if fw is not None and self.fast is not None:
-            number, created = fw.add_version("corpus", name, **row)
-            fw.close()
-            info = self.fast.resolve(Ref("corpus", name, version=number))
-        else:
-            info, created = self.repo.add_version("corpus", name, **row)  # type: ignore[arg-type]  # row: dict[str, Any]
+        info, created = self.metadata.add_version(
+            "corpus",
+            name,
+            digest=digest,
+            object_digest=obj,
+            author=self.author(author),
+            message=message,
+            tags=dict(tags or {}),
+            summary=summary,
+        )
         # The rows are committed: re-store anything a concurrent gc hid since it was written.
         writer.finish()
         if res.layout is not None and layout is not None:

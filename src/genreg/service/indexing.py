@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from genreg.core.refs import Ref
     from genreg.core.types import VersionInfo
-    from genreg.store.derived import Derived, DerivedRepo
+    from genreg.store.metadata import Derived, DerivedStore
     from genreg.store.objects import ObjectStore
 
 Progress = Callable[[str, int, int | None], None]
@@ -103,7 +103,7 @@ def sample_key(snapshot: str, model: str, chunking: ChunkingSpec, index: IndexSp
 
 class IndexingService:
     objects: ObjectStore
-    derived: DerivedRepo
+    derived: DerivedStore
     settings: Any
 
     if TYPE_CHECKING:
@@ -119,11 +119,14 @@ class IndexingService:
             return model
         from genreg.retrieval.embedders import load_embedder
         from genreg.retrieval.onnx_backend import ExportStore
+        from genreg.service.model_check import check_model_dir
 
         cache = self.settings.home / "cache"
         spec = EmbeddingSpec.parse(model)
         exports = ExportStore(self.objects, self.derived, cache / "onnx")
-        return load_embedder(spec, cache_dir=cache, exports=exports)
+        emb = load_embedder(spec, cache_dir=cache, exports=exports)
+        check_model_dir(emb.name, emb.path)  # one line, before anything loads
+        return emb
 
     def build_index(
         self,

@@ -114,6 +114,7 @@ class RunViews:
                 "index_key": lin.index_key,
             },
             "generation": lin.get("generation"),
+            "generation_stats": lin.get("generation_stats"),
             "metrics": lin.get("metrics"),
             "run_file": lin.run_file,
             "latency": lin.latency,

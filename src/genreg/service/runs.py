@@ -15,7 +15,6 @@ its times and host differ) and its report says ``identical_to`` = the earlier ru
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from genreg.retrieval.index import IndexSpec
     from genreg.retrieval.retriever import Retriever
     from genreg.store.objects import ObjectStore
-    from genreg.store.runs import RunRepo
 
 __all__ = ["EvalService", "RunOutcome", "parse_labels"]
 
@@ -119,12 +117,6 @@ class EvalService(RunViews):
             engine: str = "local",
             ray: Any = None,
         ) -> Retriever: ...
-
-    @cached_property
-    def runs_repo(self) -> RunRepo:
-        from genreg.store.runs import RunRepo
-
-        return RunRepo(self.engine)
 
     # ---- pipelines (a generation stage is added here, after retrieve) ----------------------
     def eval_pipeline(self) -> Pipeline:

@@ -22,9 +22,8 @@ from genreg.core.refs import validate_name
 from genreg.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from genreg.store.tokens import TokenRecord
+    from genreg.store.metadata import Metadata
+    from genreg.store.tokens import TokenRecord, TokenRepo
 
 SCOPES = ("read", "write", "admin", "evalsets:read")
 PREFIX = "grg_"
@@ -90,12 +89,10 @@ def _info(r: TokenRecord) -> TokenInfo:
 
 class TokenService:
     if TYPE_CHECKING:
-        engine: Engine
+        metadata: Metadata
 
-    def _tokens(self) -> Any:
-        from genreg.store.tokens import TokenRepo
-
-        return TokenRepo(self.engine)
+    def _tokens(self) -> TokenRepo:
+        return self.metadata.tokens
 
     def create_token(self, name: str, scopes: list[str] | tuple[str, ...]) -> tuple[str, TokenInfo]:
         """Create a token; returns ``(token, info)``. The token is never stored or shown again."""

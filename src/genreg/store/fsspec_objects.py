@@ -78,6 +78,18 @@ class FsspecObjectStore:
     def local_path(self, digest: str) -> Path | None:
         return None
 
+    def mtime(self, digest: str) -> float | None:
+        info = self.fs.info(self._key(digest))
+        return _info_mtime(info) if any(info.get(k) is not None for k in _MTIME_KEYS) else None
+
+    def staging_dir(self) -> Path | None:
+        return None
+
+    def adopt_file(self, path: Path, digest: str) -> None:
+        from genreg.store.objects import adopt_by_copy
+
+        adopt_by_copy(self, path, digest)
+
     # ---- queries ----------------------------------------------------------------------
     def has(self, digest: str) -> bool:
         try:
@@ -206,8 +218,11 @@ class FsspecObjectStore:
                 yield name, int(info.get("size") or 0), _info_mtime(info)
 
 
+_MTIME_KEYS = ("LastModified", "mtime", "created", "last_modified")
+
+
 def _info_mtime(info: dict[str, Any]) -> float:
-    for k in ("LastModified", "mtime", "created", "last_modified"):
+    for k in _MTIME_KEYS:
         v = info.get(k)
         if v is not None:
             return float(v.timestamp()) if hasattr(v, "timestamp") else float(v)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -37,7 +37,7 @@ class VersionRow(SQLModel, table=True):
     object_digest: str = Field(max_length=64)  # object holding the canonical content
     created_at: str = Field(max_length=32)
     author: str = Field(default="", max_length=200)
-    message: str = Field(default="")
+    message: str = Field(default="", sa_column=Column(Text, nullable=False))
     tags: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     parent: int | None = Field(default=None)  # number of the previous version
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -59,7 +59,10 @@ class AliasEventRow(SQLModel, table=True):
     """Append-only journal of alias set / move / delete. Never updated or deleted."""
 
     __tablename__ = "alias_event"
-    __table_args__ = (Index("ix_alias_event_artifact", "artifact_id", "alias"),)
+    __table_args__ = (
+        Index("ix_alias_event_artifact", "artifact_id", "alias"),
+        Index("ix_alias_event_run", "run_id"),  # migration 0002
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     artifact_id: int = Field(foreign_key="artifact.id")
@@ -68,14 +71,18 @@ class AliasEventRow(SQLModel, table=True):
     from_version: int | None = None
     to_version: int | None = None
     actor: str = Field(default="", max_length=200)
-    reason: str = Field(default="")
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     run_id: str | None = Field(default=None, max_length=64)
     created_at: str = Field(max_length=32)
 
 
 class RunRow(SQLModel, table=True):
     __tablename__ = "run"
-    __table_args__ = (Index("ix_run_fingerprint", "fingerprint"), Index("ix_run_name", "name"))
+    __table_args__ = (
+        Index("ix_run_fingerprint", "fingerprint"),
+        Index("ix_run_name", "name"),
+        Index("ix_run_started_at", "started_at"),  # migration 0002
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)  # the eval's name
@@ -131,6 +138,7 @@ class RunInputRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_run_input_version", "kind", "name", "version"),
         Index("ix_run_input_run", "run_id"),
+        Index("ix_run_input_digest", "digest"),  # migration 0002
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -145,7 +153,10 @@ class RunInputRow(SQLModel, table=True):
 
 class RunMetricRow(SQLModel, table=True):
     __tablename__ = "run_metric"
-    __table_args__ = (Index("ix_run_metric_run", "run_id"),)
+    __table_args__ = (
+        Index("ix_run_metric_run", "run_id"),
+        Index("ix_run_metric_name_value", "name", "value"),  # migration 0002
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(foreign_key="run.id", max_length=64)

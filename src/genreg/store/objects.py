@@ -41,6 +41,22 @@ class ObjectStore(Protocol):
     def iter_digests(self) -> Iterator[str]: ...
     def delete(self, digest: str) -> None: ...
     def local_path(self, digest: str) -> Path | None: ...
+    def mtime(self, digest: str) -> float | None:
+        """When the object was last written or reused (None: the backend does not say);
+        FileNotFoundError when it is not stored."""
+        ...
+
+    def staging_dir(self) -> Path | None:
+        """The local directory where this store stages writes (None: not local); a finished
+        file there can be committed without a copy, and gc reclaims abandoned ones."""
+        ...
+
+    def adopt_file(self, path: Path, digest: str) -> None:
+        """Store the finished, fsynced file at ``path`` (whose sha256 is ``digest``) under its
+        digest, keeping ``path``: hard-linked into place when it lies in
+        :meth:`staging_dir`, else copied (IntegrityError when the bytes differ)."""
+        ...
+
     def hide(self, digest: str) -> bool: ...
     def unhide(self, digest: str) -> None: ...
     def purge_hidden(self, digest: str) -> None: ...
@@ -54,6 +70,19 @@ def ensure_stored(store: ObjectStore, digest: str, data: bytes) -> None:
         got = store.put_bytes(data)
         if got != strip_prefix(digest):
             raise IntegrityError(f"object sha256:{strip_prefix(digest)}: rewritten bytes differ")
+
+
+def adopt_by_copy(store: ObjectStore, path: Path, digest: str) -> None:
+    """:meth:`ObjectStore.adopt_file` for stores that cannot link: stream the file in."""
+
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as fh:
+            while block := fh.read(CHUNK):
+                yield block
+
+    got = store.put_stream(chunks())
+    if got != strip_prefix(digest):
+        raise IntegrityError(f"object {strip_prefix(digest)} changed while being stored")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -83,6 +112,25 @@ class LocalObjectStore:
 
     def local_path(self, digest: str) -> Path | None:
         return self._path(digest)
+
+    def mtime(self, digest: str) -> float | None:
+        return self._path(digest).stat().st_mtime
+
+    def staging_dir(self) -> Path | None:
+        return self._tmp
+
+    def adopt_file(self, path: Path, digest: str) -> None:
+        if Path(path).parent != self._tmp:
+            adopt_by_copy(self, path, digest)
+            return
+        dest = self._path(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o444)
+        try:
+            os.link(path, dest)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                os.utime(dest)
 
     def has(self, digest: str) -> bool:
         return self._path(digest).exists()

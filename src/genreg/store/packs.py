@@ -21,13 +21,13 @@ import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from genreg.errors import IntegrityError
-from genreg.store.objects import LocalObjectStore, ObjectStore, ensure_stored, staging_file
+from genreg.store.objects import ObjectStore, ensure_stored, staging_file
 
 PACK_MAGIC = b"GRPACK1\n"
 IDX_MAGIC = b"GRPIDX1\n"
@@ -145,15 +145,7 @@ class PackWriter:
             st.fh.flush()
             os.fsync(st.fh.fileno())  # stays open (and locked) until finish()
             hexd = st.h.hexdigest()
-            if isinstance(self.objects, LocalObjectStore) and Path(st.name).parent == (
-                self.objects.root / "tmp"
-            ):
-                self._link(st.name, hexd)  # same filesystem: link into place
-            else:
-                with open(st.name, "rb") as fh:
-                    got = self.objects.put_stream(_chunks(fh))
-                if got != hexd:
-                    raise IntegrityError(f"pack {hexd} changed while being stored")
+            self.objects.adopt_file(Path(st.name), hexd)  # a link when staged in the store
             idx = self.objects.put_bytes(index_bytes(hexd, st.records))
             info = PackInfo(hexd, idx, len(st.records), st.size, st.records)
             out.append(info)
@@ -161,30 +153,12 @@ class PackWriter:
         self.staged = []
         return out
 
-    def _link(self, name: str, hexd: str) -> None:
-        store = self.objects
-        assert isinstance(store, LocalObjectStore)
-        dest = store._path(hexd)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(name, 0o444)
-        try:
-            os.link(name, dest)
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                os.utime(dest)
-
     def finish(self) -> None:
         """After the rows naming the packs committed: re-store any pack or index object a
         concurrent ``gc`` hid between the write and the commit, then drop the staged files."""
         for st, info in self.committed:
             if not self.objects.has(info.pack):
-                if isinstance(self.objects, LocalObjectStore) and Path(st.name).parent == (
-                    self.objects.root / "tmp"
-                ):
-                    self._link(st.name, info.pack)
-                else:
-                    with open(st.name, "rb") as fh:
-                        self.objects.put_stream(_chunks(fh))
+                self.objects.adopt_file(Path(st.name), info.pack)
             ensure_stored(self.objects, info.index, index_bytes(info.pack, info.records))
             _drop(st)
         self.committed = []
@@ -194,11 +168,6 @@ class PackWriter:
             _drop(st)
         self.staged = []
         self.committed = []
-
-
-def _chunks(fh: BinaryIO) -> Iterator[bytes]:
-    while block := fh.read(1 << 20):
-        yield block
 
 
 def _drop(st: _Staged) -> None:
