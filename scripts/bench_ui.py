@@ -142,6 +142,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds to wait after /readyz before the first page (the UI warms up meanwhile)",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="genreg-bench-ui-"))
     home = tmp / ".genreg"
@@ -175,7 +181,8 @@ def main() -> None:
             except OSError:
                 time.sleep(0.02)
         assert ready is not None, "server did not start"
-        print(f"genreg serve ready in {ready * 1000:.0f} ms")
+        print(f"genreg serve ready in {ready * 1000:.0f} ms; first page {args.settle:g} s later")
+        time.sleep(args.settle)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         pairs = [
             ("runs page", "/ui/runs", "/v1/runs?limit=50"),

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import heapq
 import json
 import logging
 import math
@@ -264,16 +265,15 @@ def cheap_compare(
     metrics: dict[str, Any] = {}
     for m in (m for m in ra.metrics if m in rb.metrics):
         a, b = qa.get(m, {}), qb.get(m, {})
-        common = sorted(set(a) & set(b))
-        s: dict[str, Any] = {
-            "n_shared": len(common),
-            "only_a": len(set(a) - set(b)),
-            "only_b": len(set(b) - set(a)),
-        }
+        common = [q for q in a if q in b]
+        n = len(common)
+        s: dict[str, Any] = {"n_shared": n, "only_a": len(a) - n, "only_b": len(b) - n}
         if common:
-            d = {q: float(b[q]) - float(a[q]) for q in common}
-            mean_a = sum(float(a[q]) for q in common) / len(common)
-            mean_b = sum(float(b[q]) for q in common) / len(common)
+            xa = [float(a[q]) for q in common]
+            xb = [float(b[q]) for q in common]
+            d = [y - x for x, y in zip(xa, xb)]
+            mean_a, mean_b = sum(xa) / n, sum(xb) / n
+            worst = heapq.nsmallest(10, zip(d, common))
             s.update(
                 mean_a=mean_a,
                 mean_b=mean_b,
@@ -281,13 +281,11 @@ def cheap_compare(
                 ci_low=None,
                 ci_high=None,
                 p_value=None,
-                wins=sum(x > 1e-12 for x in d.values()),
-                losses=sum(x < -1e-12 for x in d.values()),
-                ties=sum(abs(x) <= 1e-12 for x in d.values()),
+                wins=sum(1 for x in d if x > 1e-12),
+                losses=sum(1 for x in d if x < -1e-12),
+                ties=sum(1 for x in d if abs(x) <= 1e-12),
                 most_regressed=[
-                    {"query": q, "a": a[q], "b": b[q], "delta": x}
-                    for q, x in sorted(d.items(), key=lambda kv: (kv[1], kv[0]))[:10]
-                    if x < -1e-12
+                    {"query": q, "a": a[q], "b": b[q], "delta": x} for x, q in worst if x < -1e-12
                 ],
             )
         metrics[m] = s
