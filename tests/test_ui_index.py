@@ -29,6 +29,7 @@ from genreg.service.run_queries import (
     metric_cis,
     shard_of,
     summarize,
+    top_ids,
     unpack_entry,
 )
 
@@ -59,7 +60,8 @@ def test_recording_a_run_stores_its_ui_index(registry, pair) -> None:
     results = registry.run_results(run.id)
     stored = json.loads(gzip.decompress(registry.objects.get_bytes(d.object_digest)))
     assert [r["id"] for r in stored["rows"]] == [q["id"] for q in results["queries"]]
-    assert stored["per_query_metrics"] == results["per_query_metrics"]
+    assert "per_query_values" in stored  # compact: values aligned with rows
+    assert RunQueries(registry).summary(run)["per_query_metrics"] == results["per_query_metrics"]
     # every shard is named in the derived row's metadata (what gc keeps) and holds its queries
     assert d.meta["shards"] == stored["shard_objects"]
     for q in results["queries"]:
@@ -69,6 +71,9 @@ def test_recording_a_run_stores_its_ui_index(registry, pair) -> None:
     # a fresh reader (a new server) answers from the stored index
     rq = RunQueries(registry)
     assert rq.summary(run)["rows"] == stored["rows"]
+    assert [top_ids(r) for r in stored["rows"]] == [
+        [d for d, _ in q["ranked"][:10]] for q in results["queries"]
+    ]
     assert rq.query(run, "q1") == next(q for q in results["queries"] if q["id"] == "q1")
 
 
@@ -105,7 +110,7 @@ def test_summary_keeps_the_top_documents_and_clips_long_answers() -> None:
     }
     s, shards = summarize(results)
     row = s["rows"][0]
-    assert row["top"] == [f"d{i}" for i in range(10)]
+    assert top_ids(row) == [f"d{i}" for i in range(10)]
     assert len(row["answer"]) == 303 and row["answer"].endswith("...") and row["generated"]
     entry = unpack_entry(shards[0]["a"])
     assert entry["answer"] == "w " * 400 and entry["ranked"] == results["queries"][0]["ranked"]

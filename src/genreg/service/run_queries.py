@@ -120,7 +120,7 @@ def summarize(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, A
             "id": q["id"],
             "query": q.get("query", ""),
             "metrics": q.get("metrics") or {},
-            "top": [d for d, _ in (q.get("ranked") or [])[:TOP]],
+            "top": _join_ids([d for d, _ in (q.get("ranked") or [])[:TOP]]),
         }
         for k in ("latency", "route", "model", "cost"):
             if q.get(k) is not None:
@@ -215,6 +215,38 @@ def unpack_entry(q: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _join_ids(ids: list[str]) -> str | list[str]:
+    """Doc ids as one newline-joined string (one JSON token instead of ten: the summary
+    parses faster), unless an id contains a newline."""
+    joined = "\n".join(ids)
+    return ids if joined.count("\n") != max(0, len(ids) - 1) else joined
+
+
+def top_ids(row: dict[str, Any]) -> list[str]:
+    """The top-10 document ids of a summary row."""
+    top = row.get("top") or []
+    return top.split("\n") if isinstance(top, str) else list(top)
+
+
+def _compact(summary: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of a summary: per-query metric values as lists aligned with ``rows``
+    (no repeated query ids); :func:`_expand` restores the dicts."""
+    ids = [r["id"] for r in summary["rows"]]
+    pq = summary["per_query_metrics"]
+    out = {k: v for k, v in summary.items() if k != "per_query_metrics"}
+    out["per_query_values"] = {m: [vals.get(q) for q in ids] for m, vals in pq.items()}
+    return out
+
+
+def _expand(stored: dict[str, Any]) -> dict[str, Any]:
+    ids = [r["id"] for r in stored["rows"]]
+    vals = stored.pop("per_query_values", {})
+    stored["per_query_metrics"] = {
+        m: {q: v for q, v in zip(ids, vs) if v is not None} for m, vs in vals.items()
+    }
+    return stored
+
+
 def _gz(obj: Any) -> bytes:
     return gzip.compress(json.dumps(obj, separators=(",", ":")).encode(), 1, mtime=0)
 
@@ -236,7 +268,7 @@ def index_results(reg: Any, results_digest: str, results: dict[str, Any]) -> dic
     blobs = [_gz(s) for s in shards]
     digests = [reg.objects.put_bytes(b) for b in blobs]
     summary["shard_objects"] = digests
-    blob = _gz(summary)
+    blob = _gz(_compact(summary))
     obj = reg.objects.put_bytes(blob)
     reg.derived.put(
         INDEX_KIND,
@@ -467,7 +499,7 @@ class RunQueries:
         except (GenregError, OSError, ValueError) as exc:  # missing/corrupt: rebuild
             log.warning("UI index %s unreadable (%s): rebuilding", d.object_digest[:12], exc)
             return None
-        return out if out.get("format") == INDEX_FORMAT else None
+        return _expand(out) if out.get("format") == INDEX_FORMAT else None
 
     def query(self, run: RunInfo, qid: str) -> dict[str, Any]:
         """One query's full results entry (ranked documents, answer, usage, verdicts, ...):

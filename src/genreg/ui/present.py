@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 
+from genreg.service.run_queries import top_ids
 from genreg.ui import svg
 from genreg.ui.tables import Col, Table
 
@@ -671,8 +672,8 @@ def compare_queries(
     pair = urlencode({"base": ra.id, "head": rb.id})
     for r in t.rows:  # only the shown page (or every row when downloading)
         q = r.pop("_q")
-        a_top = set((qa.get(r["id"]) or {}).get("top", []))
-        r["entered"] = sum(1 for x in q.get("top", []) if x not in a_top)
+        a_top = set(top_ids(qa.get(r["id"]) or {}))
+        r["entered"] = sum(1 for x in top_ids(q) if x not in a_top)
         r["_href_id"] = f"/ui/compare/queries/{quote(r['id'], safe='')}?{pair}"
         r["_cls_delta"] = _sign_cls(r["delta"], None)
     info.update(only_changed=only_changed, search=qp.get("q") or "")
