@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from genreg.core import artifacts as kinds
 from genreg.core.hashing import digest_bytes, strip_prefix
 from genreg.core.inputs import check_value, load_json
+from genreg.core.kinds import BY_NAME
 from genreg.core.refs import LATEST, Ref, parse_ref, validate_kind, validate_name
 from genreg.core.types import AliasEvent, ArtifactInfo, RegisterResult, VersionInfo
 from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, InvalidName, NotFound
@@ -365,7 +366,7 @@ class Artifacts:
     def export(self, ref: str | Ref) -> dict[str, Any]:
         """A self-contained, digest-checked bundle of one version."""
         info = self.resolve(ref)
-        if info.kind == "corpus":
+        if not BY_NAME[info.kind].exportable:
             raise ConfigError("use 'genreg corpus export REF DIR' for corpus snapshots")
         data = self.content(info)
         return {
