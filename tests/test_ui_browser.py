@@ -46,8 +46,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Any:
     reg = Registry.init(home)
     add_evalset(reg)
     mk = {"metrics": ["ndcg@10", "mrr@10"], "name": "search", "gates": ["ndcg@10 >= 0.5"]}
-    good = reg.eval_score("evalset:gold#test", trec(tmp / "good.trec", GOOD), **mk).run
-    bad = reg.eval_score("evalset:gold#test", trec(tmp / "bad.trec", BAD), **mk).run
+    good = reg.eval_score(
+        "evalset:gold#test", trec(tmp / "good.trec", GOOD), run_name="bm25", **mk
+    ).run
+    bad = reg.eval_score(
+        "evalset:gold#test",
+        trec(tmp / "bad.trec", BAD),
+        run_name="dense-v2",
+        tags={"team": "search"},
+        **mk,
+    ).run
     token = reg.create_token("alice", ["write", "evalsets:read"])[0]
     reg.close()
     shots = Path(os.environ.get("GENREG_TEST_ARTIFACTS") or tmp) / "ui"
