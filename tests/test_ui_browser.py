@@ -163,3 +163,20 @@ def test_sign_in_and_promote(site: dict[str, Any], page: Any) -> None:
     page.wait_for_url(re.compile(r".*/ui/login\?why=signed-out"))
     page.goto(f"{url}/ui/runs/{good.id}")
     assert "anonymous" in page.locator("header").inner_text()
+
+
+def test_compare_statistics_arrive_by_themselves(site: dict[str, Any], page: Any) -> None:
+    """A pair compared in the background: the page shows the exact deltas at once, its script
+    polls the status under the CSP and reloads when the CIs and p-values are stored."""
+    good, bad = site["good"], site["bad"]
+    env = {"GENREG_AUTHOR": "tester", "GENREG_UI_COMPARE_SYNC_LIMIT": "0"}
+    proc, url = start_server(site["home"], env=env)
+    try:
+        resp = page.goto(f"{url}/ui/compare?base={bad.id}&head={good.id}")  # a new pair
+        assert 'id="stats-pending"' in resp.text()
+        page.wait_for_selector("#stats-pending", state="detached", timeout=90_000)
+        ci = page.locator("#t-deltas tbody tr").first.locator("td.col-ci_low").inner_text()
+        assert re.fullmatch(r"[+-]\d\.\d{4}", ci.strip()), ci
+        shot(site, page, "08-compare-background")
+    finally:
+        stop_server(proc)

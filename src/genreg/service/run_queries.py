@@ -38,6 +38,7 @@ import heapq
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -376,12 +377,16 @@ class RunQueries:
     """Queries for browsing runs, over the registry facade (``reg``)."""
 
     # shared queries x metrics a page request compares itself (10,000 resamples x 3,000
-    # values ~ 0.2 s); larger pairs are compared in the background
+    # values ~ 0.2 s); larger pairs are compared in the background. The environment variable
+    # GENREG_UI_COMPARE_SYNC_LIMIT overrides it (0: every new pair in the background).
     sync_limit = 3_000
     n_resamples = 10_000
 
     def __init__(self, reg: Registry, *, cache_size: int = 8) -> None:
         self.reg = reg
+        limit = os.environ.get("GENREG_UI_COMPARE_SYNC_LIMIT", "")  # 0: always in background
+        if limit.strip().isdigit():
+            self.sync_limit = int(limit)
         self._summaries = _LRU(cache_size)
         self._shards = _LRU(64)
         self._compares = _LRU(32)
