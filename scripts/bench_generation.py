@@ -1,15 +1,19 @@
 """Generation benchmark, ratios measured side by side in one run.
 
-Against ``genreg llm serve --delay-ms 50`` (a subprocess on a free loopback port, so the
-server does not share the client's GIL):
+The sleeping server is this script's own asyncio HTTP/1.1 server (``--serve``), run as a
+separate process, answering every ``POST .../chat/completions`` after a fixed ``--delay-ms``
+with a canned Chat Completions body (with usage): so the server costs almost no CPU and the
+client side is what is measured. ``genreg llm serve --delay-ms`` (threaded, runs the
+extractive model and the tokenizer per call) is measured too, for reference.
 
-1. 500 chat calls at concurrency 16 through :class:`genreg.generation.client.ChatClient`:
-   wall time / ideal (500 x 50 ms / 16);
+1. 500 chat calls at concurrency 16 through :class:`genreg.generation.client.ChatClient`
+   (aiohttp): wall time / ideal (500 x 50 ms / 16), client CPU per call; the same calls
+   through a bare httpx AsyncClient (the previous transport) for comparison;
 2. the generate stage on 500 synthetic queries (prompt:rag-answer, routing:default, 5 context
    chunks each) with the response cache: a cold run (calls) then a fully cached re-run; the
    cached stage's wall time is what a cached re-run adds over retrieval-only;
-3. the generate stage's own CPU per query (render, route, cache lookup, parsing; process
-   CPU time of the cached stage / 500).
+3. the generate stage's own CPU per query (render, route, cache lookup, parsing: process CPU
+   time of the cached stage / 500).
 
     python scripts/bench_generation.py [--queries 500] [--concurrency 16] [--delay-ms 50]
 """
@@ -17,6 +21,7 @@ server does not share the client's GIL):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -35,22 +40,67 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(delay_ms: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from genreg.cli import main; main()",
-            "llm",
-            "serve",
-            "--port",
-            str(port),
-            "--delay-ms",
-            str(delay_ms),
+CANNED = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "model": "bench-sleeper",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Refunds take 14 days."},
+                "finish_reason": "stop",
+            }
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        "usage": {"prompt_tokens": 420, "completion_tokens": 6, "total_tokens": 426},
+    }
+).encode()
+
+
+def serve(port: int, delay_ms: float) -> None:
+    """The asyncio sleeping server (HTTP/1.1 keep-alive; GET answers /healthz)."""
+    import asyncio
+
+    delay = delay_ms / 1000
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await r.readuntil(b"\r\n\r\n")
+                n = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        n = int(line[15:])
+                if n:
+                    await r.readexactly(n)
+                if not head.startswith(b"GET"):
+                    await asyncio.sleep(delay)
+                w.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(CANNED), CANNED)
+                )
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            w.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start_server(
+    delay_ms: float, genreg_serve: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    if genreg_serve:
+        cmd = ["-c", "from genreg.cli import main; main()", "llm", "serve"]
+        cmd += ["--port", str(port), "--delay-ms", str(delay_ms)]
+    else:
+        cmd = [__file__, "--serve", str(port), "--delay-ms", str(delay_ms)]
+    proc = subprocess.Popen(
+        [sys.executable, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     for _ in range(300):
         try:
@@ -59,7 +109,33 @@ def start_server(delay_ms: float) -> tuple[subprocess.Popen[bytes], str]:
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("genreg llm serve did not start")
+    raise SystemExit("the sleeping server did not start")
+
+
+def httpx_calls(base: str, msgs: list[dict[str, str]], n: int, c: int) -> tuple[float, float]:
+    """The same calls through a bare httpx AsyncClient (pool = concurrency): wall, CPU."""
+    import asyncio
+
+    import httpx
+
+    async def go() -> tuple[float, float]:
+        lim = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+        async with httpx.AsyncClient(limits=lim, timeout=60) as http:
+            sem = asyncio.Semaphore(c)
+
+            async def one() -> None:
+                async with sem:
+                    r = await http.post(
+                        base + "/chat/completions", json={"model": "m", "messages": msgs}
+                    )
+                    json.loads(r.content)
+
+            await asyncio.gather(*[one() for _ in range(c)])
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            await asyncio.gather(*[one() for _ in range(n)])
+            return time.perf_counter() - t0, time.process_time() - cpu0
+
+    return asyncio.run(go())
 
 
 def main() -> None:
@@ -67,7 +143,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--delay-ms", type=float, default=50.0)
+    ap.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.serve is not None:
+        serve(a.serve, a.delay_ms)
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from genreg import Registry
@@ -84,15 +164,39 @@ def main() -> None:
         ep = Endpoint("default", base)
         msgs = [{"role": "user", "content": "Context:\nRefunds take 14 days.\n\nQuestion: refund?"}]
         reqs = [ChatRequest(str(i), 0, ep, {"model": "m", "messages": msgs}) for i in range(n)]
-        ChatClient(ClientOptions(concurrency=c)).run(reqs[:c])  # warm the connections
-        t0 = time.perf_counter()
+        ChatClient(ClientOptions(concurrency=c)).run(reqs[:c])  # warm up
+        t0, cpu0 = time.perf_counter(), time.process_time()
         out = ChatClient(ClientOptions(concurrency=c)).run(reqs)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         assert len(out) == n and all(r.ok for r in out.values())
         print(
-            f"client: {n} calls x {a.delay_ms:g} ms at concurrency {c}: {wall:.3f} s, "
-            f"ideal {ideal:.3f} s, ratio {wall / ideal:.3f} (target <= 1.25)"
+            f"client (aiohttp): {n} calls x {a.delay_ms:g} ms at concurrency {c}: {wall:.3f} s, "
+            f"ideal {ideal:.3f} s, ratio {wall / ideal:.3f} (target <= 1.25); "
+            f"client CPU {cpu / n * 1000:.3f} ms per call"
         )
+        hx_wall, hx_cpu = httpx_calls(base, msgs, n, c)
+        print(
+            f"bare httpx AsyncClient, same calls: {hx_wall:.3f} s, ratio {hx_wall / ideal:.3f}; "
+            f"CPU {hx_cpu / n * 1000:.3f} ms per call = {hx_cpu / cpu:.1f}x the aiohttp client's"
+        )
+        gproc, gbase = start_server(a.delay_ms, genreg_serve=True)
+        try:
+            greqs = [
+                ChatRequest(str(i), 0, Endpoint("default", gbase), r.body)
+                for i, r in enumerate(reqs)
+            ]
+            ChatClient(ClientOptions(concurrency=c)).run(greqs[:c])
+            t0 = time.perf_counter()
+            ChatClient(ClientOptions(concurrency=c)).run(greqs)
+            g_wall = time.perf_counter() - t0
+            print(
+                f"reference: the same calls to genreg llm serve --delay-ms {a.delay_ms:g} "
+                f"(threaded, extractive model + tokenizer per call): {g_wall:.3f} s, "
+                f"ratio {g_wall / ideal:.3f}"
+            )
+        finally:
+            gproc.terminate()
+            gproc.wait(timeout=10)
 
         with tempfile.TemporaryDirectory() as tmp:
             reg = Registry.init(Path(tmp) / ".genreg")

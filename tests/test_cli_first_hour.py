@@ -4,6 +4,7 @@ gate text, TREC run files with extra fields."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,40 @@ def test_help_of_every_command_has_no_type_placeholders_on_flags(cli: Any) -> No
     for path in [(), *paths]:
         r = cli(*path, "--help")
         assert r.exit_code == 0, (path, r.output)
-        assert "<bool>" not in r.output, (path, r.output)
+        assert not re.search(r"<(str|bool|int|float|path|list\[[^\]]*\]|[a-z_.]+)>", r.output), (
+            path,
+            r.output,
+        )
         assert "\x1b[" not in r.output
+    out = cli("runs", "list", "--help").output
+    assert "--limit N" in out and "--tag KEY=VALUE" in out and "--name NAME" in out
+    assert "{FILE}" in cli("eval", "run", "--help").output
+
+
+@pytest.mark.parametrize(
+    "argv, field, message",
+    [
+        (("list", "--bogus"), "--bogus", "No such option: --bogus"),
+        (("resolve",), "ref", "Missing argument 'REF'."),
+        (("runs", "list", "--limit", "abc"), "--limit", "Invalid value for '--limit'"),
+        (("runs", "nosuch"), "(command line)", "No such command 'nosuch'."),
+        (("--bogus", "list"), "--bogus", "No such option: --bogus"),
+    ],
+)
+def test_usage_errors_under_json_are_the_api_envelope(
+    cli: Any, registry: Any, argv: tuple[str, ...], field: str, message: str
+) -> None:
+    r = cli(*argv, "--json")
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    err = json.loads(r.stderr)["error"]
+    # the API's answer to an invalid request: 422 "invalid", one entry per bad field
+    assert err["status"] == 422 and err["code"] == "invalid"
+    assert err["message"].startswith(message)
+    assert err["details"]["errors"][0]["field"] == field
+    assert "[OPTIONS]" in err["details"]["usage"]  # the command's usage line
+    plain = cli(*argv)  # without --json: click's usage text, same exit code
+    assert plain.exit_code == 2 and "{" not in plain.stderr.split("Error:")[-1][:1]
+    assert f"Error: {message}" in plain.stderr
 
 
 def test_register_help_describes_the_name_rule(cli: Any) -> None:

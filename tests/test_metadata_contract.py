@@ -188,6 +188,20 @@ def test_derived_rows(md: Any) -> None:
     assert d.list("index")[0].meta == {"k": [1, 2]}
 
 
+def test_derived_rows_in_one_batch(md: Any) -> None:
+    d = md.derived
+    d.put("llmresp", "s", "k0", "0" * 64, {"repeat": 0})
+    rows = [("llmresp", "s", f"k{i}", f"{i:064x}", {"repeat": i}) for i in range(3)]
+    assert d.put_many(rows) == 2  # k0 exists: skipped
+    assert d.put_many([]) == 0
+    got = d.list("llmresp", scope="s")
+    assert [(r.key, r.object_digest, r.meta) for r in got] == [
+        ("k0", "0" * 64, {"repeat": 0}),
+        ("k1", f"{1:064x}", {"repeat": 1}),
+        ("k2", f"{2:064x}", {"repeat": 2}),
+    ]
+
+
 def test_liveness_and_inventory(md: Any) -> None:
     assert md.ping() == HEAD
     _add(md, "qa", 1)

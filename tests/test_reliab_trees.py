@@ -217,7 +217,7 @@ def test_verify_checks_pack_index_objects_against_their_packs(
     db.commit()
     db.close()
     registry._packidx.close()  # another machine: its local cache is rebuilt from the rows
-    del registry.__dict__["_packidx"]
+    del registry._store.__dict__["packs"]
     (registry.home / "packs.sqlite").unlink()
     rep = registry.verify()
     assert not rep.ok

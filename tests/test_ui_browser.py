@@ -46,8 +46,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Any:
     reg = Registry.init(home)
     add_evalset(reg)
     mk = {"metrics": ["ndcg@10", "mrr@10"], "name": "search", "gates": ["ndcg@10 >= 0.5"]}
-    good = reg.eval_score("evalset:gold#test", trec(tmp / "good.trec", GOOD), **mk).run
-    bad = reg.eval_score("evalset:gold#test", trec(tmp / "bad.trec", BAD), **mk).run
+    good = reg.eval_score(
+        "evalset:gold#test", trec(tmp / "good.trec", GOOD), run_name="bm25", **mk
+    ).run
+    bad = reg.eval_score(
+        "evalset:gold#test",
+        trec(tmp / "bad.trec", BAD),
+        run_name="dense-v2",
+        tags={"team": "search"},
+        **mk,
+    ).run
     token = reg.create_token("alice", ["write", "evalsets:read"])[0]
     reg.close()
     shots = Path(os.environ.get("GENREG_TEST_ARTIFACTS") or tmp) / "ui"
@@ -155,3 +163,20 @@ def test_sign_in_and_promote(site: dict[str, Any], page: Any) -> None:
     page.wait_for_url(re.compile(r".*/ui/login\?why=signed-out"))
     page.goto(f"{url}/ui/runs/{good.id}")
     assert "anonymous" in page.locator("header").inner_text()
+
+
+def test_compare_statistics_arrive_by_themselves(site: dict[str, Any], page: Any) -> None:
+    """A pair compared in the background: the page shows the exact deltas at once, its script
+    polls the status under the CSP and reloads when the CIs and p-values are stored."""
+    good, bad = site["good"], site["bad"]
+    env = {"GENREG_AUTHOR": "tester", "GENREG_UI_COMPARE_SYNC_LIMIT": "0"}
+    proc, url = start_server(site["home"], env=env)
+    try:
+        resp = page.goto(f"{url}/ui/compare?base={bad.id}&head={good.id}")  # a new pair
+        assert 'id="stats-pending"' in resp.text()
+        page.wait_for_selector("#stats-pending", state="detached", timeout=90_000)
+        ci = page.locator("#t-deltas tbody tr").first.locator("td.col-ci_low").inner_text()
+        assert re.fullmatch(r"[+-]\d\.\d{4}", ci.strip()), ci
+        shot(site, page, "08-compare-background")
+    finally:
+        stop_server(proc)

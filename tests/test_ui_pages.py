@@ -398,3 +398,50 @@ def test_trend_says_where_an_input_changed(registry, runs) -> None:
     assert "Where an input changed" in html
     assert "evalset:gold@v1#test" in html and "evalset:gold@v2#test" in html
     assert f'href="/ui/runs/{later.id}"' in html
+
+
+def test_run_names_tags_and_params_show_and_filter(registry, runs, tmp_path: Path) -> None:
+    import dataclasses
+
+    named = registry.eval_score(
+        "evalset:gold#test",
+        trec(tmp_path / "n.trec", GOOD),
+        metrics=["ndcg@10"],
+        name="search",
+        run_name="chunk-400",
+        tags={"team": "search"},
+    ).run
+    p = dataclasses.replace(runs["bad"], id="feedbeef00000001", params={"chunking": "none"})
+    registry.runs_repo.create(p)
+    c = client(registry)
+    page = c.get("/ui/runs").text
+    assert "run name" in page and "chunk-400" in page
+    assert "#team=search" in page and "chunking=none" in page
+    only = c.get("/ui/runs", params={"label": "team=search"}).text
+    assert named.id in only and runs["good"].id not in only and p.id not in only
+    by_param = c.get("/ui/runs", params={"label": "chunking=none"}).text
+    assert p.id in by_param and named.id not in by_param
+    bad = c.get("/ui/runs", params={"label": "nokey"})
+    assert bad.status_code == 400 and "expected key=value" in bad.text
+    run = c.get(f"/ui/runs/{named.id}").text
+    assert "search · chunk-400" in run and 'id="labels"' in run
+    assert 'href="/ui/runs?label=team%3Dsearch"' in run
+
+
+def test_head_works_on_ui_pages(registry, runs) -> None:
+    c = client(registry)
+    good = runs["good"].id
+    for path in (
+        "/ui/runs",
+        f"/ui/runs/{good}",
+        f"/ui/runs/{good}/queries/q1",
+        f"/ui/compare?base={good}&head={runs['bad'].id}",
+        "/ui/trend",
+        "/ui/artifacts",
+        "/ui/login",
+        "/ui/static/ui.css",
+        "/ui/runs/nope",
+    ):
+        g, h = c.get(path), c.head(path)
+        assert h.status_code == g.status_code != 405, path
+        assert h.content == b"" and h.headers["content-type"] == g.headers["content-type"], path

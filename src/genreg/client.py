@@ -35,10 +35,11 @@ from urllib.parse import quote, urlsplit
 
 from genreg import errors as E
 from genreg.core.hashing import canonical_json, digest_bytes
+from genreg.core.kinds import BY_NAME
 from genreg.core.refs import Ref, parse_ref
 from genreg.core.types import VersionInfo
 
-_URL_KIND = {"prompt": "prompts", "evalset": "evalsets", "routing": "routing", "corpus": "corpus"}
+_URL_KIND = {k.name: k.url for k in BY_NAME.values()}  # /v1/{url}/{name}
 _CODES: dict[str, type[E.GenregError]] = E.error_classes()  # envelope code -> class
 
 

@@ -35,12 +35,13 @@ from typing import Any, Protocol
 
 from genreg.core.hashing import canonical_json, digest_bytes
 from genreg.core.inputs import load_json
+from genreg.core.kinds import BY_NAME
 from genreg.core.refs import Ref, parse_ref
 from genreg.errors import ConfigError, GenregError, IntegrityError, InvalidArtifact
 
 LOCK_FORMAT = "genreg-lock/1"
 DEFAULT_LOCK = "genreg.lock"
-LOCKABLE = ("prompt", "routing")
+LOCKABLE = tuple(k.name for k in BY_NAME.values() if k.lockable)  # prompt, routing
 KEY_ENV = "GENREG_LOCK_KEY"
 SIGNATURE_ALG = "hmac-sha256"
 

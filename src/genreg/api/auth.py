@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from genreg.core.kinds import BY_NAME
 from genreg.errors import AuthError, ConfigError, Forbidden
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ class Authenticator:
 
     def check_read(self, authorization: str | None, kind: str) -> Principal | None:
         """Eval sets need ``evalsets:read``; other kinds need ``read`` only if configured."""
-        if kind == "evalset":
+        k = BY_NAME.get(kind)  # also asked for non-artifact reads ("run")
+        if k is not None and k.secret:
             return self.require(authorization, "evalsets:read")
         if self.config.require_token:
             return self.require(authorization, "read")

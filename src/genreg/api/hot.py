@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from genreg.api.reads import URL_KINDS, make_ref
+from genreg.api.reads import make_ref
+from genreg.core.kinds import BY_URL
 from genreg.errors import GenregError
 
 if TYPE_CHECKING:
@@ -37,9 +38,10 @@ class HotPath:
         n = len(parts)
         if n < 4 or parts[1] != "v1":
             return None
-        kind = URL_KINDS.get(parts[2])
-        if kind is None or kind == "evalset":
+        k = BY_URL.get(parts[2])
+        if k is None or k.secret:  # secret kinds need a token: the full app checks it
             return None
+        kind = k.name
         version = alias = digest = None
         if (
             n == 6

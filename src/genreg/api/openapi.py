@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from genreg.core.refs import KINDS, MAX_VERSION
+from genreg.core.kinds import BY_NAME
+from genreg.core.refs import MAX_VERSION
 
 _NAME = r"(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}"
 NAME_PATTERN = f"^{_NAME}$"
@@ -20,10 +21,10 @@ ALIAS_PATTERN = f"^(?!latest$)(?!v[0-9]+$){_NAME}$"
 DIGEST_PATTERN = r"^(sha256:)?[0-9a-f]{6,64}$"
 # KIND:NAME[@ALIAS|@vN|@sha256:HEX], eval sets also #SPLIT; vN up to 18 digits (< 2^63)
 _SEL = rf"(@(v[1-9][0-9]{{0,17}}|sha256:[0-9a-f]{{6,64}}|(?!v[0-9]+$){_NAME}))?"
-REF_PATTERN = (
-    f"^(({'|'.join(k for k in KINDS if k != 'evalset')}):{_NAME}{_SEL}"
-    f"|evalset:{_NAME}{_SEL}(#{_NAME})?)$"
-)
+_PLAIN = "|".join(k.name for k in BY_NAME.values() if not k.has_splits)
+_SPLIT = [k.name for k in BY_NAME.values() if k.has_splits]
+_SPLIT_ALT = _SPLIT[0] if len(_SPLIT) == 1 else f"({'|'.join(_SPLIT)})"
+REF_PATTERN = f"^(({_PLAIN}):{_NAME}{_SEL}|{_SPLIT_ALT}:{_NAME}{_SEL}(#{_NAME})?)$"
 
 
 def _url_kinds() -> list[str]:

@@ -21,7 +21,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from genreg.core import artifacts as kinds
-from genreg.core.refs import KINDS, MAX_VERSION, Ref, validate_name
+from genreg.core.kinds import BY_NAME, BY_URL
+from genreg.core.refs import MAX_VERSION, Ref, validate_name
 from genreg.core.types import VersionInfo
 from genreg.errors import InvalidRef, NotFound
 
@@ -30,9 +31,7 @@ if TYPE_CHECKING:
     from genreg.service import Registry
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-URL_KINDS = {"prompts": "prompt", "evalsets": "evalset", "routing": "routing", "corpus": "corpus"}
-URL_KINDS.update({k: k for k in KINDS})  # singular forms work too
-URL_KINDS["corpora"] = "corpus"
+URL_KINDS = {segment: k.name for segment, k in BY_URL.items()}  # plural, singular, corpora
 _MAX_CACHED_BODY = 1 << 20
 _MAX_ENTRIES = 4096
 
@@ -141,7 +140,7 @@ class Reader:
         if b is not None:
             return b
         d = info.public_dict(aliases=False)
-        if info.kind != "corpus":  # a snapshot's manifest can be huge: metadata only
+        if BY_NAME[info.kind].content_in_body:  # a corpus manifest can be huge: metadata only
             d["content"] = kinds.content_json(info.kind, self.reg.content(info))
         b = json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if len(b) <= _MAX_CACHED_BODY:

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from genreg.api.errors import responses
 from genreg.api.reads import make_ref, url_kind
 from genreg.core.inputs import check_value
+from genreg.core.kinds import BY_NAME
 from genreg.core.refs import MAX_VERSION
 from genreg.core.routing import MAX_QUERY_CHARS
 from genreg.errors import GenregError, InvalidRef, RenderError
@@ -135,7 +136,7 @@ def build_router(
         authz = request.headers.get("authorization")
         auth.check_read(authz, kind)
         ref = make_ref(kind, name, version, alias, digest)
-        private = kind == "evalset" or config.require_token
+        private = BY_NAME[kind].secret or config.require_token
         status, headers, body = reader.answer(
             ref, request.headers.get("if-none-match"), private=private, max_age=config.alias_max_age
         )

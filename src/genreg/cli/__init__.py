@@ -32,18 +32,101 @@ def error_json(exc: GenregError) -> str:
     return json.dumps(body, ensure_ascii=False, default=str)
 
 
+def usage_error_json(exc: Any) -> str:
+    """A click usage error (unknown option/command, missing argument, bad value) as the API's
+    envelope for invalid requests: status 422, code ``invalid``, the offending parameter."""
+    import json
+
+    param = getattr(exc, "param", None)
+    field = getattr(exc, "option_name", None) or (
+        (param.opts[0] if getattr(param, "opts", None) else param.name) if param else None
+    )
+    ctx = getattr(exc, "ctx", None)
+    details: dict[str, Any] = {
+        "errors": [{"field": field or "(command line)", "message": exc.format_message()}]
+    }
+    if ctx is not None:
+        details["usage"] = ctx.get_usage().removeprefix("Usage: ")
+    body = {
+        "error": {
+            "status": 422,
+            "code": "invalid",
+            "message": exc.format_message(),
+            "details": details,
+        }
+    }
+    return json.dumps(body, ensure_ascii=False, default=str)
+
+
+def _metavar(param: Any) -> str | None:
+    """A readable placeholder (``REF``, ``N``, ``PATH``, ``KEY=VALUE``) instead of typer's
+    ``<str>``/``<int>``/``<list[str]>``/``<path>``."""
+    d = getattr(param, "type_descriptor", None)
+    if d is None or d.is_choice:
+        return None  # typer lists the choices
+    ann = d.annotation
+    if d.is_list:
+        args = getattr(ann, "__args__", ()) or (str,)
+        ann = args[0]
+    if d.is_path:
+        return "PATH"
+    if ann is int:
+        return "N"
+    if ann is float:
+        return "X"
+    if "key=value" in (getattr(param, "help", None) or "").lower():
+        return "KEY=VALUE"
+    return (param.name or "value").strip("_").upper().replace("_", "-")
+
+
+def _plain_metavars(cmd: Any) -> None:
+    """Set a metavar on every option and argument that has none (walks every subcommand)."""
+    for p in cmd.params:
+        if getattr(p, "is_flag", False) or getattr(p, "count", False):
+            continue
+        if p.metavar is None:
+            mv = p.name.upper() if p.param_type_name == "argument" and p.name else _metavar(p)
+            if mv is not None:
+                p.metavar = mv
+        if p.param_type_name == "argument":
+            p.display_type_rich = lambda ctx: None  # the name says it: no `<path>` after it
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain_metavars(sub)
+
+
 class _Group(TyperGroup):
     _json_args = False
+    _metavars_done = False
 
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         argv = sys.argv[1:] if args is None else list(args)
         self._json_args = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+        if not self._metavars_done:
+            _plain_metavars(self)
+            self._metavars_done = True
         return super().main(args, *a, **kw)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _click_usage_error() as exc:
+            self._usage_json(exc)
+            raise
+
+    def _usage_json(self, exc: Any) -> None:
+        """Under ``--json``, a usage error is printed as JSON and exits 2 (click's code)."""
+        if not self._json_args or type(exc).__name__ == "NoArgsIsHelpError":
+            return
+        typer.echo(usage_error_json(exc), err=True)
+        raise typer.Exit(exc.exit_code) from None
 
     # ctx: click's Context, which typer>=0.20 vendors as typer._click (a different class).
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except _click_usage_error() as exc:
+            self._usage_json(exc)
+            raise
         except GenregError as exc:
             if os.environ.get("GENREG_DEBUG"):
                 raise
@@ -55,6 +138,12 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("error: interrupted", err=True)
             raise typer.Exit(130) from None
+
+
+def _click_usage_error() -> type[Exception]:
+    from typer._click.exceptions import UsageError
+
+    return UsageError
 
 
 app = typer.Typer(

@@ -9,12 +9,13 @@ from typing import Any
 
 from genreg.core.evalset import EvalSet, diff_rows, parse_evalset
 from genreg.core.hashing import canonical_json, digest_bytes
+from genreg.core.kinds import BY_NAME
 from genreg.core.prompt import Prompt, parse_prompt_data, parse_prompt_file
 from genreg.core.routing import Routing, parse_routing_data, parse_routing_file
 from genreg.core.validation import split_lines_keepends
 from genreg.errors import InvalidArtifact, InvalidRef
 
-FILE_KINDS = ("prompt", "evalset", "routing")
+FILE_KINDS = tuple(k.name for k in BY_NAME.values() if k.from_files)  # not corpus
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from genreg.core.kinds import BY_NAME
 from genreg.errors import InvalidName, InvalidRef
 
-KINDS: tuple[str, ...] = ("prompt", "evalset", "corpus", "routing")
+KINDS: tuple[str, ...] = tuple(BY_NAME)  # prompt, evalset, corpus, routing
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 _DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{6,64})$")
@@ -107,7 +108,7 @@ def parse_ref(text: str, *, kind: str | None = None) -> Ref:
     if kind is not None and k != kind:
         raise InvalidRef(f"reference {text!r} is a {k}, expected a {kind}")
     validate_name(name)
-    if split is not None and k != "evalset":
+    if split is not None and not BY_NAME[k].has_splits:
         raise InvalidRef(f"invalid reference {text!r}: '#split' applies only to evalsets")
     if not sep:
         return Ref(k, name, split=split)

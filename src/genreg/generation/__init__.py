@@ -1,6 +1,6 @@
 """Generation: send the rendered prompt to the routed model and measure the answer.
 
-- :mod:`genreg.generation.client` -- OpenAI-compatible Chat Completions client (httpx):
+- :mod:`genreg.generation.client` -- OpenAI-compatible Chat Completions client (aiohttp):
   bounded concurrency, retries honouring Retry-After, per-call timeout, streaming, usage.
 - :mod:`genreg.generation.cache` -- the response cache (rw | replay | off) and bundles.
 - :mod:`genreg.generation.extractive` / :mod:`genreg.generation.server` -- the extractive

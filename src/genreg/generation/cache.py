@@ -12,6 +12,8 @@ object store (canonical JSON, :data:`ENTRY_FORMAT`): the request above, the full
 JSON and the parsed result (text, finish reason, usage, ids, latency). It is indexed as a
 ``derived`` row (kind :data:`KIND`, scope = digest of endpoint + model, key = the request key),
 so a lookup of N queries is one query per (endpoint, model) plus one object read per hit.
+Rows are written in batches (:meth:`ResponseCache.flush`: every :data:`FLUSH_EVERY` entries
+and at the end of a stage), not one transaction per response.
 Only successful responses are stored.
 
 Modes: ``rw`` (look up, call on a miss, store), ``replay`` (look up only; a miss raises
@@ -38,10 +40,12 @@ KIND = "llmresp"
 ENTRY_FORMAT = "genreg-llm-response/1"
 BUNDLE_FORMAT = "genreg-llm-bundle/1"
 MODES = ("rw", "replay", "off")
+FLUSH_EVERY = 256  # index rows written per transaction
 _NOT_PARAMS = {"model", "messages", "stream", "stream_options"}
 
 
 class _Index(Protocol):
+    def put_many(self, rows: list[tuple[str, str, str, str, dict[str, Any]]]) -> int: ...
     def put(
         self,
         kind: str,
@@ -98,6 +102,7 @@ class ResponseCache:
         self.hits = 0
         self.stored = 0
         self._loaded: dict[str, dict[str, str]] = {}
+        self._pending: list[tuple[str, str, str, str, dict[str, Any]]] = []
 
     def _scope_map(self, scope: str) -> dict[str, str]:
         m = self._loaded.get(scope)
@@ -154,14 +159,23 @@ class ResponseCache:
         }
         digest = self.objects.put_bytes(canonical_json(entry), fsync=False)
         scope = scope_of(req["endpoint"], req["model"])
-        self.index.put(KIND, scope, key, digest, {"repeat": req["repeat"]})
         self._scope_map(scope)[key] = digest
+        self._pending.append((KIND, scope, key, digest, {"repeat": req["repeat"]}))
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
         self.stored += 1
         return key
+
+    def flush(self) -> None:
+        """Index the stored entries not indexed yet (one transaction; the stages call it at
+        the end of their run, and every :data:`FLUSH_EVERY` entries)."""
+        rows, self._pending = self._pending, []
+        self.index.put_many(rows)
 
     # ---- bundles ------------------------------------------------------------------------
     def entries(self, keys: Iterable[str]) -> list[dict[str, Any]]:
         """The stored entries of ``keys`` (IntegrityError names a key that is not stored)."""
+        self.flush()
         by_key = {d.key: d.object_digest for d in self.index.list(KIND)}
         out = []
         for k in keys:
@@ -209,6 +223,7 @@ class ResponseCache:
             entries.append(e)
         for e in entries:
             self._put(e["request"], e.get("response"), e.get("result") or {})
+        self.flush()
         return len(entries)
 
 

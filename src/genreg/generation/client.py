@@ -1,13 +1,15 @@
-"""An OpenAI-compatible Chat Completions client (httpx): the code path real providers use.
+"""An OpenAI-compatible Chat Completions client (aiohttp): the code path real providers use.
 
 ``POST {base_url}/chat/completions`` with ``Authorization: Bearer <key>`` (the key read from
 the environment variable the route names, never stored) and a JSON body ``{model, messages,
 **params}``. Works with OpenAI, vLLM, Ollama, llama.cpp's server, a LiteLLM proxy and
 ``genreg llm serve``.
 
-- **Concurrency**: at most ``concurrency`` calls in flight (one asyncio semaphore, an httpx
-  connection pool of the same size); calls are issued lazily, so a stop (cost cap, fatal
-  endpoint error) issues nothing further.
+- **Concurrency**: at most ``concurrency`` calls in flight (one asyncio semaphore, an aiohttp
+  connection pool of the same size, keep-alive); calls are issued lazily, so a stop (cost
+  cap, fatal endpoint error) issues nothing further. aiohttp rather than httpx: about a
+  tenth of the CPU per call (BENCHMARKS.md, "Generation"), which is what bounds throughput
+  at high concurrency.
 - **Retries**: on 408, 409, 429 and 5xx responses, on timeouts and on dropped connections, up to
   ``max_retries`` times. The delay honours ``retry-after-ms`` / ``Retry-After`` (seconds or an
   HTTP date, capped at :data:`MAX_RETRY_AFTER_S`), else exponential backoff
@@ -255,7 +257,7 @@ class ChatClient:
 
     # ---- one call -----------------------------------------------------------------------
     async def _attempt(self, http: Any, req: ChatRequest, key: str | None) -> ChatResult:
-        import httpx
+        import aiohttp
 
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if key:
@@ -264,32 +266,36 @@ class ChatClient:
         if self.options.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        data = json.dumps(body).encode()
         t0 = time.perf_counter()
         self.calls += 1
         try:
             if self.options.stream:
-                return await self._stream(http, req, body, headers, t0, key)
-            resp = await http.post(req.endpoint.url, json=body, headers=headers)
-            self._check_status(req, resp, key)
-            raw = resp.content
-        except httpx.ConnectError as exc:
+                return await self._stream(http, req, data, headers, t0, key)
+            async with http.post(req.endpoint.url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                self._check_status(req, resp.status, resp.headers, raw, key)
+        except aiohttp.ClientConnectorError as exc:
             raise _Retry(f"cannot connect ({_reason(exc)})", connect=True) from None
-        except httpx.TimeoutException:
+        except asyncio.TimeoutError:
             raise _Retry(f"timed out after {self.options.timeout_s:g} s") from None
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        except aiohttp.ClientError as exc:  # disconnected, payload error, reset, ...
             raise _Retry(f"connection dropped ({_reason(exc)})") from None
+        except ValueError as exc:  # e.g. a stream line over read_bufsize
+            return ChatResult(error=f"malformed response: {_reason(exc)}")
         latency = (time.perf_counter() - t0) * 1000
         try:
-            data = json.loads(raw)
+            parsed = json.loads(raw)
         except ValueError:
             snippet = scrub(raw[:80].decode("utf-8", "replace"), key)
             return ChatResult(
                 error=f"malformed response: not JSON ({snippet!r})", latency_ms=latency
             )
-        return ChatResult.from_response(data, latency_ms=latency)
+        return ChatResult.from_response(parsed, latency_ms=latency)
 
-    def _check_status(self, req: ChatRequest, resp: Any, key: str | None) -> None:
-        code = resp.status_code
+    def _check_status(
+        self, req: ChatRequest, code: int, headers: Any, raw: bytes, key: str | None
+    ) -> None:
         if code < 400:
             return
         if code in FATAL_STATUS:
@@ -298,16 +304,16 @@ class ChatClient:
                 f"({code} {'unauthorized: check the API key' if code == 401 else 'forbidden'}"
                 f"{f' in ${req.endpoint.api_key_env}' if req.endpoint.api_key_env else ''})"
             )
-        text = scrub(_error_text(resp), key)
+        text = scrub(_error_text(raw), key)
         if code in RETRY_STATUS:
-            raise _Retry(f"HTTP {code}{f': {text}' if text else ''}", retry_after(resp.headers))
+            raise _Retry(f"HTTP {code}{f': {text}' if text else ''}", retry_after(headers))
         raise _Fail(f"HTTP {code}{f': {text}' if text else ''}")
 
     async def _stream(
         self,
         http: Any,
         req: ChatRequest,
-        body: dict[str, Any],
+        data: bytes,
         headers: dict[str, str],
         t0: float,
         key: str | None,
@@ -316,11 +322,12 @@ class ChatClient:
         parts: list[str] = []
         finish = rid = fp = model = None
         usage: Any = None
-        async with http.stream("POST", req.endpoint.url, json=body, headers=headers) as resp:
-            if resp.status_code >= 400:
-                await resp.aread()
-                self._check_status(req, resp, key)
-            async for line in resp.aiter_lines():
+        async with http.post(req.endpoint.url, data=data, headers=headers) as resp:
+            if resp.status >= 400:
+                raw = await resp.read()
+                self._check_status(req, resp.status, resp.headers, raw, key)
+            async for chunk in resp.content:
+                line = chunk.decode("utf-8", "replace").strip()
                 if not line.startswith("data:"):
                     continue
                 payload = line[5:].strip()
@@ -408,7 +415,7 @@ class ChatClient:
         requests: Sequence[ChatRequest],
         on_result: Callable[[ChatRequest, ChatResult], bool] | None,
     ) -> dict[int, ChatResult]:
-        import httpx
+        import aiohttp
 
         o = self.options
         keys: dict[str, str | None] = {}
@@ -419,10 +426,6 @@ class ChatClient:
         stop = False
         fatal: list[EndpointError] = []
         sem = asyncio.Semaphore(max(1, o.concurrency))
-        limits = httpx.Limits(
-            max_connections=max(1, o.concurrency), max_keepalive_connections=max(1, o.concurrency)
-        )
-        timeout = httpx.Timeout(o.timeout_s)
         tasks: set[asyncio.Task[None]] = set()
 
         async def one(i: int, req: ChatRequest, http: Any) -> None:
@@ -439,7 +442,14 @@ class ChatClient:
             if on_result is not None and on_result(req, res) is False:
                 stop = True
 
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
+        # the per-attempt timeout is asyncio.wait_for in _call; SSE lines up to 1 MiB
+        connector = aiohttp.TCPConnector(limit=max(1, o.concurrency), ttl_dns_cache=300)
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            read_bufsize=2**20,
+            trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as httpx honoured them
+        ) as http:
             for i, req in enumerate(requests):
                 await sem.acquire()
                 if stop:
@@ -464,9 +474,9 @@ def _reason(exc: Exception) -> str:
     return s.splitlines()[0][:120]
 
 
-def _error_text(resp: Any) -> str:
+def _error_text(raw: bytes) -> str:
     try:
-        data = json.loads(resp.content)
+        data = json.loads(raw)
         err = data.get("error") if isinstance(data, dict) else None
         if isinstance(err, dict) and isinstance(err.get("message"), str):
             return err["message"][:200]
@@ -474,4 +484,4 @@ def _error_text(resp: Any) -> str:
             return err[:200]
     except ValueError:
         pass
-    return resp.content[:200].decode("utf-8", "replace").strip()
+    return raw[:200].decode("utf-8", "replace").strip()

@@ -357,7 +357,10 @@ class Judge:
             return cap is None or spent <= cap
 
         if todo and not already_aborted and (cap is None or spent <= cap):
-            called = self.client.run([calls[i] for i in todo], on_result)
+            try:
+                called = self.client.run([calls[i] for i in todo], on_result)
+            finally:
+                self.cache.flush()
             for j, res in called.items():
                 results[todo[j]] = res
         aborted = cap is not None and spent > cap

@@ -238,7 +238,10 @@ class Generate:
                 )
             return cap is None or spent <= cap
 
-        called = self.client.run([reqs[i] for i in todo], on_result) if todo else {}
+        try:
+            called = self.client.run([reqs[i] for i in todo], on_result) if todo else {}
+        finally:
+            self.cache.flush()  # index what was stored, even when an endpoint error stops us
         for j, res in called.items():
             results[todo[j]] = res
         skipped = [i for i in todo if i not in results]

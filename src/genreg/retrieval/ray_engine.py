@@ -138,9 +138,9 @@ class EmbedActor:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from genreg.service.base import ServiceBase
+        from genreg.service.store import Store
 
-        self.reg = ServiceBase(settings=settings)
+        self.reg = Store(settings)
         if embedder is None:
             from genreg.retrieval.embedders import load_embedder
             from genreg.retrieval.onnx_backend import ExportStore

@@ -49,6 +49,8 @@ from genreg.core.hashing import digest_bytes
 from genreg.errors import IntegrityError, NotFound
 
 if TYPE_CHECKING:
+    from genreg.service.store import Store
+    from genreg.settings import Settings
     from genreg.store.inventory import ObjectRef
     from genreg.store.metadata import Metadata
     from genreg.store.objects import ObjectStore
@@ -139,17 +141,31 @@ def _hash_object(store: ObjectStore, digest: str) -> str:
     return h.hexdigest()
 
 
-class AdminService:
-    objects: ObjectStore
-    settings: Any
-    metadata: Metadata
+class Admin:
+    """verify, gc and schema migrations over the :class:`~genreg.service.store.Store`.
+    Reference providers receive the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @property
+    def objects(self) -> ObjectStore:
+        return self._store.objects
+
+    @property
+    def metadata(self) -> Metadata:
+        return self._store.metadata
+
+    @property
+    def settings(self) -> Settings:
+        return self._store.settings
 
     # ---- references -------------------------------------------------------------------
     def _row_references(self) -> list[ObjectRef]:
         return self.metadata.object_references()
 
     def _provider_references(self) -> list[tuple[str, str]]:
-        return [(d, owner) for fn in _PROVIDERS for d, owner in fn(self)]
+        return [(d, owner) for fn in _PROVIDERS for d, owner in fn(self._store)]
 
     def _embedded_digests(self, refs: list[ObjectRef], stored: set[str]) -> set[str]:
         found: set[str] = set()
@@ -222,7 +238,7 @@ class AdminService:
 
         out: list[Problem] = []
         cache_path = self.settings.home / "packs.sqlite"
-        cache = getattr(self, "_packidx", None) if cache_path.exists() else None
+        cache = self._store.packs if cache_path.exists() else None
         for r in refs:
             meta = r.meta if isinstance(r.meta, dict) else {}
             index = meta.get("index")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from genreg.core import artifacts as kinds
 from genreg.core.hashing import digest_bytes, strip_prefix
 from genreg.core.inputs import check_value, load_json
+from genreg.core.kinds import BY_NAME
 from genreg.core.refs import LATEST, Ref, parse_ref, validate_kind, validate_name
 from genreg.core.types import AliasEvent, ArtifactInfo, RegisterResult, VersionInfo
 from genreg.errors import ConfigError, IntegrityError, InvalidArtifact, InvalidName, NotFound
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from genreg.core.evalset import EvalSet
     from genreg.core.prompt import Prompt
     from genreg.core.routing import Decision, Routing
+    from genreg.service.store import Store
     from genreg.store.metadata import Metadata
     from genreg.store.objects import ObjectStore
 
@@ -58,14 +60,24 @@ def as_ref(ref: str | Ref, kind: str | None = None) -> Ref:
     return ref if isinstance(ref, Ref) else parse_ref(ref, kind=kind)
 
 
-class ArtifactService:
-    metadata: Metadata
-    objects: ObjectStore
+class Artifacts:
+    """Prompts, eval sets, routing configs (and corpus versions' rows): register, resolve,
+    read, diff, aliases, push, export/import. Depends on the :class:`~genreg.service.store.Store`
+    only."""
 
-    settings: Any
-    if TYPE_CHECKING:
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
-        def author(self, explicit: str | None = None) -> str: ...
+    @property
+    def metadata(self) -> Metadata:
+        return self._store.metadata
+
+    @property
+    def objects(self) -> ObjectStore:
+        return self._store.objects
+
+    def author(self, explicit: str | None = None) -> str:
+        return self._store.author(explicit)
 
     # ---- registration ---------------------------------------------------------------
     def register_parsed(
@@ -325,8 +337,7 @@ class ArtifactService:
         for d in (cwd, *cwd.parents):
             if (d / "registry").is_dir() or (d / "evals").is_dir():
                 return d
-        home: Path = self.settings.home
-        return home.parent
+        return self._store.home.parent
 
     @staticmethod
     def _discover(target: Path) -> list[tuple[Path, str]]:
@@ -355,7 +366,7 @@ class ArtifactService:
     def export(self, ref: str | Ref) -> dict[str, Any]:
         """A self-contained, digest-checked bundle of one version."""
         info = self.resolve(ref)
-        if info.kind == "corpus":
+        if not BY_NAME[info.kind].exportable:
             raise ConfigError("use 'genreg corpus export REF DIR' for corpus snapshots")
         data = self.content(info)
         return {

@@ -17,8 +17,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from functools import cached_property
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,10 @@ from genreg.core.types import VersionInfo
 from genreg.errors import ConfigError, IntegrityError, InvalidArtifact
 
 if TYPE_CHECKING:
+    from genreg.service.artifacts import Artifacts
+    from genreg.service.store import Store
+    from genreg.store.metadata import Metadata
+    from genreg.store.objects import ObjectStore
     from genreg.store.packs import PackIndex
     from genreg.store.statcache import StatCache
 
@@ -113,24 +116,37 @@ class _ExportDir:
         return os.fdopen(fd, "wb")
 
 
-class CorpusService:
-    if TYPE_CHECKING:
-        from genreg.store.metadata import Metadata
-        from genreg.store.objects import ObjectStore
+class Corpora:
+    """Corpus snapshots: snapshot, documents, diff, status, export. Versions are resolved
+    through :class:`~genreg.service.artifacts.Artifacts`; the local pack index lives under
+    the registry home."""
 
-        objects: ObjectStore
-        metadata: Metadata
-        home: Path
+    def __init__(self, store: Store, artifacts: Artifacts) -> None:
+        self._store = store
+        self._artifacts = artifacts
 
-        def author(self, explicit: str | None = None) -> str: ...
-        def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo: ...
+    @property
+    def objects(self) -> ObjectStore:
+        return self._store.objects
+
+    @property
+    def metadata(self) -> Metadata:
+        return self._store.metadata
+
+    @property
+    def home(self) -> Path:
+        return self._store.home
+
+    def author(self, explicit: str | None = None) -> str:
+        return self._store.author(explicit)
+
+    def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo:
+        return self._artifacts.resolve(ref, kind)
 
     # ---- plumbing -----------------------------------------------------------------------
-    @cached_property
+    @property
     def _packidx(self) -> PackIndex:
-        from genreg.store.packs import PackIndex
-
-        return PackIndex(self.home / "packs.sqlite")
+        return self._store.packs
 
     def _sync_packs(self) -> None:
         """Add packs recorded in the database (e.g. by another machine) to the local index."""
@@ -323,6 +339,20 @@ class CorpusService:
         fields = man.fields
         for e, raw in self._iter_raw(man.entries, info.ref):
             yield to_document(e[0], e[3], raw, fields)
+
+    def corpus_documents(
+        self, ref: str | Ref | VersionInfo, doc_ids: Iterable[str]
+    ) -> dict[str, Document]:
+        """The named documents of a snapshot, read by doc id through its manifest (no scan of
+        the other documents); ids the snapshot does not hold are left out."""
+        info = self._corpus(ref)
+        man = self.corpus_manifest(info)
+        wanted = set(doc_ids)
+        entries = [e for e in man.entries if e[0] in wanted]
+        return {
+            e[0]: to_document(e[0], e[3], raw, man.fields)
+            for e, raw in self._iter_raw(entries, info.ref)
+        }
 
     # ---- diff / status ------------------------------------------------------------------
     def corpus_diff(self, a: str | Ref, b: str | Ref) -> CorpusDiff:

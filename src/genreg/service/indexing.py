@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
     from genreg.core.refs import Ref
     from genreg.core.types import VersionInfo
+    from genreg.service.artifacts import Artifacts
+    from genreg.service.corpus import Corpora
+    from genreg.service.store import Store
+    from genreg.settings import Settings
     from genreg.store.metadata import Derived, DerivedStore
     from genreg.store.objects import ObjectStore
 
@@ -101,15 +105,32 @@ def sample_key(snapshot: str, model: str, chunking: ChunkingSpec, index: IndexSp
     )
 
 
-class IndexingService:
-    objects: ObjectStore
-    derived: DerivedStore
-    settings: Any
+class Indexes:
+    """Embedders, chunked FAISS indexes (built once per key, reused), retrievers and search
+    over corpus snapshots read through :class:`~genreg.service.corpus.Corpora`."""
 
-    if TYPE_CHECKING:
+    def __init__(self, store: Store, artifacts: Artifacts, corpora: Corpora) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._corpora = corpora
 
-        def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo: ...
-        def iter_documents(self, ref: str | Ref) -> Iterator[Any]: ...
+    @property
+    def objects(self) -> ObjectStore:
+        return self._store.objects
+
+    @property
+    def derived(self) -> DerivedStore:
+        return self._store.derived
+
+    @property
+    def settings(self) -> Settings:
+        return self._store.settings
+
+    def resolve(self, ref: str | Ref, kind: str | None = None) -> VersionInfo:
+        return self._artifacts.resolve(ref, kind)
+
+    def iter_documents(self, ref: str | Ref) -> Iterator[Any]:
+        return self._corpora.iter_documents(ref)
 
     def load_embedder(self, model: ModelArg = None) -> EmbedderLike:
         """The embedder for a model name/path or embedding-spec mapping (``None``: the

@@ -1,5 +1,5 @@
 """Reading recorded runs: show, list, results, compare, lineage (both ways), baselines and
-gated promotion. Part of :class:`genreg.service.runs.EvalService`."""
+gated promotion. The read half of :class:`genreg.service.runs.Evals`."""
 
 from __future__ import annotations
 
@@ -14,29 +14,44 @@ if TYPE_CHECKING:
     from genreg.core.refs import Ref
     from genreg.core.runinfo import RunInfo
     from genreg.core.types import AliasEvent, VersionInfo
+    from genreg.service.artifacts import Artifacts
+    from genreg.service.store import Store
     from genreg.store.objects import ObjectStore
     from genreg.store.runs import RunRepo
 
 
 class RunViews:
-    objects: ObjectStore
+    """Recorded runs, over the store's run rows and results objects; versions and aliases
+    through :class:`~genreg.service.artifacts.Artifacts`."""
 
-    if TYPE_CHECKING:
+    def __init__(self, store: Store, artifacts: Artifacts) -> None:
+        self._store = store
+        self._artifacts = artifacts
 
-        @property
-        def runs_repo(self) -> RunRepo: ...
+    @property
+    def objects(self) -> ObjectStore:
+        return self._store.objects
 
-        def resolve(self, ref: Any, kind: str | None = None) -> VersionInfo: ...
-        def alias_history(self, artifact: Any, alias: str | None = None) -> list[AliasEvent]: ...
-        def set_alias(
-            self,
-            ref: str | Ref,
-            alias: str,
-            *,
-            reason: str = "",
-            actor: str | None = None,
-            run_id: str | None = None,
-        ) -> AliasEvent: ...
+    @property
+    def runs_repo(self) -> RunRepo:
+        return self._store.metadata.runs
+
+    def resolve(self, ref: Any, kind: str | None = None) -> VersionInfo:
+        return self._artifacts.resolve(ref, kind)
+
+    def alias_history(self, artifact: Any, alias: str | None = None) -> list[AliasEvent]:
+        return self._artifacts.alias_history(artifact, alias)
+
+    def set_alias(
+        self,
+        ref: str | Ref,
+        alias: str,
+        *,
+        reason: str = "",
+        actor: str | None = None,
+        run_id: str | None = None,
+    ) -> AliasEvent:
+        return self._artifacts.set_alias(ref, alias, reason=reason, actor=actor, run_id=run_id)
 
     def get_run(self, run_id: str) -> RunInfo:
         """A run by id or unique prefix."""

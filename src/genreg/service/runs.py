@@ -14,6 +14,7 @@ its times and host differ) and its report says ``identical_to`` = the earlier ru
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,20 +22,23 @@ from genreg.core.evalconfig import EvalConfig, load_config, parse_config
 from genreg.core.gates import parse_gates
 from genreg.core.runinfo import RunInfo, RunOutcome
 from genreg.core.timestamps import now
-from genreg.errors import ConfigError
+from genreg.errors import ConfigError, GenregError
 from genreg.pipeline.records import Progress, RunRequest, RunState
 from genreg.service.run_views import RunViews
 
-if TYPE_CHECKING:
-    from genreg.core.refs import Ref
-    from genreg.core.types import VersionInfo
-    from genreg.pipeline.runner import Pipeline
-    from genreg.retrieval.chunking import ChunkingSpec
-    from genreg.retrieval.index import IndexSpec
-    from genreg.retrieval.retriever import Retriever
-    from genreg.store.objects import ObjectStore
+log = logging.getLogger("genreg")
 
-__all__ = ["EvalService", "RunOutcome", "parse_labels"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from genreg.core.corpus import Document
+    from genreg.pipeline.runner import Pipeline
+    from genreg.service.artifacts import Artifacts
+    from genreg.service.corpus import Corpora
+    from genreg.service.indexing import EmbedderLike, Indexes
+    from genreg.service.store import Store
+
+__all__ = ["Evals", "RunOutcome", "parse_labels"]
 
 DEFAULT_SCORE_METRICS = ["ndcg@10", "recall@100", "mrr@10"]
 
@@ -58,7 +62,7 @@ def parse_labels(items: list[str] | dict[str, str] | None, what: str) -> dict[st
 class _Sink:
     """The record stage's view of the registry: results object, repeats, the run row."""
 
-    def __init__(self, svc: EvalService) -> None:
+    def __init__(self, svc: Evals) -> None:
         self.svc = svc
 
     def put_results(self, blob: bytes) -> str:
@@ -76,45 +80,50 @@ class _Sink:
 
         ensure_stored(self.svc.objects, digest, blob)  # a concurrent gc may have hidden it
 
+    def index_results(self, digest: str, results: dict[str, Any]) -> None:
+        """Store the web UI's index of the results (a derived cache: a failure only means the
+        first UI view of the run builds it)."""
+        from genreg.service.run_queries import index_results
+
+        try:
+            index_results(self.svc._store, digest, results)
+        except (GenregError, OSError) as exc:
+            log.warning("run results %s: UI index not stored: %s", digest[:12], exc)
+
     def author(self) -> str:
         return self.svc.author()
 
 
-class EvalService(RunViews):
-    objects: ObjectStore
-    engine: Any
+class Evals(RunViews):
+    """Eval runs and scoring through the pipeline (:mod:`genreg.pipeline`), over the store,
+    the artifacts (refs, prompts, routing), the corpora and the indexes (retrievers)."""
 
-    if TYPE_CHECKING:
+    def __init__(
+        self, store: Store, artifacts: Artifacts, corpora: Corpora, indexes: Indexes
+    ) -> None:
+        super().__init__(store, artifacts)
+        self._corpora = corpora
+        self._indexes = indexes
 
-        def author(self, explicit: str | None = None) -> str: ...
-        def resolve(self, ref: Any, kind: str | None = None) -> VersionInfo: ...
-        def content(self, ref: Any) -> bytes: ...
-        def load_prompt(self, ref: Any) -> Any: ...
-        def load_routing(self, ref: Any) -> Any: ...
-        def load_embedder(self, model: Any = None) -> Any: ...
-        def iter_documents(self, ref: Any) -> Any: ...
-        def open_retriever(
-            self,
-            corpus_ref: str | Ref,
-            *,
-            model: Any = None,
-            chunking: str | dict[str, Any] | ChunkingSpec | None = None,
-            index: str | dict[str, Any] | IndexSpec | None = None,
-            progress: Progress | None = None,
-            engine: str = "local",
-            ray: Any = None,
-        ) -> Retriever: ...
+    def author(self, explicit: str | None = None) -> str:
+        return self._store.author(explicit)
+
+    def load_embedder(self, model: Any = None) -> EmbedderLike:
+        return self._indexes.load_embedder(model)
+
+    def iter_documents(self, ref: Any) -> Iterator[Document]:
+        return self._corpora.iter_documents(ref)
 
     # ---- pipelines (a generation stage is added here, after retrieve) ----------------------
     def eval_pipeline(self) -> Pipeline:
         from genreg.pipeline.runner import eval_pipeline
 
-        return eval_pipeline(self, self, self, _Sink(self))
+        return eval_pipeline(self._artifacts, self._indexes, self, _Sink(self))
 
     def score_pipeline(self) -> Pipeline:
         from genreg.pipeline.runner import score_pipeline
 
-        return score_pipeline(self, self, _Sink(self))
+        return score_pipeline(self._artifacts, self, _Sink(self))
 
     # ---- running ------------------------------------------------------------------------
     def eval_run(
@@ -167,12 +176,14 @@ class EvalService(RunViews):
             from genreg.generation.cache import open_cache
             from genreg.generation.stage import Generate
 
-            pipeline.replace("cost", Generate(open_cache(self, cfg.generate.get("cache", "rw"))))
+            cache = open_cache(self._store, cfg.generate.get("cache", "rw"))
+            pipeline.replace("cost", Generate(cache))
             if cfg.judges:  # LLM-as-judge metrics, after generate
                 from genreg.generation.judge import Judge
 
-                judge_cache = open_cache(self, cfg.generate.get("cache", "rw"))
-                pipeline.insert(Judge(self, judge_cache, self.load_embedder), after="generate")
+                judge_cache = open_cache(self._store, cfg.generate.get("cache", "rw"))
+                judge = Judge(self._artifacts, judge_cache, self._indexes.load_embedder)
+                pipeline.insert(judge, after="generate")
         return request, pipeline
 
     def eval_dry_run(

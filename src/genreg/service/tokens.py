@@ -22,7 +22,7 @@ from genreg.core.refs import validate_name
 from genreg.errors import AuthError, ConfigError
 
 if TYPE_CHECKING:
-    from genreg.store.metadata import Metadata
+    from genreg.service.store import Store
     from genreg.store.tokens import TokenRecord, TokenRepo
 
 SCOPES = ("read", "write", "admin", "evalsets:read")
@@ -87,12 +87,14 @@ def _info(r: TokenRecord) -> TokenInfo:
     return TokenInfo(r.token_id, r.name, r.scopes, r.created_at, r.revoked_at)
 
 
-class TokenService:
-    if TYPE_CHECKING:
-        metadata: Metadata
+class Tokens:
+    """API tokens: create, list, revoke, authenticate (salted hashes in the metadata)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     def _tokens(self) -> TokenRepo:
-        return self.metadata.tokens
+        return self._store.metadata.tokens
 
     def create_token(self, name: str, scopes: list[str] | tuple[str, ...]) -> tuple[str, TokenInfo]:
         """Create a token; returns ``(token, info)``. The token is never stored or shown again."""

@@ -63,6 +63,39 @@ class DerivedRepo:
                 raise
             return found
 
+    def put_many(self, rows: list[tuple[str, str, str, str, dict[str, Any]]]) -> int:
+        """Record many derived objects ``(kind, scope, key, object_digest, meta)`` in one
+        transaction (the response cache flushes a run's entries this way); keys that exist
+        are skipped. Returns the number of rows added."""
+        if not rows:
+            return 0
+        uniq = {r[2]: r for r in rows}
+        try:
+            with write_session(self.engine) as s:
+                have = set()
+                keys = list(uniq)
+                for i in range(0, len(keys), 500):
+                    q = select(DerivedRow.key).where(col(DerivedRow.key).in_(keys[i : i + 500]))
+                    have.update(s.exec(q).all())
+                ts = now()
+                new = [r for k, r in uniq.items() if k not in have]
+                s.add_all(
+                    DerivedRow(
+                        kind=kind,
+                        scope=scope,
+                        key=key,
+                        object_digest=d,
+                        meta=meta or {},
+                        created_at=ts,
+                    )
+                    for kind, scope, key, d, meta in new
+                )
+                return len(new)
+        except IntegrityError:  # a concurrent writer added some: fall back to one by one
+            for r in uniq.values():
+                self.put(*r)
+            return len(uniq)
+
     def list(self, kind: str, scope: str | None = None) -> list[Derived]:
         with read_session(self.engine) as s:
             q = select(DerivedRow).where(DerivedRow.kind == kind)

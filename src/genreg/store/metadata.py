@@ -74,6 +74,11 @@ class DerivedStore(Protocol):
         ``key``: when it exists (e.g. a concurrent builder won) the stored row is returned."""
         ...
 
+    def put_many(self, rows: list[tuple[str, str, str, str, dict[str, Any]]]) -> int:
+        """Record many ``(kind, scope, key, object_digest, meta)`` rows in one transaction;
+        keys that exist are skipped. Returns the number of rows added."""
+        ...
+
     def list(self, kind: str, scope: str | None = None) -> list[Derived]:
         """Rows of ``kind`` (and ``scope``), oldest first."""
         ...

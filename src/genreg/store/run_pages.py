@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from genreg.core.runinfo import RunInfo
 from genreg.store.db import read_session
-from genreg.store.models import RunMetricRow, RunRow
+from genreg.store.models import RunMetricRow, RunParamRow, RunRow, RunTagRow
 from genreg.store.runs import RunRepo, where_used
 
 _COLUMNS = {
@@ -25,7 +25,21 @@ _COLUMNS = {
 
 
 class RunPages(RunRepo):
-    def _filtered(self, q: Any, name: str | None, used: Any, status: str | None) -> Any:
+    def _filtered(
+        self,
+        q: Any,
+        name: str | None,
+        used: Any,
+        status: str | None,
+        label: tuple[str, str] | None = None,
+    ) -> Any:
+        if label is not None:  # a tag or a parameter key=value
+            key, value = label
+            has = [
+                select(t.run_id).where(t.key == key, t.value == value)
+                for t in (RunTagRow, RunParamRow)
+            ]
+            q = q.where(col(RunRow.id).in_(has[0]) | col(RunRow.id).in_(has[1]))
         if name:
             q = q.where(RunRow.name == name)
         if used is not None:
@@ -46,19 +60,22 @@ class RunPages(RunRepo):
         name: str | None = None,
         used: tuple[str, str, int | None] | None = None,
         status: str | None = None,
+        label: tuple[str, str] | None = None,
         sort: str = "started_at",
         desc: bool = True,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[RunInfo], int]:
-        """Runs matching the filters, ordered by ``sort`` (a column or ``metric:NAME``; ties
+        """Runs matching the filters (``label``: a tag or parameter ``(key, value)``), ordered by ``sort`` (a column or ``metric:NAME``; ties
         newest first), and how many match in all."""
         with read_session(self.engine) as s:
-            count = self._filtered(select(func.count()).select_from(RunRow), name, used, status)
+            count = self._filtered(
+                select(func.count()).select_from(RunRow), name, used, status, label
+            )
             total = int(s.exec(count).one())
             # Order and page over ids only (the sort then never carries the JSON columns),
             # then load the page's rows.
-            q = self._filtered(select(RunRow.id), name, used, status)
+            q = self._filtered(select(RunRow.id), name, used, status, label)
             if sort.startswith("metric:"):
                 m = sort.split(":", 1)[1]
                 q = q.outerjoin(

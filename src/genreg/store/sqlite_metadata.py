@@ -125,6 +125,23 @@ class SqliteDerived:
 
         return self._md._write(tx)
 
+    def put_many(self, rows: list[tuple[str, str, str, str, dict[str, Any]]]) -> int:
+        if not rows:
+            return 0
+        uniq = {r[2]: r for r in rows}
+        ts = now()
+
+        def tx(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany(
+                "INSERT OR IGNORE INTO derived (kind, scope, key, object_digest, meta, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                [(k, s, key, d, json.dumps(m or {}), ts) for k, s, key, d, m in uniq.values()],
+            )
+            return c.total_changes - before
+
+        return self._md._write(tx)
+
     def list(self, kind: str, scope: str | None = None) -> list[Derived]:
         q = f"SELECT {_DERIVED_COLS} FROM derived WHERE kind=?"
         args: tuple[str, ...] = (kind,)

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 
-from genreg.errors import NotFound
+from genreg.service.run_queries import top_ids
 from genreg.ui import svg
 from genreg.ui.tables import Col, Table
 
@@ -72,8 +72,12 @@ def status_word(run: RunInfo) -> str:
 
 # ---- runs -------------------------------------------------------------------------------
 def runs_table(pg: RunPage) -> Table:
-    cols = [
-        Col("id", "run"),
+    named = any(r.run_name for r in pg.runs)
+    labelled = any(r.tags or r.params for r in pg.runs)
+    cols = [Col("id", "run")]
+    if named:
+        cols.append(Col("run_name", "run name"))
+    cols += [
         Col("name", "eval", sort="name"),
         Col("started_at", "started (UTC)", sort="started_at"),
         Col("status", "result", sort="passed"),
@@ -83,8 +87,10 @@ def runs_table(pg: RunPage) -> Table:
         Col("cost", "cost", num=True, fmt="usd"),
         Col("p50_ms", "p50 latency", num=True, fmt="ms"),
         Col("inputs", "inputs"),
-        Col("author", "who", sort="author"),
     ]
+    if labelled:
+        cols.append(Col("labels", "params · tags"))
+    cols.append(Col("author", "who", sort="author"))
     rows = []
     for r in pg.runs:
         rep = r.report or {}
@@ -101,6 +107,9 @@ def runs_table(pg: RunPage) -> Table:
                 "cost": (rep.get("cost") or {}).get("total_cost"),
                 "p50_ms": (rep.get("latency") or {}).get("p50_ms"),
                 "inputs": [i.ref for i in sorted(r.inputs, key=lambda i: _role_rank(i.role))],
+                "run_name": r.run_name,
+                "labels": [f"{k}={v}" for k, v in sorted(r.params.items())]
+                + [f"#{k}={v}" for k, v in sorted(r.tags.items())],
                 "author": r.author,
             }
         )
@@ -173,9 +182,7 @@ def gates_table(gs: list[dict[str, Any]]) -> Table:
 
 def latency(run: RunInfo, res: dict[str, Any]) -> dict[str, Any]:
     lat = dict((run.report or {}).get("latency") or {})
-    ms = [
-        float(q["latency"]) * 1000 for q in res.get("queries", []) if q.get("latency") is not None
-    ]
+    ms = [float(q["latency"]) * 1000 for q in res.get("rows", []) if q.get("latency") is not None]
     lat["chart"] = (
         Markup(svg.histogram(ms, unit="ms", title="Per-query retrieval latency")) if ms else ""
     )
@@ -322,77 +329,124 @@ def top_k(run: RunInfo) -> int:
     return max(ks) if ks else 10
 
 
+def _sort_value(q: dict[str, Any], key: str) -> Any:
+    if key == "id":
+        return q["id"]
+    if key == "latency_ms":
+        return q.get("latency")
+    if key in ("route", "cost"):
+        return q.get(key)
+    return (q.get("metrics") or {}).get(key)
+
+
+def _ordered(res: dict[str, Any], sort: str, desc: bool, search: str, can_es: bool) -> list[Any]:
+    """The summary rows filtered by ``search`` and sorted (missing values last), remembered on
+    the (cached, immutable) summary per view so paging re-sorts nothing."""
+    memo = res.setdefault("_orders", {})
+    key = (sort, desc, search, can_es)
+    hit = memo.get(key)
+    if hit is not None:
+        return hit
+    rows = res.get("rows", [])
+    if search:
+        rows = [
+            q
+            for q in rows
+            if search in q["id"].lower() or (can_es and search in (q.get("query") or "").lower())
+        ]
+    have = [q for q in rows if _sort_value(q, sort) is not None]
+    none = [q for q in rows if _sort_value(q, sort) is None]
+    have.sort(key=lambda q: q["id"])
+    have.sort(key=lambda q: _sort_value(q, sort), reverse=desc)
+    none.sort(key=lambda q: q["id"])
+    out = have + none
+    if len(memo) >= 8:
+        memo.clear()
+    memo[key] = out
+    return out
+
+
+def _flags(res: dict[str, Any]) -> dict[str, Any]:
+    f = res.get("_flags")
+    if f is None:
+        rows = res.get("rows", [])
+        f = {
+            "latency": any(q.get("latency") is not None for q in rows),
+            "route": any(q.get("route") for q in rows),
+            "answer": any("answer" in q for q in rows),
+            "gen": sorted({k for q in rows for k in (q.get("gen") or {})}),
+        }
+        res["_flags"] = f
+    return f
+
+
+GEN_COLUMNS = {  # per-query generation fields the summary keeps: label, numeric, format
+    "gen_latency_ms": ("generation latency", True, "ms"),
+    "output_tokens": ("output tokens", True, ""),
+    "verdict": ("judge", False, ""),
+}
+
+
 def queries_table(
     run: RunInfo, res: dict[str, Any], qp: Any, can_es: bool, per_page: int
 ) -> tuple[Table, dict[str, Any]]:
     metrics = list(res.get("metrics") or run.metrics)
     search = (qp.get("q") or "").strip().lower()
-    rows = []
-    for q in res.get("queries", []):
-        text = q.get("query", "") if can_es else ""
-        if search and search not in q["id"].lower() and search not in text.lower():
-            continue
-        row = {
-            "id": q["id"],
-            "_href_id": f"/ui/runs/{run.id}/queries/{quote(q['id'], safe='')}",
-            "query": text if can_es else None,
-            **{m: (q.get("metrics") or {}).get(m) for m in metrics},
-            "latency_ms": q["latency"] * 1000 if q.get("latency") is not None else None,
-            "route": q.get("route"),
-            "cost": q.get("cost"),
-        }
-        if "answer" in q:
-            row["answer"] = q.get("answer") if can_es else None
-        rows.append(row)
     sort = qp.get("qsort") or (metrics[0] if metrics else "id")
     desc = qp.get("qorder", "asc") == "desc"
-    rows.sort(
-        key=lambda r: (r.get(sort) is None, r.get(sort) if r.get(sort) is not None else 0, r["id"]),
-        reverse=False,
-    )
-    if desc:
-        rows = sorted(
-            rows,
-            key=lambda r: (r.get(sort) is not None, r.get(sort) if r.get(sort) is not None else 0),
-            reverse=True,
-        )
+    ordered = _ordered(res, sort, desc, search, can_es)
+    flags = _flags(res)
     cols = [Col("id", "query id", sort="id")]
     if can_es:
         cols.append(Col("query", "query"))
     cols += [Col(m, m, num=True, sort=m, fmt="f4") for m in metrics]
-    if any(r.get("latency_ms") is not None for r in rows):
+    if flags["latency"]:
         cols.append(Col("latency_ms", "latency", num=True, sort="latency_ms", fmt="ms"))
-    if any(r.get("route") for r in rows):
+    if flags["route"]:
         cols += [
             Col("route", "route", sort="route"),
             Col("cost", "cost", num=True, sort="cost", fmt="usd"),
         ]
-    if any("answer" in r for r in rows) and can_es:
+    for g in flags["gen"]:
+        label, num, f = GEN_COLUMNS.get(g, (g.replace("_", " "), False, ""))
+        cols.append(Col(g, label, num=num, fmt=f))
+    if flags["answer"] and can_es:
         cols.append(Col("answer", "answer"))
-    t = Table("queries", cols, rows, links={"id": "_href_id"}, total=len(rows))
-    info = _paginate(t, qp, "qpage", per_page)
+    t = Table("queries", cols, [], links={"id": "_href_id"}, total=len(ordered))
+    info = _paginate_rows(len(ordered), qp, "qpage", per_page)
+    shown = ordered if qp.get("format") in ("csv", "json") else ordered[info["slice"]]
+    for q in shown:
+        row = {
+            "id": q["id"],
+            "_href_id": f"/ui/runs/{run.id}/queries/{quote(q['id'], safe='')}",
+            "query": q.get("query", "") if can_es else None,
+            **{m: (q.get("metrics") or {}).get(m) for m in metrics},
+            "latency_ms": q["latency"] * 1000 if q.get("latency") is not None else None,
+            "route": q.get("route"),
+            "cost": q.get("cost"),
+            **(q.get("gen") or {}),
+        }
+        if "answer" in q:
+            row["answer"] = q.get("answer") if can_es else None
+        t.rows.append(row)
+    info.pop("slice")
     info.update(sort=sort, desc=desc, search=qp.get("q") or "")
     return t, info
 
 
-def _paginate(t: Table, qp: Any, key: str, per_page: int) -> dict[str, Any]:
-    """Slice ``t.rows`` to one page unless the table is being downloaded."""
-    total = len(t.rows)
+def _paginate_rows(total: int, qp: Any, key: str, per_page: int) -> dict[str, Any]:
     pages = max(1, -(-total // per_page))
     try:
         n = min(max(1, int(qp.get(key, 1))), pages)
     except ValueError:
         n = 1
-    if qp.get("format") not in ("csv", "json"):
-        t.rows = t.rows[(n - 1) * per_page : n * per_page]
-    return {"page": n, "pages": pages, "total": total, "key": key}
-
-
-def find_query(res: dict[str, Any], qid: str) -> dict[str, Any]:
-    for q in res.get("queries", []):
-        if q["id"] == qid:
-            return q
-    raise NotFound(f"query {qid!r} is not in this run")
+    return {
+        "page": n,
+        "pages": pages,
+        "total": total,
+        "key": key,
+        "slice": slice((n - 1) * per_page, n * per_page),
+    }
 
 
 def judgment(row: dict[str, Any] | None, doc: str) -> str | None:
@@ -446,10 +500,21 @@ def missing_relevant(row: dict[str, Any] | None, ranked: list[Any]) -> list[str]
 
 
 GEN_KEYS = ("answer", "usage", "verdicts", "judges", "judgments", "generation")
+GEN_HIDDEN = ("answer", "samples", "usage", "verdicts", "latency_ms", "model")
+
+
+def _gold(row: dict[str, Any] | None) -> Any:
+    if not row:
+        return None
+    for k in ("answer", "answers", "gold", "gold_answer", "gold_answers"):
+        if row.get(k):
+            return row[k]
+    return None
 
 
 def generation(q: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Answer, gold answer, usage, latency and judge verdicts, when the run generated."""
+    """Answer, gold answer, usage, latency, judge verdicts and every other per-query generation
+    field the run recorded (shown generically), when the run generated."""
     if not any(k in q for k in GEN_KEYS):
         return None
     g: dict[str, Any] = q["generation"] if isinstance(q.get("generation"), dict) else {}
@@ -460,18 +525,35 @@ def generation(q: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any] 
             {"judge": k, **(v if isinstance(v, dict) else {"verdict": v})}
             for k, v in verdicts.items()
         ]
+    elif verdicts is not None and not isinstance(verdicts, list):
+        verdicts = [{"judge": "judge", "verdict": verdicts}]
     usage = q.get("usage") or g.get("usage") or {}
-    lat = q.get("generation_latency", g.get("latency"))
+    lat = g.get("latency_ms")
+    if lat is None and isinstance(q.get("generation_latency"), (int, float)):
+        lat = float(q["generation_latency"]) * 1000
+    gold = _gold(row)
+    samples: list[Any] = g["samples"] if isinstance(g.get("samples"), list) else []
     return {
         "answer": answer,
-        "gold": (row or {}).get("answer"),
-        "usage": usage,
-        "latency_ms": float(lat) * 1000 if isinstance(lat, (int, float)) else None,
+        "gold": " | ".join(map(str, gold)) if isinstance(gold, list) else gold,
+        "usage": usage if isinstance(usage, dict) else {"usage": usage},
+        "latency_ms": float(lat) if isinstance(lat, (int, float)) else None,
         "verdicts": verdicts or [],
         "answer_metrics": {
             k: v for k, v in (q.get("metrics") or {}).items() if not re.search(r"@\d+$", k)
         },
         "model": q.get("model") or g.get("model"),
+        # everything else the generation stage recorded for this query, as is
+        "details": {
+            k: v
+            for k, v in g.items()
+            if k not in GEN_HIDDEN and v is not None and not isinstance(v, (dict, list))
+        },
+        "samples": [
+            {"answer": x.get("answer"), "latency_ms": x.get("latency_ms"), "error": x.get("error")}
+            for x in samples
+            if isinstance(x, dict)
+        ],
     }
 
 
@@ -535,33 +617,46 @@ def compare_queries(
     can_es: bool,
     per_page: int,
 ) -> tuple[Table, dict[str, Any]]:
-    qa = {q["id"]: q for q in res_a.get("queries", [])}
-    pa = (res_a.get("per_query_metrics") or {}).get(metric or "", {})
-    pb = (res_b.get("per_query_metrics") or {}).get(metric or "", {})
+    qa = _by_id(res_a)
     only_changed = qp.get("changed") == "1"
     search = (qp.get("q") or "").strip().lower()
-    rows = []
-    for q in res_b.get("queries", []):
-        qid = q["id"]
-        if qid not in pa or qid not in pb:
-            continue
-        d = float(pb[qid]) - float(pa[qid])
-        if only_changed and abs(d) <= 1e-12:
-            continue
-        text = q.get("query", "") if can_es else ""
-        if search and search not in qid.lower() and search not in text.lower():
-            continue
-        rows.append(
-            {
-                "id": qid,
-                "query": text if can_es else None,
-                "base": float(pa[qid]),
-                "head": float(pb[qid]),
-                "delta": d,
-                "_q": q,
-            }
+    memo = res_b.setdefault("_cmp_orders", {})
+    key = (ra.id, metric, only_changed, search, can_es)
+    ordered = memo.get(key)
+    if ordered is None:  # sorted once per view of the (immutable) pair, then paged
+        pa = (res_a.get("per_query_metrics") or {}).get(metric or "", {})
+        pb = (res_b.get("per_query_metrics") or {}).get(metric or "", {})
+        ordered = []
+        for q in res_b.get("rows", []):
+            qid = q["id"]
+            if qid not in pa or qid not in pb:
+                continue
+            d = float(pb[qid]) - float(pa[qid])
+            if only_changed and abs(d) <= 1e-12:
+                continue
+            text = q.get("query", "") if can_es else ""
+            if search and search not in qid.lower() and search not in text.lower():
+                continue
+            ordered.append((qid, float(pa[qid]), float(pb[qid]), d, q))
+        ordered.sort(key=lambda r: (-abs(r[3]), r[3], r[0]))
+        if len(memo) >= 8:
+            memo.clear()
+        memo[key] = ordered
+    rows = [
+        {
+            "id": qid,
+            "query": q.get("query", "") if can_es else None,
+            "base": base,
+            "head": head,
+            "delta": d,
+            "_q": q,
+        }
+        for qid, base, head, d, q in (
+            ordered
+            if qp.get("format") in ("csv", "json")
+            else ordered[_paginate_rows(len(ordered), qp, "page", per_page)["slice"]]
         )
-    rows.sort(key=lambda r: (-abs(r["delta"]), r["delta"], r["id"]))
+    ]
     cols = [Col("id", "query id")]
     if can_es:
         cols.append(Col("query", "query"))
@@ -571,17 +666,25 @@ def compare_queries(
         Col("delta", "Δ", num=True, fmt="delta"),
         Col("entered", "new in top 10", num=True),
     ]
-    t = Table("per_query", cols, rows, links={"id": "_href_id"})
-    info = _paginate(t, qp, "page", per_page)
+    t = Table("per_query", cols, rows, links={"id": "_href_id"}, total=len(ordered))
+    info = _paginate_rows(len(ordered), qp, "page", per_page)
+    info.pop("slice")
     pair = urlencode({"base": ra.id, "head": rb.id})
     for r in t.rows:  # only the shown page (or every row when downloading)
         q = r.pop("_q")
-        a_top = {x for x, _ in (qa.get(r["id"]) or {}).get("ranked", [])[:10]}
-        r["entered"] = sum(1 for x, _ in q.get("ranked", [])[:10] if x not in a_top)
+        a_top = set(top_ids(qa.get(r["id"]) or {}))
+        r["entered"] = sum(1 for x in top_ids(q) if x not in a_top)
         r["_href_id"] = f"/ui/compare/queries/{quote(r['id'], safe='')}?{pair}"
         r["_cls_delta"] = _sign_cls(r["delta"], None)
     info.update(only_changed=only_changed, search=qp.get("q") or "")
     return t, info
+
+
+def _by_id(res: dict[str, Any]) -> dict[str, Any]:
+    hit = res.get("_by_id")
+    if hit is None:
+        hit = res["_by_id"] = {q["id"]: q for q in res.get("rows", [])}
+    return hit
 
 
 def scatter(

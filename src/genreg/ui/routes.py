@@ -9,6 +9,9 @@ shown anonymously; eval-set content (queries, gold answers, judgments) needs
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from genreg.service import Registry
     from genreg.ui.session import Viewer
 
+log = logging.getLogger("genreg.ui")
 HERE = Path(__file__).parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -66,12 +70,28 @@ class _Templates:
         return self._env
 
 
+def _warm(reg: Registry, tpl: _Templates) -> None:
+    """Pay the first page's one-time costs (SQLAlchemy import and engine, the run store,
+    Jinja2 and the main templates) in the background just after start-up, so the first
+    visitor does not: the server answers ``/readyz`` before this finishes."""
+    time.sleep(0.3)  # let the server finish starting first
+    try:
+        from genreg.store.run_pages import RunPages
+
+        RunPages(reg.runs_repo.engine).names()
+        for name in ("runs.html", "run.html", "compare.html", "query.html"):
+            tpl.env.get_template(name)
+    except Exception:  # noqa: BLE001 -- a warm-up failure shows on the first real page instead
+        log.debug("UI warm-up failed", exc_info=True)
+
+
 def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRouter:
-    from genreg.service.run_queries import RunQueries, metric_cis
+    from genreg.service.run_queries import RunQueries
 
     r = APIRouter(prefix="/ui", include_in_schema=False)
     tpl = _Templates()
     rq = RunQueries(reg)
+    threading.Thread(target=_warm, args=(reg, tpl), daemon=True, name="ui-warm").start()
 
     # ---- plumbing --------------------------------------------------------------------
     def page(request: Request, v: Viewer, _tpl: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -226,10 +246,11 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         if isinstance(v, Response):
             return v
         qp = request.query_params
-        name, used, status = (
+        name, used, status, label = (
             qp.get("name") or None,
             qp.get("used") or None,
             qp.get("status") or None,
+            qp.get("label") or None,
         )
         sort = qp.get("sort", "started_at")
         desc = qp.get("order", "desc") != "asc"
@@ -239,6 +260,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
                 name=name,
                 used=used,
                 status=status,
+                label=label,
                 sort=sort,
                 desc=desc,
                 page=1 if want_all else intq(request, "page"),
@@ -281,7 +303,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             return v
         try:
             run = reg.get_run(run_id)
-            res = rq.results(run)
+            res = rq.summary(run)
         except GenregError as exc:
             return error(request, v, exc)
         return _run_page(request, v, run, res)
@@ -297,7 +319,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
     ) -> Response:
         qp = request.query_params
         can_es = v.allows("evalsets:read")
-        cis = metric_cis(res.get("per_query_metrics", {}))
+        cis = res.get("cis") or {}
         metrics_t = present.metrics_table(run, cis)
         gates = present.gates(run)
         lat = present.latency(run, res)
@@ -315,6 +337,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             title=f"Run {run.id}",
             run=run,
             metrics_t=metrics_t,
+            ci_method=next((c.get("method") for c in cis.values()), None),
             gates=gates,
             gates_t=tables[-1],
             lat=lat,
@@ -337,8 +360,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         can_es = v.allows("evalsets:read")
         try:
             run = reg.get_run(run_id)
-            res = rq.results(run)
-            q = present.find_query(res, qid)
+            q = rq.query(run, qid)
             row = rq.evalset_row(run, qid) if can_es else None
             docs = present.ranked_docs(
                 q, row, rq.snippets(run, [d for d, _ in q["ranked"][:20]]), can_es
@@ -361,6 +383,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             can_es=can_es,
             hidden=EVALSET_HIDDEN,
             gen=present.generation(q, row),
+            snippets_from=next((i.ref for i in run.inputs if i.role == "corpus"), None),
             k=present.top_k(run),
             missing=present.missing_relevant(row, q["ranked"]),
         )
@@ -373,7 +396,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         f = await form(request)
         try:
             run = reg.get_run(run_id)
-            res = rq.results(run)
+            res = rq.summary(run)
         except GenregError as exc:
             return error(request, v, exc)
         if not csrf_ok(v, f.get("csrf")):
@@ -442,8 +465,8 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         can_es = v.allows("evalsets:read")
         try:
             ra, rb = reg.get_run(base), reg.get_run(head)
-            cmp = rq.compare(ra.id, rb.id)
-            res_a, res_b = rq.results(ra), rq.results(rb)
+            cmp = rq.compare(ra, rb)
+            res_a, res_b = rq.summary(ra), rq.summary(rb)
         except GenregError as exc:
             return error(request, v, exc)
         metric = qp.get("metric") or next(iter(cmp["metrics"]), None)
@@ -471,6 +494,27 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             hidden=EVALSET_HIDDEN,
         )
 
+    @r.get("/compare/status")
+    def compare_status(request: Request) -> Response:
+        """``{"ready": bool}``: whether the pair's CI and p-values are stored (the compare
+        page's script polls it while they are computed, then reloads)."""
+        v = gate(request)
+        if isinstance(v, Response):
+            return v
+        qp = request.query_params
+        try:
+            ra, rb = reg.get_run(qp.get("base", "")), reg.get_run(qp.get("head", ""))
+        except GenregError as exc:
+            from genreg.api.errors import genreg_error_response
+
+            return genreg_error_response(exc)
+        ready = "true" if rq.compare_ready(ra, rb) else "false"
+        return Response(
+            f'{{"ready": {ready}}}',
+            media_type="application/json",
+            headers={**SECURITY_HEADERS, "cache-control": "no-store"},
+        )
+
     @r.get("/compare/queries/{qid}")
     def compare_query(request: Request, qid: str) -> Response:
         v = gate(request)
@@ -480,8 +524,7 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
         can_es = v.allows("evalsets:read")
         try:
             ra, rb = reg.get_run(qp.get("base", "")), reg.get_run(qp.get("head", ""))
-            qa = present.find_query(rq.results(ra), qid)
-            qb = present.find_query(rq.results(rb), qid)
+            qa, qb = rq.query(ra, qid), rq.query(rb, qid)
             row = rq.evalset_row(rb, qid) if can_es else None
             k = present.top_k(rb)
             ids = [d for d, _ in qa["ranked"][:k]] + [d for d, _ in qb["ranked"][:k]]
