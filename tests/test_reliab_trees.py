@@ -258,3 +258,15 @@ def test_embedding_model_that_is_not_a_model_dir_is_one_line(
     line = _one_line(cli("eval", "run", cfg))
     assert f"embedding model {model}" in line and expect in line, line
     assert registry.list_runs() == []
+
+
+def test_corpus_document_size_cap_is_a_listed_problem(
+    registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _tree(tmp_path)
+    (src / "big.txt").write_text("x" * 5000)
+    monkeypatch.setenv("GENREG_MAX_DOCUMENT_BYTES", "4096")
+    with pytest.raises(InvalidArtifact, match=r"^big.txt: larger than the document size cap"):
+        registry.snapshot("kb", src)
+    snap = registry.snapshot("kb", src, skip_invalid=True)
+    assert [s.path for s in snap.stats.skipped] == ["big.txt"]
