@@ -294,3 +294,14 @@ def test_a_failed_background_comparison_says_why(registry, pair, monkeypatch) ->
     html = c.get(f"/ui/compare?base={a.id}&head={b.id}").text
     assert 'id="stats-failed"' in html and "n_resamples must be a positive integer" in html
     assert 'id="stats-pending"' not in html
+
+
+def test_a_lost_shard_falls_back_to_the_results(registry, pair) -> None:
+    run = pair["good"]
+    d = registry.derived.get(index_key(run.results_object))
+    for digest in d.meta["shards"]:
+        registry.objects.delete(digest)
+    rq = RunQueries(registry)
+    want = next(q for q in registry.run_results(run.id)["queries"] if q["id"] == "q2")
+    assert rq.query(run, "q2") == want
+    assert client(registry).get(f"/ui/runs/{run.id}/queries/q2").status_code == 200

@@ -520,7 +520,14 @@ class RunQueries:
             digest = s["shard_objects"][i]
             shard = self._shards.get(digest)
             if shard is None:
-                shard = _ungz(self.reg.objects.get_bytes(digest))
+                try:
+                    shard = _ungz(self.reg.objects.get_bytes(digest))
+                except (GenregError, OSError, ValueError) as exc:  # lost/corrupt: use the results
+                    log.warning("UI index shard %s unreadable (%s)", digest[:12], exc)
+                    res = self.reg.run_results(run.id)
+                    shard = {
+                        q["id"]: q for q in res.get("queries", []) if shard_of(q["id"], n) == i
+                    }
                 self._shards.put(digest, shard)
         q = shard.get(qid)
         if q is None:
