@@ -76,9 +76,9 @@ def _warm(reg: Registry, tpl: _Templates) -> None:
     visitor does not: the server answers ``/readyz`` before this finishes."""
     time.sleep(0.3)  # let the server finish starting first
     try:
-        from genreg.store.run_pages import RunPages
+        from genreg.service.run_queries import RunQueries
 
-        RunPages(reg.runs_repo.engine).names()
+        RunQueries(reg)._pages().names()
         for name in ("runs.html", "run.html", "compare.html", "query.html"):
             tpl.env.get_template(name)
     except Exception:  # noqa: BLE001 -- a warm-up failure shows on the first real page instead
