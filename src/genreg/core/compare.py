@@ -10,9 +10,12 @@ a paired randomization (sign-flip) test (two-sided p-value), from :mod:`genreg.c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genreg.core.lineage import INPUT_ROLES, Lineage
+
+if TYPE_CHECKING:
+    from genreg.core.runinfo import RunInfo
 
 # Lineage fields that are "inputs" for attribution, in report order.
 INPUT_FIELDS = (
@@ -114,6 +117,25 @@ def warnings_for(diff: dict[str, Any]) -> list[str]:
             "to a single change"
         )
     return out
+
+
+def pair_header(ra: RunInfo, rb: RunInfo) -> dict[str, Any]:
+    """What every comparison of two runs says beside its metrics: metrics only one run has,
+    the inputs that differ (and whether a delta is attributable), the environment that
+    differs, and whether the two fingerprints are equal. One place for ``runs compare`` and
+    the UI's pending comparison."""
+    diff = lineage_diff(ra.lineage, rb.lineage)
+    env = environment_diff(ra.lineage, rb.lineage)
+    return {
+        "only_in_a": [m for m in ra.metrics if m not in rb.metrics],
+        "only_in_b": [m for m in rb.metrics if m not in ra.metrics],
+        "differs": diff,
+        "attributable": len(diff) <= 1 and "evalset" not in diff,
+        "warnings": warnings_for(diff),
+        "environment_differs": env,
+        "environment_note": environment_note(env),
+        "identical_fingerprint": ra.fingerprint == rb.fingerprint,
+    }
 
 
 def compare_metric(

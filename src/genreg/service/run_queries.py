@@ -290,11 +290,9 @@ def cheap_compare(
     """What :meth:`Registry.compare_runs` returns, without the resampling tests: means, delta,
     wins/losses/ties and the most regressed queries are exact; ``ci_low``/``ci_high``/``p_value``
     are None (``pending`` is True) until the full comparison is stored."""
-    from genreg.core.compare import environment_diff, environment_note, lineage_diff, warnings_for
+    from genreg.core.compare import pair_header
 
     qa, qb = sa.get("per_query_metrics", {}), sb.get("per_query_metrics", {})
-    diff = lineage_diff(ra.lineage, rb.lineage)
-    env = environment_diff(ra.lineage, rb.lineage)
     metrics: dict[str, Any] = {}
     for m in (m for m in ra.metrics if m in rb.metrics):
         a, b = qa.get(m, {}), qb.get(m, {})
@@ -326,14 +324,7 @@ def cheap_compare(
         "a": ra.id,
         "b": rb.id,
         "metrics": metrics,
-        "only_in_a": [m for m in ra.metrics if m not in rb.metrics],
-        "only_in_b": [m for m in rb.metrics if m not in ra.metrics],
-        "differs": diff,
-        "attributable": len(diff) <= 1 and "evalset" not in diff,
-        "warnings": warnings_for(diff),
-        "environment_differs": env,
-        "environment_note": environment_note(env),
-        "identical_fingerprint": ra.fingerprint == rb.fingerprint,
+        **pair_header(ra, rb),
         "pending": True,
     }
 

@@ -193,21 +193,12 @@ class RunViews:
         """Metric deltas (B - A) with paired tests, per-query wins/losses, the inputs that differ
         (loud warnings when the delta is not attributable) and, apart, the environment that
         differs (commit, genreg and package versions: shown, never blocking attribution)."""
-        from genreg.core.compare import (
-            ann_recall_diff,
-            compare_metric,
-            environment_diff,
-            environment_note,
-            lineage_diff,
-            warnings_for,
-        )
+        from genreg.core.compare import ann_recall_diff, compare_metric, pair_header
 
         ra, rb = self.get_run(a), self.get_run(b)
         res_a, res_b = self.run_results(ra.id), self.run_results(rb.id)
         qa = res_a.get("per_query_metrics", {})
         qb = res_b.get("per_query_metrics", {})
-        diff = lineage_diff(ra.lineage, rb.lineage)
-        env = environment_diff(ra.lineage, rb.lineage)
         common = [m for m in ra.metrics if m in rb.metrics]
         metrics = {
             m: compare_metric(qa.get(m, {}), qb.get(m, {}), n_resamples=n_resamples) for m in common
@@ -220,14 +211,7 @@ class RunViews:
             "a_run_name": ra.run_name,
             "b_run_name": rb.run_name,
             "metrics": metrics,
-            "only_in_a": [m for m in ra.metrics if m not in rb.metrics],
-            "only_in_b": [m for m in rb.metrics if m not in ra.metrics],
-            "differs": diff,
-            "attributable": len(diff) <= 1 and "evalset" not in diff,
-            "warnings": warnings_for(diff),
-            "environment_differs": env,
-            "environment_note": environment_note(env),
-            "identical_fingerprint": ra.fingerprint == rb.fingerprint,
+            **pair_header(ra, rb),
             "ann_recall": ann_recall_diff(ra.report, rb.report),
             "answers": _changed_answers(res_a, res_b, qa, qb),
         }
