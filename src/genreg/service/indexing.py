@@ -140,14 +140,12 @@ class Indexes:
             return model
         from genreg.retrieval.embedders import load_embedder
         from genreg.retrieval.onnx_backend import ExportStore
-        from genreg.service.model_check import check_model_dir
 
         cache = self.settings.home / "cache"
         spec = EmbeddingSpec.parse(model)
         exports = ExportStore(self.objects, self.derived, cache / "onnx")
-        emb = load_embedder(spec, cache_dir=cache, exports=exports)
-        check_model_dir(emb.name, emb.path)  # one line, before anything loads
-        return emb
+        # load_embedder checks the model directory first: one line, before anything loads
+        return load_embedder(spec, cache_dir=cache, exports=exports)
 
     def build_index(
         self,
