@@ -67,14 +67,15 @@ def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
         "m": 48,
         "nbits": 8,
         "nprobe": 8,
+        "refine": 4,
         "train_size": 65536,
         "seed": 0,
     }
-    b = IndexSpec.parse('{"type": "ivfpq", "nprobe": 64}')
+    b = IndexSpec.parse('{"type": "ivfpq", "nprobe": 64, "refine": 0}')
     assert a.build_dict() == b.build_dict() and a.ann
     h = IndexSpec.parse("ivf_hnsw")
     assert {"hnsw_m", "ef_search", "ef_construction"} <= set(h.to_dict())
-    assert "ef_search" not in h.build_dict()
+    assert "ef_search" not in h.build_dict() and "refine" not in h.build_dict()
 
 
 @pytest.mark.parametrize(
@@ -84,6 +85,9 @@ def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
         ({"type": "ivfpq", "seed": -1}, "index.seed"),
         ({"type": "ivfpq", "hnsw_m": 8}, "index.hnsw_m"),
         ({"type": "ivf_hnsw", "nlist": 0}, "index.nlist"),
+        ({"type": "ivfpq", "refine": -1}, "index.refine"),
+        ({"type": "ivfpq", "refine": 65}, "index.refine"),
+        ({"type": "hnsw", "refine": 4}, "index.refine"),
     ],
 )
 def test_bad_ann_parameter_is_one_line_naming_it(value, field):
@@ -200,6 +204,122 @@ def test_parallel_sharded_build_equals_the_in_process_build(registry, tmp_path):
         assert sorted(p.name for p in d.iterdir()) == [ann.TRUNK, ann.LISTS]
         out.append((d / ann.LISTS).read_bytes())
     assert out[0] == out[1]
+
+
+# ---- search-time knobs reach FAISS; refine -------------------------------------------------
+def _recall(r, q: np.ndarray, k: int = 10) -> float:
+    got = r.search_vectors(q, k)
+    exact = r.exact_search_vectors(q, k)
+    return float(
+        np.mean(
+            [len({h.doc_id for h in g} & {h.doc_id for h in e}) / k for g, e in zip(got, exact)]
+        )
+    )
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf_hnsw"])
+def test_nprobe_and_ef_search_are_applied_at_search_time(registry, tmp_path, kind):
+    import faiss
+
+    n = 3000
+    _corpus(registry, tmp_path, n)
+    base = {"type": kind, "nlist": 64, "m": 8, "train_size": 3000, "refine": 0}
+    q = clustered(60, DIM, seed=11)
+    recalls, tops = {}, {}
+    for nprobe, ef in ((1, 16), (64, 80)):
+        spec = {**base, "nprobe": nprobe}
+        if kind == "ivf_hnsw":
+            spec["ef_search"] = ef
+        r = registry.open_retriever("kb", model=TableEmbedder(n), index=spec)
+        ivf = faiss.extract_index_ivf(r.index)
+        assert ivf.nprobe == nprobe  # on the FAISS object, not a Python attribute of a wrapper
+        if kind == "ivf_hnsw":
+            assert faiss.downcast_index(ivf.quantizer).hnsw.efSearch == ef
+        recalls[nprobe] = _recall(r, q)
+        tops[nprobe] = [[h.doc_id for h in hs] for hs in r.search_vectors(q, 10)]
+    assert len(registry.derived.list("index")) == 1  # search-time: the same index both times
+    assert tops[1] != tops[64]
+    assert recalls[64] > recalls[1] + 0.15, recalls
+
+
+def test_refine_reranks_candidates_by_their_exact_vectors(registry, tmp_path):
+    n = 3000
+    _corpus(registry, tmp_path, n)
+    coarse = {"type": "ivfpq", "nlist": 16, "m": 4, "nprobe": 16, "train_size": 3000}
+    q = clustered(60, DIM, seed=12)
+    plain = registry.open_retriever("kb", model=TableEmbedder(n), index={**coarse, "refine": 0})
+    refined = registry.open_retriever("kb", model=TableEmbedder(n), index={**coarse, "refine": 10})
+    assert not isinstance(plain.index, ann.Refined) and isinstance(refined.index, ann.Refined)
+    assert refined.info.key == plain.info.key and ann.is_ondisk(refined.index)
+    low, high = _recall(plain, q), _recall(refined, q)
+    assert low < 0.6 and high >= 0.9, (low, high)  # 4-byte codes: PQ error, lifted by refine
+    x = TableEmbedder(n).table
+    for qi, hits in enumerate(refined.search_vectors(q, 10)):
+        rows = [int(h.doc_id[1:6]) for h in hits]
+        assert [h.score for h in hits] == pytest.approx((x[rows] @ q[qi]).tolist(), abs=1e-5)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+class _RemoteLike:
+    """An object store that cannot hand out local files (like S3)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def local_path(self, digest):
+        return None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _cached_rows(registry, n: int, per_shard: int) -> tuple[np.ndarray, list[str], str]:
+    x = clustered(n, DIM, seed=3)
+    digests = [f"{i:064x}" for i in range(n)]
+    model = "sha256:" + "cd" * 32
+    cache = EmbeddingCache(registry.objects, registry.derived, model, DIM)
+    for lo in range(0, n, per_shard):
+        cache.add(digests[lo : lo + per_shard], x[lo : lo + per_shard])
+    return x, digests, model
+
+
+def test_vector_reader_reads_just_the_rows_asked_for_local_or_copied(registry, tmp_path):
+    x, digests, model = _cached_rows(registry, 2000, 300)
+    rows = ann.digests_array(digests)
+    rng = np.random.default_rng(0)
+    want = rng.choice(2000, size=150, replace=False).astype(np.int64)
+    local = ann.VectorReader(ann.ExactSearch(registry.objects, registry.derived, model, DIM, rows))
+    assert np.array_equal(local.get(want), x[want])
+    assert local.get(np.zeros(0, dtype=np.int64)).shape == (0, DIM)
+    spill = tmp_path / "spill"
+    remote = _RemoteLike(registry.objects)
+    reader = ann.VectorReader(ann.ExactSearch(remote, registry.derived, model, DIM, rows), spill)
+    assert np.array_equal(reader.get(want), x[want])
+    shards = {r.object_digest.removeprefix("sha256:") for r in registry.derived.list("embshard")}
+    assert {p.name for p in spill.iterdir()} <= shards and len(list(spill.iterdir())) == 7
+    local.close()
+    reader.close()
+
+
+def test_exact_search_blocks_shrink_with_many_queries(registry, monkeypatch):
+    x, digests, model = _cached_rows(registry, 2500, 900)
+    rows = ann.digests_array(digests)
+    q = clustered(40, DIM, seed=4)
+    search = ann.ExactSearch(registry.objects, registry.derived, model, DIM, rows)
+    s1, i1 = search(q, 10)
+    seen = []
+    real = ann.iter_vectors
+
+    def spy(objects, digest, positions, block=ann.BLOCK_ROWS):
+        seen.append(block)
+        return real(objects, digest, positions, block)
+
+    monkeypatch.setattr(ann, "iter_vectors", spy)
+    monkeypatch.setattr(ann, "SCORE_BUDGET", 40 * 4 * 300)  # 300 rows a block for 40 queries
+    s2, i2 = search(q, 10)
+    assert seen == [300] * 3 and np.array_equal(i1, i2) and np.allclose(s1, s2)
+    want = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]
+    assert np.array_equal(i2, want)
 
 
 # ---- bad parameters: one line, exit 2, nothing written ----------------------------------------

@@ -203,6 +203,10 @@ class Indexes:
         else:
             faiss_index, meta = decode_index(data, f"index {info.key}")
         apply_search_params(faiss_index, ispec)
+        if exact is not None and ispec.get("refine"):  # re-rank candidates by exact vectors
+            spill = self.settings.home / "cache" / "ann" / "shards"
+            reader = ann.VectorReader(exact, spill)
+            faiss_index = ann.Refined(faiss_index, reader, ispec.get("refine"))
         texts_digest = meta["texts"]
 
         def texts() -> list[str]:
