@@ -330,6 +330,10 @@ class Indexes:
         from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import build_faiss, encode_index
 
+        if ray_opts is not None:  # an unreachable cluster or no extra: before any work
+            from genreg.retrieval.ray_engine import preflight
+
+            preflight(ray_opts)
         doc_ids, chunk_index, digests, texts, n_docs = _chunk_rows(
             docs, cspec, emb, progress, total
         )
@@ -405,6 +409,10 @@ class Indexes:
         from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
         from genreg.retrieval.index import encode_envelope
 
+        if ray_opts is not None:  # an unreachable cluster or no extra: before any work
+            from genreg.retrieval.ray_engine import preflight
+
+            preflight(ray_opts)
         doc_ids, chunk_index, hex_digests, texts, n_docs = _chunk_rows(
             docs, cspec, emb, progress, total
         )
