@@ -140,14 +140,12 @@ class Indexes:
             return model
         from genreg.retrieval.embedders import load_embedder
         from genreg.retrieval.onnx_backend import ExportStore
-        from genreg.service.model_check import check_model_dir
 
         cache = self.settings.home / "cache"
         spec = EmbeddingSpec.parse(model)
         exports = ExportStore(self.objects, self.derived, cache / "onnx")
-        emb = load_embedder(spec, cache_dir=cache, exports=exports)
-        check_model_dir(emb.name, emb.path)  # one line, before anything loads
-        return emb
+        # load_embedder checks the model directory first: one line, before anything loads
+        return load_embedder(spec, cache_dir=cache, exports=exports)
 
     def build_index(
         self,
@@ -332,6 +330,10 @@ class Indexes:
         from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import build_faiss, encode_index
 
+        if ray_opts is not None:  # an unreachable cluster or no extra: before any work
+            from genreg.retrieval.ray_engine import preflight
+
+            preflight(ray_opts)
         doc_ids, chunk_index, digests, texts, n_docs = _chunk_rows(
             docs, cspec, emb, progress, total
         )
@@ -407,6 +409,10 @@ class Indexes:
         from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
         from genreg.retrieval.index import encode_envelope
 
+        if ray_opts is not None:  # an unreachable cluster or no extra: before any work
+            from genreg.retrieval.ray_engine import preflight
+
+            preflight(ray_opts)
         doc_ids, chunk_index, hex_digests, texts, n_docs = _chunk_rows(
             docs, cspec, emb, progress, total
         )
