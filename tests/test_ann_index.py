@@ -357,6 +357,38 @@ def test_untrainable_index_is_one_line_and_writes_nothing(
     assert not (genreg_home / "cache" / "ann").exists()
 
 
+@pytest.mark.parametrize(
+    ("index", "expect"),
+    [
+        ("{type: ivfpq, nlist: 64}", "index.nlist 64: cannot train a ivfpq index on 40 vectors"),
+        ("{type: ivfpq, nlist: 8, m: 7}", "index.m 7: must divide the embedding dimension 384"),
+        (
+            "{type: ivfpq, nlist: 8, refine: 99}",
+            "index.refine: 99 is greater than the maximum of 64",
+        ),
+    ],
+)
+def test_untrainable_index_in_an_eval_config_names_file_and_line(
+    cli, registry, tmp_path, genreg_home, index, expect
+):
+    _corpus(registry, tmp_path, 40)
+    rows = [{"id": "q0", "query": "query 0", "relevant": ["d00000.txt"]}]
+    registry.register_content("evalset", "gold", rows)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "name: bad\nevalset: evalset:gold\ncorpus: corpus:kb\nmetrics: [ndcg@10]\n"
+        f"index: {index}\n",
+        encoding="utf-8",
+    )
+    before = _objects(genreg_home)
+    r = cli("eval", "run", cfg)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{cfg}:5" in lines[0] and expect in lines[0], r.output
+    assert _objects(genreg_home) == before and registry.list_runs() == []
+    assert registry.derived.list("index") == [] and registry.derived.list("embshard") == []
+
+
 # ---- eval run: ann_recall@k apart from the metrics; runs compare shows it ---------------------
 def _prefilled_eval(registry, tmp_path: Path, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
     """A corpus and eval set whose chunk and query vectors are already cached for the default
