@@ -105,6 +105,18 @@ def test_sample_is_deterministic_in_seed_and_size():
     assert len(ann.sample_positions(s, 30)) == 30  # fewer rows than train_size: all of them
 
 
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf_hnsw"])
+def test_in_place_training_equals_faiss_own_train(kind):
+    import faiss
+
+    x = clustered(6000, DIM, seed=8)
+    spec = IndexSpec.parse({"type": kind, "nlist": 32, "m": 8, "train_size": 6000})
+    ref = ann.new_index(spec, DIM)
+    with ann.quiet_native():
+        ref.train(x.copy())
+    assert ann.train(spec, x.copy()) == faiss.serialize_index(ref).tobytes()
+
+
 # ---- build, key, lineage fields, reuse, on-disk search ----------------------------------------
 def test_ivfpq_is_built_from_the_cache_keyed_by_its_sample_and_reused(registry, tmp_path):
     n = 2000
@@ -345,6 +357,38 @@ def test_untrainable_index_is_one_line_and_writes_nothing(
     assert not (genreg_home / "cache" / "ann").exists()
 
 
+@pytest.mark.parametrize(
+    ("index", "expect"),
+    [
+        ("{type: ivfpq, nlist: 64}", "index.nlist 64: cannot train a ivfpq index on 40 vectors"),
+        ("{type: ivfpq, nlist: 8, m: 7}", "index.m 7: must divide the embedding dimension 384"),
+        (
+            "{type: ivfpq, nlist: 8, refine: 99}",
+            "index.refine: 99 is greater than the maximum of 64",
+        ),
+    ],
+)
+def test_untrainable_index_in_an_eval_config_names_file_and_line(
+    cli, registry, tmp_path, genreg_home, index, expect
+):
+    _corpus(registry, tmp_path, 40)
+    rows = [{"id": "q0", "query": "query 0", "relevant": ["d00000.txt"]}]
+    registry.register_content("evalset", "gold", rows)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "name: bad\nevalset: evalset:gold\ncorpus: corpus:kb\nmetrics: [ndcg@10]\n"
+        f"index: {index}\n",
+        encoding="utf-8",
+    )
+    before = _objects(genreg_home)
+    r = cli("eval", "run", cfg)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{cfg}:5" in lines[0] and expect in lines[0], r.output
+    assert _objects(genreg_home) == before and registry.list_runs() == []
+    assert registry.derived.list("index") == [] and registry.derived.list("embshard") == []
+
+
 # ---- eval run: ann_recall@k apart from the metrics; runs compare shows it ---------------------
 def _prefilled_eval(registry, tmp_path: Path, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
     """A corpus and eval set whose chunk and query vectors are already cached for the default
@@ -419,3 +463,53 @@ def test_eval_reports_ann_recall_apart_and_compare_shows_it(cli, registry, tmp_p
     assert f"ann_recall@10: -  ->  {ann_rep['recall']['ann_recall@10']:.4f}" in c.output
     cj = json.loads(cli("runs", "compare", flat_id, run.id, "--json").output)
     assert cj["ann_recall"]["ann_recall@5"] == {"a": None, "b": ann_rep["recall"]["ann_recall@5"]}
+
+
+# ---- gc: index cache copies of objects no longer referenced ---------------------------------
+def test_gc_reclaims_index_cache_copies_nothing_references(registry, tmp_path, genreg_home, cli):
+    import os
+    import subprocess
+
+    n = 1200
+    _corpus(registry, tmp_path, n)
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    root = genreg_home / "cache" / "ann"
+    live = root / r.info.object_digest
+    assert (live / ann.LISTS).exists() and (live / ann.LISTS).stat().st_nlink == 2
+    # a copy of an index whose object is gone (e.g. another object store, a lost row)
+    dead = root / ("ee" * 32)
+    dead.mkdir()
+    (dead / ann.TRUNK).write_bytes(b"x" * 1000)
+    (dead / ann.LISTS).write_bytes(b"y" * 5000)
+    # the temp dir of a killed materialisation, and one of a live process
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = root / f"{'ab' * 32}.tmp-{gone.pid}"
+    killed.mkdir()
+    (killed / ann.TRUNK).write_bytes(b"z" * 10)
+    busy = root / f"{'ab' * 32}.tmp-{os.getpid()}"
+    busy.mkdir()
+    # spilled shard copies: one of a live cache shard, one of nothing
+    shards = root / "shards"
+    shards.mkdir()
+    live_shard = registry.derived.list("embshard")[0].object_digest
+    (shards / live_shard).write_bytes(b"s")
+    (shards / ("dd" * 32)).write_bytes(b"s" * 300)
+    stale = {str(dead), str(killed), str(shards / ("dd" * 32))}
+
+    dry = registry.gc(dry_run=True, grace_seconds=0)
+    assert {c["path"] for c in dry.caches} == stale
+    assert sum(c["size"] for c in dry.caches) == 6000 + 10 + 300
+    assert all(p.exists() for p in map(Path, stale))
+    young = registry.gc(dry_run=False)  # default grace: all of them are recent, kept
+    assert all(c["recent"] and not c["deleted"] for c in young.caches)
+    out = cli("gc", "--delete", "--grace", "0")
+    assert out.exit_code == 0, out.output
+    assert f"cache {dead}" in out.output and "3 stale index cache entries" in out.output
+    assert not any(p.exists() for p in map(Path, stale))
+    assert live.exists() and busy.exists() and (shards / live_shard).exists()
+    again = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    assert [h[0].doc_id for h in again.search_vectors(TableEmbedder(n).table[:3], 1)] == [
+        f"d{i:05d}.txt" for i in range(3)
+    ]
+    assert registry.gc(dry_run=True, grace_seconds=0).caches == []

@@ -163,14 +163,32 @@ def new_index(spec: IndexSpec, dim: int) -> Any:
 
 
 def train(spec: IndexSpec, sample: np.ndarray) -> bytes:
-    """The trained, empty index (serialised) for ``sample`` (rows L2-normalised)."""
+    """The trained, empty index (serialised) for ``sample`` (rows L2-normalised).
+
+    Up to the PQ's own training size (``pq.ksub x 256`` = 65,536 vectors at ``nbits: 8``,
+    the default ``train_size``) the residuals the PQ is trained on are computed *in place*
+    in ``sample`` (which is overwritten), block by block: the same steps as
+    ``IndexIVFPQ.train`` -- coarse k-means (``train_q1``), residual to the nearest centroid,
+    ``pq.train``, precomputed tables -- with a byte-identical result (tested), without FAISS's
+    second n x dim residual copy: the sample is the only large buffer. Larger samples go
+    through ``IndexIVFPQ.train`` (which subsamples them itself)."""
     import faiss
     import numpy as np
 
     x = np.ascontiguousarray(sample, dtype=np.float32)
     index = new_index(spec, x.shape[1])
     with quiet_native():
-        index.train(x)
+        if len(x) > index.train_encoder_num_vectors():
+            index.train(x)
+            return faiss.serialize_index(index).tobytes()
+        index.train_q1(len(x), faiss.swig_ptr(x), False, index.metric_type)
+        centroids = index.quantizer.reconstruct_n(0, index.nlist)
+        for lo in range(0, len(x), BLOCK_ROWS):
+            _, nearest = index.quantizer.search(x[lo : lo + BLOCK_ROWS], 1)
+            x[lo : lo + BLOCK_ROWS] -= centroids[nearest[:, 0]]
+        index.pq.train(x)
+        index.precompute_table()
+        index.is_trained = True
     return faiss.serialize_index(index).tobytes()
 
 
