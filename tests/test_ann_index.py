@@ -67,7 +67,7 @@ def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
         "m": 48,
         "nbits": 8,
         "nprobe": 8,
-        "refine": 4,
+        "refine": 16,
         "train_size": 65536,
         "seed": 0,
     }
@@ -216,6 +216,31 @@ def test_parallel_sharded_build_equals_the_in_process_build(registry, tmp_path):
         assert sorted(p.name for p in d.iterdir()) == [ann.TRUNK, ann.LISTS]
         out.append((d / ann.LISTS).read_bytes())
     assert out[0] == out[1]
+
+
+def test_plan_rows_first_shard_and_first_position_win(registry):
+    rng = np.random.default_rng(5)
+    pool = [f"{i:064x}" for i in range(400)]
+    pool[7] = "00" * 4 + "ff" * 28  # same 8-byte prefix as pool[0], different digest
+    pool[0] = "00" * 4 + "aa" * 28
+    model = "sha256:" + "ef" * 32
+    cache = EmbeddingCache(registry.objects, registry.derived, model, 4)
+    tables = []
+    for _ in range(5):  # overlapping shards, digests repeated within a shard too
+        ds = [pool[i] for i in rng.integers(0, 300, 120)]
+        cache.add(ds, rng.standard_normal((len(ds), 4)).astype(np.float32))
+        tables.append(ds)
+    want: dict[str, tuple[int, int]] = {}
+    for s, ds in enumerate(tables):
+        for p, d in enumerate(ds):
+            want.setdefault(d, (s, p))
+    row_digests = [pool[i] for i in rng.integers(0, 400, 1000)]
+    plan = ann.plan_rows(
+        registry.objects, registry.derived, model, 4, ann.digests_array(row_digests)
+    )
+    got = [(int(s), int(p)) if s >= 0 else None for s, p in zip(plan.shard_of, plan.pos_of)]
+    assert got == [want.get(d) for d in row_digests]
+    assert any(g is None for g in got) and len(plan.missing()) == got.count(None)
 
 
 # ---- search-time knobs reach FAISS; refine -------------------------------------------------
