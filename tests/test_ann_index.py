@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreg.errors import ConfigError
+from genreg.errors import ConfigError, IntegrityError
 from genreg.retrieval import ann
 from genreg.retrieval.cache import QUERY_KIND, EmbeddingCache
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
@@ -295,6 +295,30 @@ def test_refine_reranks_candidates_by_their_exact_vectors(registry, tmp_path):
         rows = [int(h.doc_id[1:6]) for h in hits]
         assert [h.score for h in hits] == pytest.approx((x[rows] @ q[qi]).tolist(), abs=1e-5)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_refined_search_opens_the_stored_row_map_not_every_digest(registry, tmp_path, monkeypatch):
+    n = 1500
+    _corpus(registry, tmp_path, n)
+    info = registry.build_index("kb", model=TableEmbedder(n), index=SPEC)
+    row = registry.derived.get(info.key)
+    stored = ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"]))
+    docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec()))
+    rows = ann.digests_array([d.digest for d in docs])
+    planned = ann.plan_rows(registry.objects, registry.derived, info.model_digest, DIM, rows)
+    assert stored.shards == planned.shards
+    assert np.array_equal(stored.shard_of, planned.shard_of)
+    assert np.array_equal(stored.pos_of, planned.pos_of)
+
+    def no_plan(*a, **k):
+        raise AssertionError("plan_rows called on open")
+
+    monkeypatch.setattr(ann, "plan_rows", no_plan)
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    q = TableEmbedder(n).table[:4]
+    assert [h[0].doc_id for h in r.search_vectors(q, 3)] == [f"d{i:05d}.txt" for i in range(4)]
+    with pytest.raises(IntegrityError):
+        ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"])[:-1])
 
 
 class _RemoteLike:

@@ -224,6 +224,42 @@ class CachePlan:
         return out
 
 
+ROWMAP_MAGIC = b"GRROWMAP"
+_ROWMAP_HEAD = struct.Struct("<8sIQ")  # magic, shards, rows
+
+
+def encode_rowmap(plan: CachePlan) -> bytes:
+    """The plan as stored beside an index (``meta["rowmap"]``): ``GRROWMAP`` | uint32 shards |
+    uint64 rows | the shards' 32-byte digests | int32 shard per row | int32 position per row
+    -- 8 bytes a row, so a search opens the plan without re-reading every row's digest and
+    every shard's digest table (a refined search needs it on the first query)."""
+
+    if len(plan.shard_of) and int(plan.pos_of.max()) >= 2**31:
+        raise ValueError("rowmap: a shard position does not fit in int32")
+    head = _ROWMAP_HEAD.pack(ROWMAP_MAGIC, len(plan.shards), len(plan.shard_of))
+    digests = bytes.fromhex("".join(d.removeprefix("sha256:") for d in plan.shards))
+    return (
+        head + digests + plan.shard_of.astype("<i4").tobytes() + plan.pos_of.astype("<i4").tobytes()
+    )
+
+
+def decode_rowmap(data: bytes, where: str = "rowmap") -> CachePlan:
+    import numpy as np
+
+    if len(data) < _ROWMAP_HEAD.size:
+        raise IntegrityError(f"{where}: truncated header")
+    magic, n_shards, n = _ROWMAP_HEAD.unpack_from(data)
+    if magic != ROWMAP_MAGIC or len(data) != _ROWMAP_HEAD.size + 32 * n_shards + 8 * n:
+        raise IntegrityError(f"{where}: not a genreg row map")
+    at = _ROWMAP_HEAD.size
+    raw = data[at : at + 32 * n_shards]
+    shards = [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
+    at += 32 * n_shards
+    shard_of = np.frombuffer(data, dtype="<i4", count=n, offset=at).astype(np.int32)
+    pos_of = np.frombuffer(data, dtype="<i4", count=n, offset=at + 4 * n).astype(np.int64)
+    return CachePlan(shards, shard_of, pos_of)
+
+
 def _shard_rows(
     objects: ObjectStore, derived: DerivedStore, kind: str, model: str, dim: int
 ) -> Any:
@@ -524,16 +560,25 @@ class ExactSearch:
         model_digest: str,
         dim: int,
         rows: Any,  # S32 digests, or a callable returning them (loaded on first search)
+        *,
+        rowmap: Any = None,  # a callable returning the stored CachePlan (None: from rows)
     ) -> None:
         self.objects, self.derived = objects, derived
         self.model_digest, self.dim = model_digest, dim
         self._rows = rows
+        self._rowmap = rowmap
         self._plan: CachePlan | None = None
 
     def plan(self) -> CachePlan:
         if self._plan is None:
-            rows = self._rows() if callable(self._rows) else self._rows
-            self._plan = plan_rows(self.objects, self.derived, self.model_digest, self.dim, rows)
+            if self._rowmap is not None:
+                self._plan = self._rowmap()
+            else:
+                rows = self._rows() if callable(self._rows) else self._rows
+                self._plan = plan_rows(
+                    self.objects, self.derived, self.model_digest, self.dim, rows
+                )
+            assert self._plan is not None
             if len(self._plan.missing()):
                 raise IntegrityError(
                     f"embedding cache: {len(self._plan.missing())} indexed rows have no "
