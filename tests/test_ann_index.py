@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreg.errors import ConfigError
+from genreg.errors import ConfigError, IntegrityError
 from genreg.retrieval import ann
 from genreg.retrieval.cache import QUERY_KIND, EmbeddingCache
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
@@ -67,14 +67,15 @@ def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
         "m": 48,
         "nbits": 8,
         "nprobe": 8,
+        "refine": 16,
         "train_size": 65536,
         "seed": 0,
     }
-    b = IndexSpec.parse('{"type": "ivfpq", "nprobe": 64}')
+    b = IndexSpec.parse('{"type": "ivfpq", "nprobe": 64, "refine": 0}')
     assert a.build_dict() == b.build_dict() and a.ann
     h = IndexSpec.parse("ivf_hnsw")
     assert {"hnsw_m", "ef_search", "ef_construction"} <= set(h.to_dict())
-    assert "ef_search" not in h.build_dict()
+    assert "ef_search" not in h.build_dict() and "refine" not in h.build_dict()
 
 
 @pytest.mark.parametrize(
@@ -84,6 +85,9 @@ def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
         ({"type": "ivfpq", "seed": -1}, "index.seed"),
         ({"type": "ivfpq", "hnsw_m": 8}, "index.hnsw_m"),
         ({"type": "ivf_hnsw", "nlist": 0}, "index.nlist"),
+        ({"type": "ivfpq", "refine": -1}, "index.refine"),
+        ({"type": "ivfpq", "refine": 65}, "index.refine"),
+        ({"type": "hnsw", "refine": 4}, "index.refine"),
     ],
 )
 def test_bad_ann_parameter_is_one_line_naming_it(value, field):
@@ -99,6 +103,18 @@ def test_sample_is_deterministic_in_seed_and_size():
     other = ann.sample_positions(IndexSpec.parse({**SPEC, "train_size": 50, "seed": 1}), 400)
     assert not np.array_equal(a, other)
     assert len(ann.sample_positions(s, 30)) == 30  # fewer rows than train_size: all of them
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf_hnsw"])
+def test_in_place_training_equals_faiss_own_train(kind):
+    import faiss
+
+    x = clustered(6000, DIM, seed=8)
+    spec = IndexSpec.parse({"type": kind, "nlist": 32, "m": 8, "train_size": 6000})
+    ref = ann.new_index(spec, DIM)
+    with ann.quiet_native():
+        ref.train(x.copy())
+    assert ann.train(spec, x.copy()) == faiss.serialize_index(ref).tobytes()
 
 
 # ---- build, key, lineage fields, reuse, on-disk search ----------------------------------------
@@ -202,6 +218,171 @@ def test_parallel_sharded_build_equals_the_in_process_build(registry, tmp_path):
     assert out[0] == out[1]
 
 
+def test_plan_rows_first_shard_and_first_position_win(registry):
+    rng = np.random.default_rng(5)
+    pool = [f"{i:064x}" for i in range(400)]
+    pool[7] = "00" * 4 + "ff" * 28  # same 8-byte prefix as pool[0], different digest
+    pool[0] = "00" * 4 + "aa" * 28
+    model = "sha256:" + "ef" * 32
+    cache = EmbeddingCache(registry.objects, registry.derived, model, 4)
+    tables = []
+    for _ in range(5):  # overlapping shards, digests repeated within a shard too
+        ds = [pool[i] for i in rng.integers(0, 300, 120)]
+        cache.add(ds, rng.standard_normal((len(ds), 4)).astype(np.float32))
+        tables.append(ds)
+    want: dict[str, tuple[int, int]] = {}
+    for s, ds in enumerate(tables):
+        for p, d in enumerate(ds):
+            want.setdefault(d, (s, p))
+    row_digests = [pool[i] for i in rng.integers(0, 400, 1000)]
+    plan = ann.plan_rows(
+        registry.objects, registry.derived, model, 4, ann.digests_array(row_digests)
+    )
+    got = [(int(s), int(p)) if s >= 0 else None for s, p in zip(plan.shard_of, plan.pos_of)]
+    assert got == [want.get(d) for d in row_digests]
+    assert any(g is None for g in got) and len(plan.missing()) == got.count(None)
+
+
+# ---- search-time knobs reach FAISS; refine -------------------------------------------------
+def _recall(r, q: np.ndarray, k: int = 10) -> float:
+    got = r.search_vectors(q, k)
+    exact = r.exact_search_vectors(q, k)
+    return float(
+        np.mean(
+            [len({h.doc_id for h in g} & {h.doc_id for h in e}) / k for g, e in zip(got, exact)]
+        )
+    )
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf_hnsw"])
+def test_nprobe_and_ef_search_are_applied_at_search_time(registry, tmp_path, kind):
+    import faiss
+
+    n = 3000
+    _corpus(registry, tmp_path, n)
+    base = {"type": kind, "nlist": 64, "m": 8, "train_size": 3000, "refine": 0}
+    q = clustered(60, DIM, seed=11)
+    recalls, tops = {}, {}
+    for nprobe, ef in ((1, 16), (64, 80)):
+        spec = {**base, "nprobe": nprobe}
+        if kind == "ivf_hnsw":
+            spec["ef_search"] = ef
+        r = registry.open_retriever("kb", model=TableEmbedder(n), index=spec)
+        ivf = faiss.extract_index_ivf(r.index)
+        assert ivf.nprobe == nprobe  # on the FAISS object, not a Python attribute of a wrapper
+        if kind == "ivf_hnsw":
+            assert faiss.downcast_index(ivf.quantizer).hnsw.efSearch == ef
+        recalls[nprobe] = _recall(r, q)
+        tops[nprobe] = [[h.doc_id for h in hs] for hs in r.search_vectors(q, 10)]
+    assert len(registry.derived.list("index")) == 1  # search-time: the same index both times
+    assert tops[1] != tops[64]
+    assert recalls[64] > recalls[1] + 0.15, recalls
+
+
+def test_refine_reranks_candidates_by_their_exact_vectors(registry, tmp_path):
+    n = 3000
+    _corpus(registry, tmp_path, n)
+    coarse = {"type": "ivfpq", "nlist": 16, "m": 4, "nprobe": 16, "train_size": 3000}
+    q = clustered(60, DIM, seed=12)
+    plain = registry.open_retriever("kb", model=TableEmbedder(n), index={**coarse, "refine": 0})
+    refined = registry.open_retriever("kb", model=TableEmbedder(n), index={**coarse, "refine": 10})
+    assert not isinstance(plain.index, ann.Refined) and isinstance(refined.index, ann.Refined)
+    assert refined.info.key == plain.info.key and ann.is_ondisk(refined.index)
+    low, high = _recall(plain, q), _recall(refined, q)
+    assert low < 0.6 and high >= 0.9, (low, high)  # 4-byte codes: PQ error, lifted by refine
+    x = TableEmbedder(n).table
+    for qi, hits in enumerate(refined.search_vectors(q, 10)):
+        rows = [int(h.doc_id[1:6]) for h in hits]
+        assert [h.score for h in hits] == pytest.approx((x[rows] @ q[qi]).tolist(), abs=1e-5)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_refined_search_opens_the_stored_row_map_not_every_digest(registry, tmp_path, monkeypatch):
+    n = 1500
+    _corpus(registry, tmp_path, n)
+    info = registry.build_index("kb", model=TableEmbedder(n), index=SPEC)
+    row = registry.derived.get(info.key)
+    stored = ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"]))
+    docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec()))
+    rows = ann.digests_array([d.digest for d in docs])
+    planned = ann.plan_rows(registry.objects, registry.derived, info.model_digest, DIM, rows)
+    assert stored.shards == planned.shards
+    assert np.array_equal(stored.shard_of, planned.shard_of)
+    assert np.array_equal(stored.pos_of, planned.pos_of)
+
+    def no_plan(*a, **k):
+        raise AssertionError("plan_rows called on open")
+
+    monkeypatch.setattr(ann, "plan_rows", no_plan)
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    q = TableEmbedder(n).table[:4]
+    assert [h[0].doc_id for h in r.search_vectors(q, 3)] == [f"d{i:05d}.txt" for i in range(4)]
+    with pytest.raises(IntegrityError):
+        ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"])[:-1])
+
+
+class _RemoteLike:
+    """An object store that cannot hand out local files (like S3)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def local_path(self, digest):
+        return None
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _cached_rows(registry, n: int, per_shard: int) -> tuple[np.ndarray, list[str], str]:
+    x = clustered(n, DIM, seed=3)
+    digests = [f"{i:064x}" for i in range(n)]
+    model = "sha256:" + "cd" * 32
+    cache = EmbeddingCache(registry.objects, registry.derived, model, DIM)
+    for lo in range(0, n, per_shard):
+        cache.add(digests[lo : lo + per_shard], x[lo : lo + per_shard])
+    return x, digests, model
+
+
+def test_vector_reader_reads_just_the_rows_asked_for_local_or_copied(registry, tmp_path):
+    x, digests, model = _cached_rows(registry, 2000, 300)
+    rows = ann.digests_array(digests)
+    rng = np.random.default_rng(0)
+    want = rng.choice(2000, size=150, replace=False).astype(np.int64)
+    local = ann.VectorReader(ann.ExactSearch(registry.objects, registry.derived, model, DIM, rows))
+    assert np.array_equal(local.get(want), x[want])
+    assert local.get(np.zeros(0, dtype=np.int64)).shape == (0, DIM)
+    spill = tmp_path / "spill"
+    remote = _RemoteLike(registry.objects)
+    reader = ann.VectorReader(ann.ExactSearch(remote, registry.derived, model, DIM, rows), spill)
+    assert np.array_equal(reader.get(want), x[want])
+    shards = {r.object_digest.removeprefix("sha256:") for r in registry.derived.list("embshard")}
+    assert {p.name for p in spill.iterdir()} <= shards and len(list(spill.iterdir())) == 7
+    local.close()
+    reader.close()
+
+
+def test_exact_search_blocks_shrink_with_many_queries(registry, monkeypatch):
+    x, digests, model = _cached_rows(registry, 2500, 900)
+    rows = ann.digests_array(digests)
+    q = clustered(40, DIM, seed=4)
+    search = ann.ExactSearch(registry.objects, registry.derived, model, DIM, rows)
+    s1, i1 = search(q, 10)
+    seen = []
+    real = ann.iter_vectors
+
+    def spy(objects, digest, positions, block=ann.BLOCK_ROWS):
+        seen.append(block)
+        return real(objects, digest, positions, block)
+
+    monkeypatch.setattr(ann, "iter_vectors", spy)
+    monkeypatch.setattr(ann, "SCORE_BUDGET", 40 * 4 * 300)  # 300 rows a block for 40 queries
+    s2, i2 = search(q, 10)
+    assert seen == [300] * 3 and np.array_equal(i1, i2) and np.allclose(s1, s2)
+    want = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]
+    assert np.array_equal(i2, want)
+
+
 # ---- bad parameters: one line, exit 2, nothing written ----------------------------------------
 @pytest.mark.parametrize(
     ("index", "expect"),
@@ -223,6 +404,38 @@ def test_untrainable_index_is_one_line_and_writes_nothing(
     assert _objects(genreg_home) == before
     assert registry.derived.list("index") == [] and registry.derived.list("embshard") == []
     assert not (genreg_home / "cache" / "ann").exists()
+
+
+@pytest.mark.parametrize(
+    ("index", "expect"),
+    [
+        ("{type: ivfpq, nlist: 64}", "index.nlist 64: cannot train a ivfpq index on 40 vectors"),
+        ("{type: ivfpq, nlist: 8, m: 7}", "index.m 7: must divide the embedding dimension 384"),
+        (
+            "{type: ivfpq, nlist: 8, refine: 99}",
+            "index.refine: 99 is greater than the maximum of 64",
+        ),
+    ],
+)
+def test_untrainable_index_in_an_eval_config_names_file_and_line(
+    cli, registry, tmp_path, genreg_home, index, expect
+):
+    _corpus(registry, tmp_path, 40)
+    rows = [{"id": "q0", "query": "query 0", "relevant": ["d00000.txt"]}]
+    registry.register_content("evalset", "gold", rows)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "name: bad\nevalset: evalset:gold\ncorpus: corpus:kb\nmetrics: [ndcg@10]\n"
+        f"index: {index}\n",
+        encoding="utf-8",
+    )
+    before = _objects(genreg_home)
+    r = cli("eval", "run", cfg)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{cfg}:5" in lines[0] and expect in lines[0], r.output
+    assert _objects(genreg_home) == before and registry.list_runs() == []
+    assert registry.derived.list("index") == [] and registry.derived.list("embshard") == []
 
 
 # ---- eval run: ann_recall@k apart from the metrics; runs compare shows it ---------------------
@@ -299,3 +512,53 @@ def test_eval_reports_ann_recall_apart_and_compare_shows_it(cli, registry, tmp_p
     assert f"ann_recall@10: -  ->  {ann_rep['recall']['ann_recall@10']:.4f}" in c.output
     cj = json.loads(cli("runs", "compare", flat_id, run.id, "--json").output)
     assert cj["ann_recall"]["ann_recall@5"] == {"a": None, "b": ann_rep["recall"]["ann_recall@5"]}
+
+
+# ---- gc: index cache copies of objects no longer referenced ---------------------------------
+def test_gc_reclaims_index_cache_copies_nothing_references(registry, tmp_path, genreg_home, cli):
+    import os
+    import subprocess
+
+    n = 1200
+    _corpus(registry, tmp_path, n)
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    root = genreg_home / "cache" / "ann"
+    live = root / r.info.object_digest
+    assert (live / ann.LISTS).exists() and (live / ann.LISTS).stat().st_nlink == 2
+    # a copy of an index whose object is gone (e.g. another object store, a lost row)
+    dead = root / ("ee" * 32)
+    dead.mkdir()
+    (dead / ann.TRUNK).write_bytes(b"x" * 1000)
+    (dead / ann.LISTS).write_bytes(b"y" * 5000)
+    # the temp dir of a killed materialisation, and one of a live process
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = root / f"{'ab' * 32}.tmp-{gone.pid}"
+    killed.mkdir()
+    (killed / ann.TRUNK).write_bytes(b"z" * 10)
+    busy = root / f"{'ab' * 32}.tmp-{os.getpid()}"
+    busy.mkdir()
+    # spilled shard copies: one of a live cache shard, one of nothing
+    shards = root / "shards"
+    shards.mkdir()
+    live_shard = registry.derived.list("embshard")[0].object_digest
+    (shards / live_shard).write_bytes(b"s")
+    (shards / ("dd" * 32)).write_bytes(b"s" * 300)
+    stale = {str(dead), str(killed), str(shards / ("dd" * 32))}
+
+    dry = registry.gc(dry_run=True, grace_seconds=0)
+    assert {c["path"] for c in dry.caches} == stale
+    assert sum(c["size"] for c in dry.caches) == 6000 + 10 + 300
+    assert all(p.exists() for p in map(Path, stale))
+    young = registry.gc(dry_run=False)  # default grace: all of them are recent, kept
+    assert all(c["recent"] and not c["deleted"] for c in young.caches)
+    out = cli("gc", "--delete", "--grace", "0")
+    assert out.exit_code == 0, out.output
+    assert f"cache {dead}" in out.output and "3 stale index cache entries" in out.output
+    assert not any(p.exists() for p in map(Path, stale))
+    assert live.exists() and busy.exists() and (shards / live_shard).exists()
+    again = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    assert [h[0].doc_id for h in again.search_vectors(TableEmbedder(n).table[:3], 1)] == [
+        f"d{i:05d}.txt" for i in range(3)
+    ]
+    assert registry.gc(dry_run=True, grace_seconds=0).caches == []

@@ -172,3 +172,41 @@ def test_score_answers_from_any_generator_with_answer_metrics(registry, cli, tmp
     bad.write_text('{"id": "q1", "answer": "x"}\n{"id": "nope", "answer": "y"}\n')
     r = cli("eval", "score", "--evalset", "evalset:gold#test", "--answers", bad)
     assert r.exit_code == 2 and "bad.jsonl:2: id 'nope' is not a query" in r.output
+
+
+def test_answers_file_splits_on_newline_only(registry, cli, tmp_path) -> None:
+    """U+2028, U+2029 and U+0085 are legal inside a JSON string written without escaping:
+    the answers file is split on "\\n" only, and line numbers count "\\n" lines (issue 14)."""
+    import json
+
+    from _evalhelp import ROWS, add_evalset
+    from genreg.generation.answers_file import read_answers
+
+    rows = [dict(r) for r in ROWS]
+    rows[0]["answer"] = "Refunds take 14 days"
+    add_evalset(registry, rows=rows)
+    odd = "refunds take\u2028 14\u0085 days\u2029"
+    ans = tmp_path / "answers.jsonl"
+    ans.write_text(
+        "\ufeff"
+        + json.dumps({"id": "q1", "answer": odd}, ensure_ascii=False)
+        + "\n"
+        + json.dumps({"id": "q2", "answer": "click\u0085 the reset link"}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    got = read_answers(ans)
+    assert got["q1"]["answer"] == odd and got["q1"]["_line"] == 1
+    assert got["q2"]["_line"] == 2
+    r = cli("eval", "score", "--evalset", "evalset:gold#test", "--answers", ans, "--json")
+    assert r.exit_code == 0, r.output
+    assert "token_f1" in json.loads(r.stdout)["metrics"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps({"id": "q1", "answer": "a\u2028b"}, ensure_ascii=False)
+        + "\n"
+        + '{"id": "nope", "answer": "y"}\n',
+        encoding="utf-8",
+    )
+    r = cli("eval", "score", "--evalset", "evalset:gold#test", "--answers", bad)
+    assert r.exit_code == 2 and "bad.jsonl:2: id 'nope' is not a query" in r.output

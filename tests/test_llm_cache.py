@@ -91,6 +91,27 @@ def test_bundle_round_trip_into_another_registry(registry, tmp_path: Path) -> No
         other.close()
 
 
+def test_bundle_with_line_separators_in_answers_round_trips(registry, tmp_path: Path) -> None:
+    """Bundles are canonical JSON (not ASCII-escaped): an answer holding U+2028, U+2029 or
+    U+0085 is written raw, and import splits on "\n" only (issue 14)."""
+    from genreg import Registry
+
+    odd = "fourteen\u2028days\u0085 (see\u2029policy)"
+    cache = open_cache(registry, "rw")
+    key = cache.store("http://h:1/v1", BODY, 0, {"id": "r1"}, {"text": odd})
+    cache.export_bundle([key], tmp_path / "b.jsonl.gz")
+    raw = gzip.decompress((tmp_path / "b.jsonl.gz").read_bytes()).decode()
+    assert "\u2028" in raw  # really written unescaped: the test exercises the reader
+    other = Registry.init(tmp_path / "other")
+    try:
+        oc = open_cache(other, "replay")
+        assert oc.import_bundle(tmp_path / "b.jsonl.gz") == 1
+        got = oc.lookup("http://h:1/v1", BODY, key)
+        assert got is not None and got["result"] == {"text": odd}
+    finally:
+        other.close()
+
+
 def test_a_tampered_bundle_imports_nothing(registry, tmp_path: Path) -> None:
     cache = open_cache(registry, "rw")
     key = cache.store("http://h:1/v1", BODY, 0, {"id": "r1"}, {"text": "14 days"})

@@ -186,17 +186,23 @@ def moto(tmp_path: Path) -> Iterator[tuple[str, int]]:
     proc.wait(10)
 
 
+SECRET = "s3cr3t-never-shown-0123"
+
+
 def test_s3_gone_mid_upload_leaves_no_half_visible_version(
     moto: tuple[str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import s3fs
 
     from genreg import Registry
+    from genreg.errors import StorageError
 
     relay = Relay(moto)
     endpoint = f"http://127.0.0.1:{relay.port}"
     for k, v in s3_env(endpoint).items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDGENREGTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries only slow the test down
     s3fs.S3FileSystem.clear_instance_cache()
     s3fs.S3FileSystem(skip_instance_cache=True).mkdir("crash")
@@ -209,13 +215,34 @@ def test_s3_gone_mid_upload_leaves_no_half_visible_version(
     reg = Registry.init(tmp_path / ".genreg")
     reg.register_content("prompt", "p", {"template": "before"})
     relay.cut_after(400_000)  # S3 goes away 400 kB into the upload
-    # (today the raw botocore ConnectionClosedError surfaces; what matters here is that
-    # nothing is half-visible afterwards)
-    with pytest.raises(Exception) as exc:  # noqa: B017 - any failure; the state is checked below
-        reg.snapshot("kb", src)
-    assert relay.cut.is_set(), f"the upload finished before the cut: {exc.value!r}"
-    reg.close()
-    relay.restore()
+    try:
+        with pytest.raises(StorageError) as exc:  # one line, not botocore's traceback
+            reg.snapshot("kb", src)
+        assert relay.cut.is_set(), f"the upload finished before the cut: {exc.value!r}"
+        msg = str(exc.value)
+        assert "\n" not in msg
+        assert msg.startswith(f"object store s3://crash/objects (endpoint {endpoint}): upload of")
+        assert "nothing was committed" in msg
+        assert SECRET not in msg and "AKIDGENREGTEST" not in msg
+        assert exc.value.code == "storage" and exc.value.http_status == 503
+        # the CLI (its fast path, then the full CLI it falls back to): one stderr line, exit 1
+        # (the relay still refuses connections: the store is down)
+        cli = subprocess.run(
+            [sys.executable, "-c", "from genreg.fastcli import main; main()"]
+            + ["corpus", "snapshot", "kb", str(src)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert cli.returncode == 1, cli.stderr
+        lines = cli.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in cli.stderr, cli.stderr
+        assert f"(endpoint {endpoint})" in lines[0] and SECRET not in cli.stderr
+        assert cli.stdout == ""
+    finally:
+        reg.close()
+        relay.restore()
     reg = Registry(tmp_path / ".genreg")
     try:
         assert [a.name for a in reg.list("corpus")] == []  # no half-visible version
@@ -228,6 +255,37 @@ def test_s3_gone_mid_upload_leaves_no_half_visible_version(
         reg.close()
         relay.close()
         s3fs.S3FileSystem.clear_instance_cache()  # no later test may reuse the relay's client
+
+
+def test_s3_unreachable_store_is_one_line_on_reads_and_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No server at all behind the endpoint (a closed port): register and show each give one
+    StorageError line naming the endpoint; the registration leaves no version."""
+    import s3fs
+
+    from genreg import Registry
+    from genreg.errors import StorageError
+
+    pytest.importorskip("s3fs")
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for k, v in s3_env(endpoint).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("GENREG_OBJECTS_URL", "s3://nowhere/objects")
+    s3fs.S3FileSystem.clear_instance_cache()
+    reg = Registry.init(tmp_path / ".genreg")
+    try:
+        with pytest.raises(StorageError) as exc:
+            reg.register_content("prompt", "p", {"template": "hi"})
+        msg = str(exc.value)
+        assert f"object store s3://nowhere/objects (endpoint {endpoint})" in msg, msg
+        assert "\n" not in msg and SECRET not in msg
+        assert reg.list("prompt") == []
+    finally:
+        reg.close()
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 # ---- PostgreSQL connection dropped mid-transaction ----------------------------------------------

@@ -137,6 +137,34 @@ def test_split_lines_splits_on_newline_only() -> None:
     assert split_lines_keepends(text) == ["a\u2028b\r\n", "c\u0085\x0cd\n", "\n", "e"]
 
 
+def test_no_reader_of_jsonl_or_user_data_uses_str_splitlines() -> None:
+    """Every reader of JSONL / run files / corpora / answers files / response bundles splits
+    through ``core.validation.split_lines``: a new ``.splitlines()`` there fails this test.
+    (Elsewhere it only cuts our own text: error messages, /proc, subprocess output.)"""
+    src = Path(__file__).resolve().parents[1] / "src" / "genreg"
+    readers = [
+        *sorted((src / "core").glob("*.py")),
+        *sorted((src / "store").glob("*.py")),
+        src / "generation" / "answers_file.py",
+        src / "generation" / "cache.py",
+        src / "lockfile.py",
+    ]
+    import ast
+
+    # the first line of a parser's own exception message is not user data
+    allowed = {("core/inputs.py", "str(exc).splitlines()[0]")}
+    found = []
+    for f in readers:
+        rel = f.relative_to(src).as_posix()
+        text = f.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Attribute) and node.attr == "splitlines":
+                line = text.split("\n")[node.lineno - 1].strip()
+                if not any(rel == a and snippet in line for a, snippet in allowed):
+                    found.append(f"{rel}:{node.lineno}: {line}")
+    assert not found, found
+
+
 def test_run_file_rows_with_separators_inside_json_strings(tmp_path: Path) -> None:
     from genreg.core.runfile import read_run
 

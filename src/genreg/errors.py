@@ -73,6 +73,16 @@ class IntegrityError(GenregError):
     http_status = 500
 
 
+class StorageError(GenregError):
+    """The object store (an S3-compatible server, GCS, ...) could not be reached or dropped
+    the connection mid-operation. The message names the store and its endpoint, never
+    credentials. A write cut this way commits no version (nothing is half-visible): re-run it
+    once the store is reachable. HTTP 503."""
+
+    code = "storage"
+    http_status = 503
+
+
 class ConfigError(GenregError):
     """Bad usage or configuration: exit code 2 on the CLI."""
 
@@ -150,6 +160,7 @@ __all__ = [
     "PayloadTooLarge",
     "RenderError",
     "ReplayMiss",
+    "StorageError",
     "error_classes",
 ]
 

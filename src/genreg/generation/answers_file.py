@@ -15,6 +15,7 @@ from typing import Any
 
 from genreg.core.answers import ANSWER_METRICS, gold_answers, score_answer
 from genreg.core.hashing import digest_bytes
+from genreg.core.validation import split_lines
 from genreg.errors import ConfigError
 from genreg.pipeline.records import Progress, RunState
 
@@ -25,7 +26,8 @@ def read_answers(path: Path) -> dict[str, dict[str, Any]]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read answers file ({exc.strerror})") from None
     out: dict[str, dict[str, Any]] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: str.splitlines() would also cut inside an answer at U+2028/U+2029/U+0085
+    for n, line in enumerate(split_lines(text.removeprefix("\ufeff")), start=1):
         if not line.strip():
             continue
         try:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from genreg.core.hashing import canonical_json, digest_json
+from genreg.core.validation import split_lines
 from genreg.errors import ConfigError, IntegrityError, ReplayMiss
 
 KIND = "llmresp"
@@ -270,7 +271,7 @@ class ResponseCache:
             text = gzip.decompress(p.read_bytes()).decode("utf-8")
         except OSError as exc:
             raise ConfigError(f"{p}: not a genreg response bundle ({exc})") from None
-        lines = text.splitlines()
+        lines = split_lines(text)  # "\n" only: answers may hold U+2028/U+0085
         try:
             head = json.loads(lines[0]) if lines else {}
         except ValueError:

@@ -26,8 +26,19 @@ PQ codebooks, list offsets: small) and ``lists.ivfdata`` (codes + ids: n x (m + 
 ``IO_FLAG_ONDISK_SAME_DIR | IO_FLAG_READ_ONLY``: the inverted lists stay in ``lists.ivfdata``,
 memory-mapped read-only, and only the lists a query probes are paged in.
 
+**Refine** (:class:`Refined`, the ``refine`` search-time parameter, default 16): the PQ codes
+only approximate each vector, so on large corpora recall@10 against exact search levels off
+whatever ``nprobe``. With ``refine: R`` the index returns ``R x k``
+candidates and they are re-ranked by the exact inner product with their float vectors, read
+from the embedding-cache shard files by positional reads of just those rows
+(:class:`VectorReader`; no memory map, and at most :data:`REFINE_ROWS` candidate vectors are
+held at a time, queries taken in blocks). The scores returned are then exact
+cosine similarities. ``refine: 0`` searches the codes alone.
+
 **Exact search from the cache** (:class:`ExactSearch`): the same rows searched exhaustively,
-streaming the cached vectors shard by shard -- what an eval compares the index against
+streaming the cached vectors shard by shard in blocks of at most :data:`BLOCK_ROWS` rows (fewer
+when there are many queries: the block's score matrix stays under :data:`SCORE_BUDGET` bytes),
+so its memory is bounded whatever the corpus size -- what an eval compares the index against
 (``ann_recall@k``).
 """
 
@@ -56,6 +67,8 @@ TRUNK = "index.faiss"
 LISTS = "lists.ivfdata"
 UNIT_ROWS = 262_144  # rows per shard index built (and merged) as one unit
 BLOCK_ROWS = 8192  # vectors read from a cache shard at a time
+SCORE_BUDGET = 64 << 20  # bytes of the queries x block score matrix of an exact search
+REFINE_ROWS = 16384  # candidate vectors held at a time by a refined search (~25 MB at 384-d)
 _SHARD_HEAD = struct.Struct("<8sII")  # genreg.retrieval.cache shard header
 
 
@@ -150,14 +163,32 @@ def new_index(spec: IndexSpec, dim: int) -> Any:
 
 
 def train(spec: IndexSpec, sample: np.ndarray) -> bytes:
-    """The trained, empty index (serialised) for ``sample`` (rows L2-normalised)."""
+    """The trained, empty index (serialised) for ``sample`` (rows L2-normalised).
+
+    Up to the PQ's own training size (``pq.ksub x 256`` = 65,536 vectors at ``nbits: 8``,
+    the default ``train_size``) the residuals the PQ is trained on are computed *in place*
+    in ``sample`` (which is overwritten), block by block: the same steps as
+    ``IndexIVFPQ.train`` -- coarse k-means (``train_q1``), residual to the nearest centroid,
+    ``pq.train``, precomputed tables -- with a byte-identical result (tested), without FAISS's
+    second n x dim residual copy: the sample is the only large buffer. Larger samples go
+    through ``IndexIVFPQ.train`` (which subsamples them itself)."""
     import faiss
     import numpy as np
 
     x = np.ascontiguousarray(sample, dtype=np.float32)
     index = new_index(spec, x.shape[1])
     with quiet_native():
-        index.train(x)
+        if len(x) > index.train_encoder_num_vectors():
+            index.train(x)
+            return faiss.serialize_index(index).tobytes()
+        index.train_q1(len(x), faiss.swig_ptr(x), False, index.metric_type)
+        centroids = index.quantizer.reconstruct_n(0, index.nlist)
+        for lo in range(0, len(x), BLOCK_ROWS):
+            _, nearest = index.quantizer.search(x[lo : lo + BLOCK_ROWS], 1)
+            x[lo : lo + BLOCK_ROWS] -= centroids[nearest[:, 0]]
+        index.pq.train(x)
+        index.precompute_table()
+        index.is_trained = True
     return faiss.serialize_index(index).tobytes()
 
 
@@ -193,6 +224,42 @@ class CachePlan:
         return out
 
 
+ROWMAP_MAGIC = b"GRROWMAP"
+_ROWMAP_HEAD = struct.Struct("<8sIQ")  # magic, shards, rows
+
+
+def encode_rowmap(plan: CachePlan) -> bytes:
+    """The plan as stored beside an index (``meta["rowmap"]``): ``GRROWMAP`` | uint32 shards |
+    uint64 rows | the shards' 32-byte digests | int32 shard per row | int32 position per row
+    -- 8 bytes a row, so a search opens the plan without re-reading every row's digest and
+    every shard's digest table (a refined search needs it on the first query)."""
+
+    if len(plan.shard_of) and int(plan.pos_of.max()) >= 2**31:
+        raise ValueError("rowmap: a shard position does not fit in int32")
+    head = _ROWMAP_HEAD.pack(ROWMAP_MAGIC, len(plan.shards), len(plan.shard_of))
+    digests = bytes.fromhex("".join(d.removeprefix("sha256:") for d in plan.shards))
+    return (
+        head + digests + plan.shard_of.astype("<i4").tobytes() + plan.pos_of.astype("<i4").tobytes()
+    )
+
+
+def decode_rowmap(data: bytes, where: str = "rowmap") -> CachePlan:
+    import numpy as np
+
+    if len(data) < _ROWMAP_HEAD.size:
+        raise IntegrityError(f"{where}: truncated header")
+    magic, n_shards, n = _ROWMAP_HEAD.unpack_from(data)
+    if magic != ROWMAP_MAGIC or len(data) != _ROWMAP_HEAD.size + 32 * n_shards + 8 * n:
+        raise IntegrityError(f"{where}: not a genreg row map")
+    at = _ROWMAP_HEAD.size
+    raw = data[at : at + 32 * n_shards]
+    shards = [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
+    at += 32 * n_shards
+    shard_of = np.frombuffer(data, dtype="<i4", count=n, offset=at).astype(np.int32)
+    pos_of = np.frombuffer(data, dtype="<i4", count=n, offset=at + 4 * n).astype(np.int64)
+    return CachePlan(shards, shard_of, pos_of)
+
+
 def _shard_rows(
     objects: ObjectStore, derived: DerivedStore, kind: str, model: str, dim: int
 ) -> Any:
@@ -226,6 +293,14 @@ def _check_head(head: bytes, digest: str) -> tuple[bytes, int, int]:
     return magic, dim, n
 
 
+def _prefix_keys(digests: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each ``S32`` digest as a uint64 sort key (8 bytes a row)."""
+    import numpy as np
+
+    raw = np.frombuffer(digests.data, dtype=np.uint8).reshape(-1, 32)
+    return np.ascontiguousarray(raw[:, :8]).view("<u8").ravel()
+
+
 def plan_rows(
     objects: ObjectStore,
     derived: DerivedStore,
@@ -236,30 +311,48 @@ def plan_rows(
     kind: str = "embshard",
 ) -> CachePlan:
     """Which cache shard holds each row's vector (``rows``: ``S32`` text digests). The first
-    shard (in the cache's order) holding a digest wins, as in :class:`EmbeddingCache`."""
+    shard (in the cache's order) holding a digest wins, as in :class:`EmbeddingCache`, and
+    within a shard its first position.
+
+    Memory: about 36 bytes a row besides ``rows`` itself (sorted 8-byte digest prefixes and
+    their order, then the plan's 12), plus one shard's digest table at a time -- no sorted
+    copy of the 32-byte digests. A prefix match is confirmed on the whole digest."""
     import numpy as np
 
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    u_shard = np.full(len(uniq), -1, dtype=np.int32)
-    u_pos = np.zeros(len(uniq), dtype=np.int64)
+    n = len(rows)
+    keys = _prefix_keys(rows)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    shard_of = np.full(n, -1, dtype=np.int32)
+    pos_of = np.zeros(n, dtype=np.int64)
     shards: list[str] = []
     for r in _shard_rows(objects, derived, kind, model_digest, dim):
         table = read_digest_table(objects, r.object_digest)
         s = len(shards)
         shards.append(r.object_digest)
-        if not len(uniq):
+        if not n or not len(table):
             continue
-        at = np.searchsorted(uniq, table)
-        at_c = np.minimum(at, len(uniq) - 1)
-        hit = (at < len(uniq)) & (uniq[at_c] == table)
-        pos = np.nonzero(hit)[0]
-        u = at[pos]
-        first = np.unique(u, return_index=True)[1]  # a digest twice in a shard: first wins
-        u, pos = u[first], pos[first]
-        new = u_shard[u] < 0
-        u_shard[u[new]] = s
-        u_pos[u[new]] = pos[new]
-    return CachePlan(shards, u_shard[inverse], u_pos[inverse])
+        tk = _prefix_keys(table)
+        lo = np.searchsorted(keys, tk, side="left")
+        hi = np.searchsorted(keys, tk, side="right")
+        j = np.nonzero(hi > lo)[0]  # table positions whose prefix some row has
+        if not len(j):
+            continue
+        count = (hi - lo)[j]
+        pos = np.repeat(j, count)  # one (table position, sorted row) pair per match
+        at = np.repeat(lo[j] - np.cumsum(count) + count, count) + np.arange(len(pos))
+        row = order[at]
+        same = rows[row] == table[pos]  # the whole digest, not just its prefix
+        row, pos = row[same], pos[same]
+        free = shard_of[row] < 0  # an earlier shard wins
+        row, pos = row[free], pos[free]
+        first = np.lexsort((pos, row))  # a digest twice in this shard: its first position
+        row, pos = row[first], pos[first]
+        keep = np.ones(len(row), dtype=bool)
+        keep[1:] = row[1:] != row[:-1]
+        shard_of[row[keep]] = s
+        pos_of[row[keep]] = pos[keep]
+    return CachePlan(shards, shard_of, pos_of)
 
 
 def iter_vectors(
@@ -447,6 +540,8 @@ def is_ondisk(index: Any) -> bool:
     """True when ``index``'s inverted lists are FAISS on-disk (memory-mapped) lists."""
     import faiss
 
+    if isinstance(index, Refined):
+        index = index.index
     lists = faiss.extract_index_ivf(index).invlists
     return lists is not None and isinstance(
         faiss.downcast_InvertedLists(lists), faiss.OnDiskInvertedLists
@@ -465,16 +560,25 @@ class ExactSearch:
         model_digest: str,
         dim: int,
         rows: Any,  # S32 digests, or a callable returning them (loaded on first search)
+        *,
+        rowmap: Any = None,  # a callable returning the stored CachePlan (None: from rows)
     ) -> None:
         self.objects, self.derived = objects, derived
         self.model_digest, self.dim = model_digest, dim
         self._rows = rows
+        self._rowmap = rowmap
         self._plan: CachePlan | None = None
 
     def plan(self) -> CachePlan:
         if self._plan is None:
-            rows = self._rows() if callable(self._rows) else self._rows
-            self._plan = plan_rows(self.objects, self.derived, self.model_digest, self.dim, rows)
+            if self._rowmap is not None:
+                self._plan = self._rowmap()
+            else:
+                rows = self._rows() if callable(self._rows) else self._rows
+                self._plan = plan_rows(
+                    self.objects, self.derived, self.model_digest, self.dim, rows
+                )
+            assert self._plan is not None
             if len(self._plan.missing()):
                 raise IntegrityError(
                     f"embedding cache: {len(self._plan.missing())} indexed rows have no "
@@ -488,10 +592,12 @@ class ExactSearch:
         plan = self.plan()
         x = np.ascontiguousarray(q, dtype=np.float32)
         nq = len(x)
+        block = max(256, min(BLOCK_ROWS, SCORE_BUDGET // (4 * max(1, nq))))
         best_s = np.full((nq, fetch), -np.inf, dtype=np.float32)
         best_i = np.full((nq, fetch), -1, dtype=np.int64)
         for s, part in plan.by_shard():
-            for sel, vecs in iter_vectors(self.objects, plan.shards[s], plan.pos_of[part]):
+            shard = plan.shards[s]
+            for sel, vecs in iter_vectors(self.objects, shard, plan.pos_of[part], block):
                 scores = x @ vecs.T
                 all_s = np.hstack([best_s, scores])
                 all_i = np.hstack([best_i, np.broadcast_to(part[sel], scores.shape)])
@@ -510,3 +616,126 @@ def np_digests(blob: bytes) -> np.ndarray:
     import numpy as np
 
     return np.frombuffer(blob, dtype="S32")
+
+
+# ---- refine: exact re-ranking of the candidates ---------------------------------------------
+class VectorReader:
+    """The cached float vectors of given rows of an index, read from the cache shard files
+    with one positional read (``os.pread``) per row: nothing is memory-mapped or held beyond
+    the rows asked for. A shard the object store cannot hand over as a local file (S3) is
+    copied (verified) into ``spill_dir`` once. The rows' shard and position come from
+    ``exact``'s :class:`CachePlan` (computed once, on first use)."""
+
+    MAX_OPEN = 64  # shard files kept open
+
+    def __init__(self, exact: ExactSearch, spill_dir: Path | None = None) -> None:
+        self.exact = exact
+        self.spill_dir = spill_dir
+        self._files: dict[str, tuple[int, int]] = {}  # shard -> (fd, offset of its vectors)
+
+    def _open(self, digest: str) -> tuple[int, int]:
+        got = self._files.pop(digest, None)
+        if got is None:
+            if len(self._files) >= self.MAX_OPEN:
+                old = next(iter(self._files))
+                os.close(self._files.pop(old)[0])
+            path = self._local(digest)
+            fd = os.open(path, os.O_RDONLY)
+            _, _, n = _check_head(os.pread(fd, _SHARD_HEAD.size, 0), digest)
+            got = (fd, _SHARD_HEAD.size + 32 * n)
+        self._files[digest] = got  # most recently used last
+        return got
+
+    def _local(self, digest: str) -> Path:
+        objects = self.exact.objects
+        path = objects.local_path(digest)
+        if path is not None and path.exists():
+            return path
+        if self.spill_dir is None:
+            raise IntegrityError(f"embedding shard sha256:{digest}: no local copy to read")
+        dest = self.spill_dir / digest.removeprefix("sha256:")
+        if not dest.exists():
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(objects.get_bytes(digest))  # get_bytes verifies the digest
+            os.replace(tmp, dest)
+        return dest
+
+    def get(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows`` (int64 row ids), in the order given."""
+        import numpy as np
+
+        plan = self.exact.plan()
+        dim = self.exact.dim
+        out = np.empty((len(rows), dim), dtype=np.float32)
+        if not len(rows):
+            return out
+        row_bytes = 4 * dim
+        shard_of, pos_of = plan.shard_of[rows], plan.pos_of[rows]
+        order = np.lexsort((pos_of, shard_of))  # sequential within each shard file
+        buf = bytearray(row_bytes * len(rows))
+        view = memoryview(buf)
+        cur, fd, base = -1, -1, 0
+        for j, i in enumerate(order):
+            s = int(shard_of[i])
+            if s != cur:
+                fd, base = self._open(plan.shards[s])
+                cur = s
+            chunk = os.pread(fd, row_bytes, base + int(pos_of[i]) * row_bytes)
+            if len(chunk) != row_bytes:
+                raise IntegrityError(f"embedding shard {plan.shards[s]}: truncated")
+            view[j * row_bytes : (j + 1) * row_bytes] = chunk
+        out[order] = np.frombuffer(buf, dtype="<f4").reshape(len(rows), dim)
+        return out
+
+    def close(self) -> None:
+        for fd, _ in self._files.values():
+            os.close(fd)
+        self._files.clear()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class Refined:
+    """An ANN index whose ``k_factor x k`` candidates are re-ranked by exact inner product
+    with their cached vectors (FAISS's ``IndexRefine`` idea, with the float vectors read
+    from the embedding cache per query block instead of held in RAM). Searched like a
+    ``faiss.Index``; ``index`` is the underlying FAISS index (its ``nprobe`` etc. apply)."""
+
+    def __init__(self, index: Any, reader: VectorReader, k_factor: int) -> None:
+        self.index, self.reader, self.k_factor = index, reader, k_factor
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        x = np.ascontiguousarray(q, dtype=np.float32)
+        nq = len(x)
+        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        fetch = max(k, min(self.ntotal, k * self.k_factor))
+        step = max(1, REFINE_ROWS // fetch)  # queries per block: bounded candidate vectors
+        take = min(k, fetch)
+        for lo in range(0, nq, step):
+            xb = x[lo : lo + step]
+            _, cand = self.index.search(xb, fetch)
+            valid = cand >= 0
+            uniq = np.unique(cand[valid])
+            vecs = self.reader.get(uniq)
+            at = np.searchsorted(uniq, cand)
+            scores = np.full(cand.shape, -np.inf, dtype=np.float32)
+            for j in range(len(xb)):
+                ok = valid[j]
+                scores[j, ok] = vecs[at[j, ok]] @ xb[j]
+            ids = np.where(valid, cand, np.iinfo(np.int64).max)
+            order = np.lexsort((ids, -scores))[:, :take]  # best first; ties: lower row first
+            s_top = np.take_along_axis(scores, order, axis=1)
+            i_top = np.take_along_axis(cand, order, axis=1)
+            out_s[lo : lo + len(xb), :take] = s_top
+            out_i[lo : lo + len(xb), :take] = np.where(np.isfinite(s_top), i_top, -1)
+        return out_s, out_i

@@ -3,7 +3,7 @@
 :class:`IndexSpec` describes one: ``flat`` (exact, the default), ``hnsw`` (``m``,
 ``ef_construction``, ``ef_search``) or ``ivf`` (``nlist``, ``nprobe``). ``to_dict()`` is the
 canonical form recorded in lineage; ``build_dict()`` leaves out the search-time knobs
-(``ef_search``, ``nprobe``) so changing them reuses the built index.
+(``ef_search``, ``nprobe``, ``refine``) so changing them reuses the built index.
 
 ``ivfpq`` and ``ivf_hnsw`` are the compressed on-disk indexes for large corpora (IVF with
 product-quantised codes; ``ivf_hnsw`` finds the nearest lists with an HNSW graph over the
@@ -41,12 +41,14 @@ _DEFAULTS: dict[str, dict[str, int]] = {
     "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
     "ivf": {"nlist": 256, "nprobe": 16},
     # nlist inverted lists; m sub-quantizers of nbits each (m must divide the dimension);
-    # nprobe lists searched; the training sample: train_size vectors drawn with seed
+    # nprobe lists searched; refine: re-rank refine x k candidates by their exact (cached)
+    # vectors, 0 = off; the training sample: train_size vectors drawn with seed
     "ivfpq": {
         "nlist": 1024,
         "m": 48,
         "nbits": 8,
         "nprobe": 32,
+        "refine": 16,
         "train_size": 65536,
         "seed": 0,
     },
@@ -57,6 +59,7 @@ _DEFAULTS: dict[str, dict[str, int]] = {
         "m": 48,
         "nbits": 8,
         "nprobe": 32,
+        "refine": 16,
         "hnsw_m": 32,
         "ef_construction": 40,
         "ef_search": 128,
@@ -64,9 +67,9 @@ _DEFAULTS: dict[str, dict[str, int]] = {
         "seed": 0,
     },
 }
-_SEARCH_TIME = {"ef_search", "nprobe"}
-_MINIMUM = {"seed": 0}  # every other parameter is a positive integer
-_MAXIMUM = {"nbits": 16}
+_SEARCH_TIME = {"ef_search", "nprobe", "refine"}
+_MINIMUM = {"seed": 0, "refine": 0}  # every other parameter is a positive integer
+_MAXIMUM = {"nbits": 16, "refine": 64}
 
 
 @dataclass(frozen=True)
@@ -154,14 +157,22 @@ def build_faiss(vectors: np.ndarray, spec: IndexSpec, *, progress: Any = None) -
 
 
 def apply_search_params(index: Any, spec: IndexSpec) -> None:
-    if spec.type == "hnsw":
-        index.hnsw.efSearch = spec.get("ef_search")
-    elif spec.type in ("ivf", "ivfpq", "ivf_hnsw"):
-        index.nprobe = spec.get("nprobe")
-    if spec.type == "ivf_hnsw":
-        import faiss
+    """Set the search-time knobs on the FAISS index itself: ``nprobe`` on the IVF index found
+    by ``faiss.extract_index_ivf`` (setting it on a wrapper such as ``IndexRefine`` or
+    ``IndexPreTransform`` would only add a Python attribute and change nothing), ``ef_search``
+    on the HNSW graph (``ivf_hnsw``: the coarse quantizer's)."""
+    import faiss
 
-        quantizer: Any = faiss.downcast_index(index.quantizer)
+    if spec.type == "hnsw":
+        hnsw: Any = faiss.downcast_index(index)
+        hnsw.hnsw.efSearch = spec.get("ef_search")
+        return
+    if spec.type not in ("ivf", "ivfpq", "ivf_hnsw"):
+        return
+    ivf = faiss.extract_index_ivf(index)
+    ivf.nprobe = spec.get("nprobe")
+    if spec.type == "ivf_hnsw":
+        quantizer: Any = faiss.downcast_index(ivf.quantizer)
         quantizer.hnsw.efSearch = spec.get("ef_search")
 
 

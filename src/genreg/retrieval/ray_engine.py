@@ -210,6 +210,15 @@ def embedder_spec(emb: Any) -> dict[str, Any] | None:
     return None
 
 
+def preflight(options: RayOptions) -> None:
+    """Fail fast, before any chunking or writing: an unreachable ``host:port`` cluster
+    address or a missing ``ray`` extra is one :class:`ConfigError` line."""
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_address(address)
+    require_ray()
+
+
 def embed_missing(
     settings: Settings,
     emb: Any,
@@ -270,7 +279,7 @@ def embed_missing(
                 "threads": threads,
             },
             batch_size=1,
-            concurrency=options.actors,
+            compute=ray.data.ActorPoolStrategy(size=options.actors),
             num_cpus=options.num_cpus,
             num_gpus=options.num_gpus or None,
         )

@@ -15,6 +15,11 @@ Reads verify the digest. Listing caches are disabled on S3 so objects written by
 processes are seen at once. Extra fsspec options (endpoint, credentials...) come from
 ``GENREG_OBJECTS_OPTIONS`` (a JSON object); S3 endpoints can also be set the AWS way
 (``AWS_ENDPOINT_URL``).
+
+Transport failures (the server unreachable, a connection cut mid-upload, a timeout, access
+denied) leave this module as one :class:`~genreg.errors.StorageError` line naming the store and
+its endpoint (scheme, host and port only: never credentials, keys or query strings). A write
+cut this way has not committed its version row, so nothing is half-visible; a re-run converges.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from genreg.core.hashing import strip_prefix
-from genreg.errors import ConfigError, IntegrityError, NotFound
+from genreg.errors import ConfigError, IntegrityError, NotFound, StorageError
 
 _ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "oss", "r2"}
 
@@ -62,11 +67,51 @@ class FsspecObjectStore:
         try:
             fs, root = fsspec.core.url_to_fs(self.url, **opts)
         except (ImportError, ValueError) as exc:
-            raise ConfigError(f"GENREG_OBJECTS_URL {url!r}: {exc}") from None
+            raise ConfigError(f"GENREG_OBJECTS_URL {redact_url(url)!r}: {exc}") from None
         self.fs = fs
         self.root = root.rstrip("/")
         self.protocol = protocol
         self.atomic_put = protocol in _ATOMIC_PUT
+        self.shown = redact_url(self.url)
+
+    # ---- transport errors ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _io(self, what: str, *, write: bool = False) -> Iterator[None]:
+        """Translate a transport failure inside the block into one StorageError line.
+        ``FileNotFoundError`` passes through (callers give it its meaning)."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            if not _is_transport_error(exc):
+                raise
+            msg = (
+                f"object store {self.shown} (endpoint {self._endpoint(exc)}): {what} failed: "
+                f"{_reason(exc)}"
+            )
+            if write:
+                msg += "; nothing was committed -- re-run once the store is reachable"
+            raise StorageError(msg, details={"store": self.shown}) from None
+
+    def _endpoint(self, exc: BaseException) -> str:
+        candidates: list[Any] = []
+        kwargs = getattr(exc, "kwargs", None)  # botocore errors carry the URL they called
+        if isinstance(kwargs, dict):
+            candidates.append(kwargs.get("endpoint_url"))
+        client_kwargs = getattr(self.fs, "client_kwargs", None)
+        if isinstance(client_kwargs, dict):
+            candidates.append(client_kwargs.get("endpoint_url"))
+        candidates.append(getattr(self.fs, "endpoint_url", None))
+        if self.protocol in {"s3", "s3a"}:
+            candidates += [
+                os.environ.get("AWS_ENDPOINT_URL_S3"),
+                os.environ.get("AWS_ENDPOINT_URL"),
+            ]
+        for c in candidates:
+            if isinstance(c, str) and "://" in c:
+                return endpoint_of(c)
+        return "default" if self.protocol in {"s3", "s3a", "gs", "gcs"} else endpoint_of(self.url)
 
     # ---- paths ------------------------------------------------------------------------
     def _key(self, digest: str) -> str:
@@ -79,7 +124,9 @@ class FsspecObjectStore:
         return None
 
     def mtime(self, digest: str) -> float | None:
-        info = self.fs.info(self._key(digest))
+        key = self._key(digest)
+        with self._io(f"stat of sha256:{strip_prefix(digest)}"):
+            info = self.fs.info(key)
         return _info_mtime(info) if any(info.get(k) is not None for k in _MTIME_KEYS) else None
 
     def staging_dir(self) -> Path | None:
@@ -92,20 +139,25 @@ class FsspecObjectStore:
 
     # ---- queries ----------------------------------------------------------------------
     def has(self, digest: str) -> bool:
+        key = self._key(digest)
         try:
-            return bool(self.fs.exists(self._key(digest)))
+            with self._io(f"lookup of sha256:{strip_prefix(digest)}"):
+                return bool(self.fs.exists(key))
         except FileNotFoundError:
             return False
 
     def size(self, digest: str) -> int:
+        key = self._key(digest)
         try:
-            return int(self.fs.size(self._key(digest)))
+            with self._io(f"stat of sha256:{strip_prefix(digest)}"):
+                return int(self.fs.size(key))
         except FileNotFoundError:
             raise NotFound(f"object sha256:{strip_prefix(digest)} is missing") from None
 
     def iter_digests(self) -> Iterator[str]:
         try:
-            paths = self.fs.find(self.root)
+            with self._io("listing"):
+                paths = self.fs.find(self.root)
         except FileNotFoundError:
             return
         prefix = self.root + "/" if self.root else ""
@@ -123,12 +175,13 @@ class FsspecObjectStore:
         if self.has(digest):
             return digest
         key = self._key(digest)
-        if self.atomic_put:
-            self.fs.pipe_file(key, data)
-        else:
-            tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
-            self.fs.pipe_file(tmp, data)
-            self._move(tmp, key)
+        with self._io(f"upload of sha256:{digest}", write=True):
+            if self.atomic_put:
+                self.fs.pipe_file(key, data)
+            else:
+                tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
+                self.fs.pipe_file(tmp, data)
+                self._move(tmp, key)
         return digest
 
     def put_stream(self, chunks: Iterable[bytes]) -> str:
@@ -144,12 +197,13 @@ class FsspecObjectStore:
             if self.has(digest):
                 return digest
             key = self._key(digest)
-            if self.atomic_put:
-                self.fs.put_file(name, key)
-            else:
-                tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
-                self.fs.put_file(name, tmp)
-                self._move(tmp, key)
+            with self._io(f"upload of sha256:{digest}", write=True):
+                if self.atomic_put:
+                    self.fs.put_file(name, key)
+                else:
+                    tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
+                    self.fs.put_file(name, tmp)
+                    self._move(tmp, key)
             return digest
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -166,20 +220,24 @@ class FsspecObjectStore:
     # ---- reads ------------------------------------------------------------------------
     def get_bytes(self, digest: str, *, verify: bool = True) -> bytes:
         d = strip_prefix(digest)
+        key, trash = self._key(d), self._trash_key(d)
         try:
-            data = bytes(self.fs.cat_file(self._key(d)))
+            with self._io(f"download of sha256:{d}"):
+                data = bytes(self.fs.cat_file(key))
         except FileNotFoundError:
             try:  # hidden by a gc in progress (or by one that was killed): still readable
-                data = bytes(self.fs.cat_file(self._trash_key(d)))
+                with self._io(f"download of sha256:{d}"):
+                    data = bytes(self.fs.cat_file(trash))
             except FileNotFoundError:
-                raise NotFound(f"object sha256:{d} is missing from {self.url}") from None
+                raise NotFound(f"object sha256:{d} is missing from {self.shown}") from None
         if verify and hashlib.sha256(data).hexdigest() != d:
             raise IntegrityError(f"object sha256:{d} is corrupt (content does not match digest)")
         return data
 
     def delete(self, digest: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._key(digest))
+        key = self._key(digest)
+        with contextlib.suppress(FileNotFoundError), self._io(f"delete of sha256:{digest}"):
+            self.fs.rm_file(key)
 
     # ---- gc's two-phase delete (see genreg.store.objects) -------------------------------
     def _trash_key(self, digest: str) -> str:
@@ -188,28 +246,31 @@ class FsspecObjectStore:
 
     def hide(self, digest: str) -> bool:
         key, trash = self._key(digest), self._trash_key(digest)
-        try:
-            self.fs.copy(key, trash)  # server-side copy, then delete: a move on S3
-        except FileNotFoundError:
-            return False
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(key)
+        with self._io(f"hiding sha256:{digest}"):
+            try:
+                self.fs.copy(key, trash)  # server-side copy, then delete: a move on S3
+            except FileNotFoundError:
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(key)
         return True
 
     def unhide(self, digest: str) -> None:
         key, trash = self._key(digest), self._trash_key(digest)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), self._io(f"unhiding sha256:{digest}"):
             if not self.fs.exists(key):
                 self.fs.copy(trash, key)
             self.fs.rm_file(trash)
 
     def purge_hidden(self, digest: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._trash_key(digest))
+        trash = self._trash_key(digest)
+        with contextlib.suppress(FileNotFoundError), self._io(f"purge of sha256:{digest}"):
+            self.fs.rm_file(trash)
 
     def iter_hidden(self) -> Iterator[tuple[str, int, float]]:
         try:
-            infos = self.fs.ls(f"{self.root}/trash", detail=True)
+            with self._io("listing"):
+                infos = self.fs.ls(f"{self.root}/trash", detail=True)
         except FileNotFoundError:
             return
         for info in sorted(infos, key=lambda i: str(i["name"])):
@@ -227,3 +288,69 @@ def _info_mtime(info: dict[str, Any]) -> float:
         if v is not None:
             return float(v.timestamp()) if hasattr(v, "timestamp") else float(v)
     return 0.0
+
+
+# Libraries whose exceptions are transport failures (the storage backends fsspec drives).
+_TRANSPORT_MODULES = {
+    "aiobotocore",
+    "aiohttp",
+    "adlfs",
+    "azure",
+    "botocore",
+    "fsspec",
+    "gcsfs",
+    "google",
+    "paramiko",
+    "requests",
+    "s3fs",
+    "urllib3",
+}
+
+_REASONS = {
+    "ConnectionClosedError": "the connection was closed mid-request",
+    "EndpointConnectionError": "could not connect (connection refused or reset)",
+    "ConnectTimeoutError": "timed out connecting",
+    "ReadTimeoutError": "timed out waiting for the server",
+    "NoCredentialsError": "no credentials configured",
+    "PermissionError": "access denied",
+}
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):  # ConnectionError, TimeoutError, PermissionError, ...
+        return True
+    return any(
+        c.__module__.split(".", 1)[0] in _TRANSPORT_MODULES
+        for c in type(exc).__mro__
+        if c is not BaseException and c is not Exception
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    for c in type(exc).__mro__:
+        if c.__name__ in _REASONS:
+            return f"{_REASONS[c.__name__]} ({type(exc).__name__})"
+    if isinstance(exc, TimeoutError):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, ConnectionError):
+        return f"connection lost ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info (``user:secret@``), query string or fragment."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+def endpoint_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` (no user info, path or query)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "unknown"
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    return f"{scheme}://{netloc}"

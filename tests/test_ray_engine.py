@@ -1,0 +1,295 @@
+"""The ``ray`` engine on a real local 2-worker Ray cluster with the real default model.
+
+- the cache vectors and the index a Ray job builds equal the in-process path's bit for bit
+  (the actors embed the in-process path's own blocks, so every model call sees the same
+  batch; all-MiniLM-L6-v2 on CPU gives the same bits for the same batch whatever the thread
+  count -- 1 per actor here, 2 in-process);
+- a job killed half-way (SIGKILL of the driver) leaves only complete, digest-verified
+  shards, each one whole planned block; running it again embeds only the missing chunks,
+  writes no duplicate vector and ends with the same index;
+- an unreachable ``RAY_ADDRESS`` and a missing ``ray`` extra are one clear line, exit 2, and
+  nothing written.
+
+One cluster (``num_cpus=2``, no dashboard, no usage stats) serves the whole module; the
+corpus is a few thousand short one-chunk documents, embedded with ``batch_size=8`` (blocks of
+256 texts, so a job is several shards).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from genreg.retrieval.cache import KIND, EmbeddingCache, decode_shard
+from genreg.retrieval.chunking import text_digest
+from genreg.retrieval.index import decode_index
+from genreg.retrieval.ray_engine import plan_blocks
+
+N_DOCS = 2048
+BATCH = 8  # texts per model call; a block (and shard) is BATCH x 32 = 256 texts
+WORDS = "cell gene virus cancer drug trial dose blood brain heart lung risk protein mouse liver"
+CLI = [sys.executable, "-c", "from genreg.cli import main; main()"]
+
+
+def _texts() -> list[str]:
+    w = WORDS.split()
+    return [
+        f"n{i} " + " ".join(w[(i * 7 + j * 3) % len(w)] for j in range(1 + i % 6))
+        for i in range(N_DOCS)
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("raycorpus") / "c.jsonl"
+    with p.open("w", encoding="utf-8") as fh:
+        for i, t in enumerate(_texts()):
+            fh.write(json.dumps({"_id": f"d{i}", "text": t}) + "\n")
+    return p
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A local 2-CPU Ray cluster for the module; yields its GCS address (a RAY_ADDRESS)."""
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    tmp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        object_store_memory=128 * 1024 * 1024,
+        _temp_dir=tmp,
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path) -> dict[str, Any]:
+    """The in-process build: its index info and every chunk's cached vector."""
+    from genreg import Registry
+
+    reg = Registry.init(tmp_path_factory.mktemp("rayref") / ".genreg")
+    try:
+        reg.snapshot("kb", corpus_file)
+        info = reg.build_index("kb", chunking="none", batch_size=BATCH)
+        _, meta = decode_index(reg.objects.get_bytes(info.object_digest))
+        texts = json.loads(reg.objects.get_bytes(meta["texts"]))  # in the index's chunk order
+        digests = [text_digest(t) for t in texts]
+        emb = reg.load_embedder(None)
+        vecs = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim).matrix(digests)
+        return {
+            "info": info,
+            "texts": texts,
+            "digests": digests,
+            "vectors": vecs,
+            "model": emb.digest,
+        }
+    finally:
+        reg.close()
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+def _shards(registry: Any, model: str) -> list[tuple[Any, list[str]]]:
+    """Every shard row with its chunk digests, each object read back digest-verified."""
+    out = []
+    for row in registry.derived.list(KIND, scope=model):
+        data = registry.objects.get_bytes(row.object_digest, verify=True)
+        ds, vecs = decode_shard(data, row.object_digest)
+        assert row.meta["count"] == len(ds) == len(vecs)
+        out.append((row, [d.hex() for d in ds]))
+    return out
+
+
+def test_ray_build_equals_in_process_bit_for_bit(
+    registry: Any, corpus_file: Path, ray_cluster: str, reference: dict[str, Any]
+) -> None:
+    registry.snapshot("kb", corpus_file)
+    info = registry.build_index(
+        "kb", chunking="none", batch_size=BATCH, engine="ray", ray={"actors": 2}
+    )
+    ref = reference["info"]
+    assert (info.engine, info.embedded, info.n_chunks) == ("ray", N_DOCS, N_DOCS)
+    assert info.key == ref.key
+    emb = registry.load_embedder(None)
+    vecs = EmbeddingCache(registry.objects, registry.derived, emb.digest, emb.dim).matrix(
+        reference["digests"]
+    )
+    assert np.array_equal(_bits(vecs), _bits(reference["vectors"]))
+    assert info.object_digest == ref.object_digest  # the FAISS index bytes, byte for byte
+    # one shard per planned block, no chunk twice
+    shards = _shards(registry, emb.digest)
+    assert len(shards) == -(-N_DOCS // (BATCH * 32))
+    seen = [d for _, ds in shards for d in ds]
+    assert len(seen) == len(set(seen)) == N_DOCS
+    # a second run reuses the index and starts no job
+    again = registry.build_index("kb", chunking="none", batch_size=BATCH, engine="ray")
+    assert again.reused and again.embedded == 0
+
+
+def _alive_embed_actors(job: str | None) -> int:
+    from ray._private import state
+
+    return sum(
+        1
+        for a in state.actors(actor_state_name="ALIVE").values()
+        if "EmbedActor" in str(a.get("ActorClassName", "")) and a.get("JobID") != job
+    )
+
+
+def test_killed_job_resumes_with_only_missing_chunks(
+    registry: Any,
+    corpus_file: Path,
+    ray_cluster: str,
+    reference: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    import ray
+
+    registry.snapshot("kb", corpus_file)
+    model = reference["model"]
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
+    log = (tmp_path / "job.log").open("w+")
+    job = subprocess.Popen(
+        [
+            *CLI,
+            "corpus",
+            "index",
+            "kb",
+            "-c",
+            "none",
+            "--engine",
+            "ray",
+            "--actors",
+            "2",
+            "--batch-size",
+            str(BATCH),
+            "--json",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    digests = reference["digests"]
+    blocks = plan_blocks(digests, reference["texts"], set(digests), BATCH * 32)
+    deadline = time.monotonic() + 120
+    while len(registry.derived.list(KIND, scope=model)) < 2:
+        if job.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            pytest.fail(f"job ended (rc {job.returncode}) before it was killed:\n{log.read()}")
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)  # the driver dies mid-job; Ray then kills its actors
+    assert job.wait(30) == -signal.SIGKILL
+    me = ray.get_runtime_context().get_job_id()
+    deadline = time.monotonic() + 30
+    while _alive_embed_actors(me) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive_embed_actors(me) == 0
+
+    # only complete, digest-verified shards, each exactly one planned block
+    shards = _shards(registry, model)
+    planned = {frozenset(b["digests"]) for b in blocks}
+    assert all(frozenset(ds) in planned for _, ds in shards)
+    cached = {d for _, ds in shards for d in ds}
+    assert 0 < len(cached) < N_DOCS, "the kill should land mid-job"
+    assert registry.derived.list("index") == []
+
+    # run it again: only the missing chunks are embedded, nothing twice, same index
+    info = registry.build_index("kb", chunking="none", batch_size=BATCH, engine="ray")
+    assert info.embedded == N_DOCS - len(cached)
+    after = _shards(registry, model)
+    assert {r.key for r, _ in shards} <= {r.key for r, _ in after}
+    seen = [d for _, ds in after for d in ds]
+    assert len(seen) == len(set(seen)) == N_DOCS
+    emb = registry.load_embedder(None)
+    vecs = EmbeddingCache(registry.objects, registry.derived, model, emb.dim).matrix(
+        reference["digests"]
+    )
+    assert np.array_equal(_bits(vecs), _bits(reference["vectors"]))
+    assert info.object_digest == reference["info"].object_digest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _nothing_written(registry: Any) -> None:
+    assert registry.derived.list("index") == []
+    assert registry.derived.list(KIND) == []
+
+
+def test_unreachable_ray_address_is_one_line_and_writes_nothing(
+    registry: Any, corpus_file: Path, tmp_path: Path
+) -> None:
+    registry.snapshot("kb", corpus_file)
+    port = _free_port()
+    for address, line in (
+        (
+            f"127.0.0.1:{port}",
+            f"error: RAY_ADDRESS 127.0.0.1:{port}: no Ray cluster answers there "
+            "(Connection refused)",
+        ),
+        (
+            f"ray://127.0.0.1:{port}",
+            f"error: RAY_ADDRESS ray://127.0.0.1:{port}: no Ray cluster answers there "
+            "(Connection refused)",
+        ),
+        (
+            "cluster.example",
+            "error: RAY_ADDRESS 'cluster.example': expected host:port, ray://host:port or auto",
+        ),
+    ):
+        p = subprocess.run(
+            [*CLI, "corpus", "index", "kb", "-c", "none", "--engine", "ray"],
+            env={**os.environ, "RAY_ADDRESS": address},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.strip().splitlines() == [line]
+        _nothing_written(registry)
+
+
+def test_missing_ray_extra_is_one_line_and_writes_nothing(registry: Any, corpus_file: Path) -> None:
+    registry.snapshot("kb", corpus_file)
+    code = "import sys; sys.modules['ray'] = None\nfrom genreg.cli import main; main()\n"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.run(
+        [sys.executable, "-c", code, "corpus", "index", "kb", "-c", "none", "--engine", "ray"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "error: engine ray needs the ray extra: pip install 'genreg[ray]'"
+    ]
+    _nothing_written(registry)
