@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreg.errors import ConfigError
+from genreg.errors import ConfigError, IntegrityError
 from genreg.retrieval import ann
 from genreg.retrieval.cache import QUERY_KIND, EmbeddingCache
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
@@ -67,7 +67,7 @@ def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
         "m": 48,
         "nbits": 8,
         "nprobe": 8,
-        "refine": 4,
+        "refine": 16,
         "train_size": 65536,
         "seed": 0,
     }
@@ -103,6 +103,18 @@ def test_sample_is_deterministic_in_seed_and_size():
     other = ann.sample_positions(IndexSpec.parse({**SPEC, "train_size": 50, "seed": 1}), 400)
     assert not np.array_equal(a, other)
     assert len(ann.sample_positions(s, 30)) == 30  # fewer rows than train_size: all of them
+
+
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf_hnsw"])
+def test_in_place_training_equals_faiss_own_train(kind):
+    import faiss
+
+    x = clustered(6000, DIM, seed=8)
+    spec = IndexSpec.parse({"type": kind, "nlist": 32, "m": 8, "train_size": 6000})
+    ref = ann.new_index(spec, DIM)
+    with ann.quiet_native():
+        ref.train(x.copy())
+    assert ann.train(spec, x.copy()) == faiss.serialize_index(ref).tobytes()
 
 
 # ---- build, key, lineage fields, reuse, on-disk search ----------------------------------------
@@ -206,6 +218,31 @@ def test_parallel_sharded_build_equals_the_in_process_build(registry, tmp_path):
     assert out[0] == out[1]
 
 
+def test_plan_rows_first_shard_and_first_position_win(registry):
+    rng = np.random.default_rng(5)
+    pool = [f"{i:064x}" for i in range(400)]
+    pool[7] = "00" * 4 + "ff" * 28  # same 8-byte prefix as pool[0], different digest
+    pool[0] = "00" * 4 + "aa" * 28
+    model = "sha256:" + "ef" * 32
+    cache = EmbeddingCache(registry.objects, registry.derived, model, 4)
+    tables = []
+    for _ in range(5):  # overlapping shards, digests repeated within a shard too
+        ds = [pool[i] for i in rng.integers(0, 300, 120)]
+        cache.add(ds, rng.standard_normal((len(ds), 4)).astype(np.float32))
+        tables.append(ds)
+    want: dict[str, tuple[int, int]] = {}
+    for s, ds in enumerate(tables):
+        for p, d in enumerate(ds):
+            want.setdefault(d, (s, p))
+    row_digests = [pool[i] for i in rng.integers(0, 400, 1000)]
+    plan = ann.plan_rows(
+        registry.objects, registry.derived, model, 4, ann.digests_array(row_digests)
+    )
+    got = [(int(s), int(p)) if s >= 0 else None for s, p in zip(plan.shard_of, plan.pos_of)]
+    assert got == [want.get(d) for d in row_digests]
+    assert any(g is None for g in got) and len(plan.missing()) == got.count(None)
+
+
 # ---- search-time knobs reach FAISS; refine -------------------------------------------------
 def _recall(r, q: np.ndarray, k: int = 10) -> float:
     got = r.search_vectors(q, k)
@@ -258,6 +295,30 @@ def test_refine_reranks_candidates_by_their_exact_vectors(registry, tmp_path):
         rows = [int(h.doc_id[1:6]) for h in hits]
         assert [h.score for h in hits] == pytest.approx((x[rows] @ q[qi]).tolist(), abs=1e-5)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_refined_search_opens_the_stored_row_map_not_every_digest(registry, tmp_path, monkeypatch):
+    n = 1500
+    _corpus(registry, tmp_path, n)
+    info = registry.build_index("kb", model=TableEmbedder(n), index=SPEC)
+    row = registry.derived.get(info.key)
+    stored = ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"]))
+    docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec()))
+    rows = ann.digests_array([d.digest for d in docs])
+    planned = ann.plan_rows(registry.objects, registry.derived, info.model_digest, DIM, rows)
+    assert stored.shards == planned.shards
+    assert np.array_equal(stored.shard_of, planned.shard_of)
+    assert np.array_equal(stored.pos_of, planned.pos_of)
+
+    def no_plan(*a, **k):
+        raise AssertionError("plan_rows called on open")
+
+    monkeypatch.setattr(ann, "plan_rows", no_plan)
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    q = TableEmbedder(n).table[:4]
+    assert [h[0].doc_id for h in r.search_vectors(q, 3)] == [f"d{i:05d}.txt" for i in range(4)]
+    with pytest.raises(IntegrityError):
+        ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"])[:-1])
 
 
 class _RemoteLike:
@@ -345,6 +406,38 @@ def test_untrainable_index_is_one_line_and_writes_nothing(
     assert not (genreg_home / "cache" / "ann").exists()
 
 
+@pytest.mark.parametrize(
+    ("index", "expect"),
+    [
+        ("{type: ivfpq, nlist: 64}", "index.nlist 64: cannot train a ivfpq index on 40 vectors"),
+        ("{type: ivfpq, nlist: 8, m: 7}", "index.m 7: must divide the embedding dimension 384"),
+        (
+            "{type: ivfpq, nlist: 8, refine: 99}",
+            "index.refine: 99 is greater than the maximum of 64",
+        ),
+    ],
+)
+def test_untrainable_index_in_an_eval_config_names_file_and_line(
+    cli, registry, tmp_path, genreg_home, index, expect
+):
+    _corpus(registry, tmp_path, 40)
+    rows = [{"id": "q0", "query": "query 0", "relevant": ["d00000.txt"]}]
+    registry.register_content("evalset", "gold", rows)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "name: bad\nevalset: evalset:gold\ncorpus: corpus:kb\nmetrics: [ndcg@10]\n"
+        f"index: {index}\n",
+        encoding="utf-8",
+    )
+    before = _objects(genreg_home)
+    r = cli("eval", "run", cfg)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{cfg}:5" in lines[0] and expect in lines[0], r.output
+    assert _objects(genreg_home) == before and registry.list_runs() == []
+    assert registry.derived.list("index") == [] and registry.derived.list("embshard") == []
+
+
 # ---- eval run: ann_recall@k apart from the metrics; runs compare shows it ---------------------
 def _prefilled_eval(registry, tmp_path: Path, n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
     """A corpus and eval set whose chunk and query vectors are already cached for the default
@@ -419,3 +512,53 @@ def test_eval_reports_ann_recall_apart_and_compare_shows_it(cli, registry, tmp_p
     assert f"ann_recall@10: -  ->  {ann_rep['recall']['ann_recall@10']:.4f}" in c.output
     cj = json.loads(cli("runs", "compare", flat_id, run.id, "--json").output)
     assert cj["ann_recall"]["ann_recall@5"] == {"a": None, "b": ann_rep["recall"]["ann_recall@5"]}
+
+
+# ---- gc: index cache copies of objects no longer referenced ---------------------------------
+def test_gc_reclaims_index_cache_copies_nothing_references(registry, tmp_path, genreg_home, cli):
+    import os
+    import subprocess
+
+    n = 1200
+    _corpus(registry, tmp_path, n)
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    root = genreg_home / "cache" / "ann"
+    live = root / r.info.object_digest
+    assert (live / ann.LISTS).exists() and (live / ann.LISTS).stat().st_nlink == 2
+    # a copy of an index whose object is gone (e.g. another object store, a lost row)
+    dead = root / ("ee" * 32)
+    dead.mkdir()
+    (dead / ann.TRUNK).write_bytes(b"x" * 1000)
+    (dead / ann.LISTS).write_bytes(b"y" * 5000)
+    # the temp dir of a killed materialisation, and one of a live process
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = root / f"{'ab' * 32}.tmp-{gone.pid}"
+    killed.mkdir()
+    (killed / ann.TRUNK).write_bytes(b"z" * 10)
+    busy = root / f"{'ab' * 32}.tmp-{os.getpid()}"
+    busy.mkdir()
+    # spilled shard copies: one of a live cache shard, one of nothing
+    shards = root / "shards"
+    shards.mkdir()
+    live_shard = registry.derived.list("embshard")[0].object_digest
+    (shards / live_shard).write_bytes(b"s")
+    (shards / ("dd" * 32)).write_bytes(b"s" * 300)
+    stale = {str(dead), str(killed), str(shards / ("dd" * 32))}
+
+    dry = registry.gc(dry_run=True, grace_seconds=0)
+    assert {c["path"] for c in dry.caches} == stale
+    assert sum(c["size"] for c in dry.caches) == 6000 + 10 + 300
+    assert all(p.exists() for p in map(Path, stale))
+    young = registry.gc(dry_run=False)  # default grace: all of them are recent, kept
+    assert all(c["recent"] and not c["deleted"] for c in young.caches)
+    out = cli("gc", "--delete", "--grace", "0")
+    assert out.exit_code == 0, out.output
+    assert f"cache {dead}" in out.output and "3 stale index cache entries" in out.output
+    assert not any(p.exists() for p in map(Path, stale))
+    assert live.exists() and busy.exists() and (shards / live_shard).exists()
+    again = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    assert [h[0].doc_id for h in again.search_vectors(TableEmbedder(n).table[:3], 1)] == [
+        f"d{i:05d}.txt" for i in range(3)
+    ]
+    assert registry.gc(dry_run=True, grace_seconds=0).caches == []

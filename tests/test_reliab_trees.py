@@ -260,6 +260,48 @@ def test_embedding_model_that_is_not_a_model_dir_is_one_line(
     assert registry.list_runs() == []
 
 
+def test_not_a_model_dir_is_one_line_outside_the_service_too(tmp_path: Path) -> None:
+    """The check lives at the retrieval edge: ``genreg.retrieval.load_embedder`` (no
+    registry at all) refuses the directory with the same line, before hashing anything."""
+    from genreg.errors import ConfigError
+    from genreg.retrieval import load_embedder
+
+    model = tmp_path / "notmodel"
+    model.mkdir()
+    (model / "notes.txt").write_text("not a model\n")
+    with pytest.raises(ConfigError, match=r"^embedding model .*notmodel: not a model directory"):
+        load_embedder(str(model))
+    with pytest.raises(ConfigError, match="is not part of sentence-transformers"):
+        (model / "modules.json").write_text('[{"type": "evil.Module", "path": ""}]')
+        load_embedder({"model": str(model), "backend": "onnx"})
+
+
+def test_model_dir_the_loader_refuses_is_one_line_on_every_entry_point(
+    cli: Any, registry: Any, tmp_path: Path
+) -> None:
+    """A directory shaped like a model (config.json with a model_type, a weights file) whose
+    weights the loader refuses: ``corpus index --model``, ``Registry.build_index`` and
+    ``Embedder.encode`` each give one ConfigError line naming the directory, never the
+    safetensors/transformers traceback."""
+    from genreg.errors import ConfigError
+    from genreg.retrieval import load_embedder
+
+    registry.snapshot("kb", _tree(tmp_path))
+    model = tmp_path / "broken"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert"}')
+    (model / "model.safetensors").write_bytes(b"junk")
+    expect = f"embedding model {model}: cannot load {model}: "
+    line = _one_line(cli("corpus", "index", "corpus:kb", "--model", str(model)))
+    assert line.startswith("error: " + expect), line
+    with pytest.raises(ConfigError) as exc:
+        registry.build_index("corpus:kb", model=str(model))
+    assert str(exc.value).startswith(expect) and "\n" not in str(exc.value)
+    emb = load_embedder(str(model))
+    with pytest.raises(ConfigError, match="cannot load"):
+        emb.encode(["alpha"])
+
+
 def test_corpus_document_size_cap_is_a_listed_problem(
     registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

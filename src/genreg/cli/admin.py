@@ -46,8 +46,9 @@ def gc(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """List objects nothing references and stale staging files (temp files of killed writes);
-    --delete removes those older than --grace, never an object a committed version names."""
+    """List objects nothing references, stale staging files (temp files of killed writes) and
+    index cache copies (<home>/cache/ann) of objects no longer referenced; --delete removes
+    those older than --grace, never an object a committed version names."""
     with progress(quiet) as cb:
         report = open_registry().gc(dry_run=dry_run, grace_seconds=grace, progress=cb)
     if json_out:
@@ -63,6 +64,9 @@ def gc(
     for f in report.staging:
         state = "deleted" if f["deleted"] else ("recent, kept" if f["recent"] else "stale")
         echo(f"staging {f['path']}  {_size(f['size']):>10}  {state}")
+    for c in report.caches:
+        state = "deleted" if c["deleted"] else ("recent, kept" if c["recent"] else "stale")
+        echo(f"cache {c['path']}  {_size(c['size']):>10}  {state}")
     for d in report.restored:
         echo(f"{d}  restored (hidden by an interrupted gc, still referenced)")
     verb = "would reclaim" if dry_run else "reclaimed"
@@ -75,6 +79,12 @@ def gc(
         echo(
             f"{len(report.staging)} staging file(s), {stale} stale; "
             f"{verb} {_size(report.staging_bytes_reclaimable)}"
+        )
+    if report.caches:
+        stale = sum(1 for c in report.caches if not c["recent"])
+        echo(
+            f"{len(report.caches)} stale index cache entr{'y' if len(report.caches) == 1 else 'ies'}"
+            f" ({stale} past the grace period); {verb} {_size(report.cache_bytes_reclaimable)}"
         )
 
 

@@ -217,11 +217,15 @@ def unsafe_rel(rel: str) -> str | None:
         return "absolute path"
     if "\\" in rel:
         return "backslash in the file name (not portable; rename the file)"
-    if any(ord(c) < 32 or c == "\x7f" for c in rel):
+    if _CONTROL.search(rel):
         return "control character in the file name"
-    if any(part in ("", ".", "..") for part in rel.split("/")):
+    parts = rel.split("/")
+    if "" in parts or "." in parts or ".." in parts:
         return "'.', '..' or empty path component"
     return None
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def manifest_digest(data: bytes) -> str:

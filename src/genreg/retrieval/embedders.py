@@ -235,7 +235,10 @@ class Embedder:
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()
-                _models[key] = SentenceTransformer(str(self.path), device=device)
+                try:
+                    _models[key] = SentenceTransformer(str(self.path), device=device)
+                except Exception as exc:  # noqa: BLE001 - the loader's errors are one line
+                    raise load_error(self.name, self.path, exc) from None
                 _devices[key] = device
             self.device_used = _devices.get(key, "cpu")
             return _models[key]
@@ -251,7 +254,7 @@ class Embedder:
 
         try:
             return AutoTokenizer.from_pretrained(key)
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - the full loader reports it (one line)
             return self.model.tokenizer
 
     @cached_property
@@ -305,6 +308,13 @@ class Embedder:
         return out
 
 
+def load_error(name: str, path: Path, exc: BaseException) -> ConfigError:
+    """The one line for a model directory the loader (sentence-transformers, transformers,
+    safetensors, torch) refuses: which model, where, and the loader's first line."""
+    first = (str(exc).strip().split("\n", 1)[0] or "no message")[:200]
+    return ConfigError(f"embedding model {name}: cannot load {path}: {type(exc).__name__}: {first}")
+
+
 def load_embedder(
     name: str | Mapping[str, Any] | EmbeddingSpec | None = None,
     *,
@@ -317,8 +327,11 @@ def load_embedder(
     (:class:`genreg.retrieval.onnx_backend.ExportStore`) -- on first use."""
     if name is not None and not isinstance(name, (str, Mapping, EmbeddingSpec)):
         raise ConfigError(f"model {name!r}: expected a model name or path")
+    from genreg.retrieval.model_check import check_model_dir
+
     spec = EmbeddingSpec.parse(name)
     display, path = resolve_model_path(spec.model)
+    check_model_dir(display, path)  # one line naming the directory, before hashing or loading
     digest = model_digest(path, cache_dir)
     if spec.backend == "onnx":
         from genreg.retrieval.onnx_backend import OnnxEmbedder

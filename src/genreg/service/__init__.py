@@ -25,18 +25,15 @@ Every public method of a component has a one-line delegate here with the same si
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from genreg.service.admin import Admin
 from genreg.service.artifacts import Artifacts
 from genreg.service.corpus import Corpora
-from genreg.service.indexing import Indexes
-from genreg.service.runs import Evals
 from genreg.service.store import Store
-from genreg.service.tokens import Tokens
 from genreg.settings import Settings, resolve_settings
 
 if TYPE_CHECKING:
@@ -56,10 +53,11 @@ if TYPE_CHECKING:
     from genreg.retrieval.chunking import ChunkingSpec
     from genreg.retrieval.index import IndexSpec
     from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
-    from genreg.service.admin import GcReport, VerifyReport
+    from genreg.service.admin import Admin, GcReport, VerifyReport
     from genreg.service.artifacts import PushResult
-    from genreg.service.indexing import EmbedderLike, ModelArg
-    from genreg.service.tokens import Principal, TokenInfo
+    from genreg.service.indexing import EmbedderLike, Indexes, ModelArg
+    from genreg.service.runs import Evals
+    from genreg.service.tokens import Principal, TokenInfo, Tokens
     from genreg.store.metadata import DerivedStore, Metadata
     from genreg.store.objects import ObjectStore
     from genreg.store.packs import PackIndex
@@ -67,14 +65,55 @@ if TYPE_CHECKING:
     from genreg.store.runs import RunRepo
 
 _T = TypeVar("_T")
-COMPONENTS = {
-    "_artifacts": Artifacts,
-    "_tokens": Tokens,
-    "_corpora": Corpora,
-    "_indexes": Indexes,
-    "_evals": Evals,
-    "_admin": Admin,
-}
+
+
+def __getattr__(name: str) -> Any:
+    """``COMPONENTS``: each component attribute of :class:`Registry` and its class (imports
+    every component; the registry itself imports the heavier ones on first use)."""
+    if name == "COMPONENTS":
+        from genreg.service.admin import Admin
+        from genreg.service.indexing import Indexes
+        from genreg.service.runs import Evals
+        from genreg.service.tokens import Tokens
+
+        return {
+            "_artifacts": Artifacts,
+            "_tokens": Tokens,
+            "_corpora": Corpora,
+            "_indexes": Indexes,
+            "_evals": Evals,
+            "_admin": Admin,
+        }
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_C = TypeVar("_C")
+_BUILD = threading.RLock()
+
+
+class _Lazy(Generic[_C]):
+    """A component built on first access, exactly once per registry (then a plain instance
+    attribute: this is a non-data descriptor)."""
+
+    def __init__(self, build: Callable[[Registry], _C]) -> None:
+        self.build = build
+        self.name = build.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Lazy[_C]: ...
+    @overload
+    def __get__(self, obj: Registry, owner: type | None = None) -> _C: ...
+    def __get__(self, obj: Registry | None, owner: type | None = None) -> _Lazy[_C] | _C:
+        if obj is None:
+            return self
+        with _BUILD:
+            d = obj.__dict__
+            if self.name not in d:
+                d[self.name] = self.build(obj)
+            return d[self.name]  # the value build() returned
 
 
 class Registry:
@@ -90,11 +129,35 @@ class Registry:
         self.settings = settings or resolve_settings(Path(home) if home else None, create=create)
         self._store = Store(self.settings)
         self._artifacts = Artifacts(self._store)
-        self._tokens = Tokens(self._store)
         self._corpora = Corpora(self._store, self._artifacts)
-        self._indexes = Indexes(self._store, self._artifacts, self._corpora)
-        self._evals = Evals(self._store, self._artifacts, self._corpora, self._indexes)
-        self._admin = Admin(self._store)
+
+    # The other components are built on first use (once, under a lock: the API serves from
+    # threads), so the hot commands (``corpus snapshot``, ``resolve``) do not import the eval
+    # pipeline, retrieval or gc modules.
+    def _tokens_component(self) -> Tokens:
+        from genreg.service.tokens import Tokens
+
+        return Tokens(self._store)
+
+    def _indexes_component(self) -> Indexes:
+        from genreg.service.indexing import Indexes
+
+        return Indexes(self._store, self._artifacts, self._corpora)
+
+    def _evals_component(self) -> Evals:
+        from genreg.service.runs import Evals
+
+        return Evals(self._store, self._artifacts, self._corpora, self._indexes)
+
+    def _admin_component(self) -> Admin:
+        from genreg.service.admin import Admin
+
+        return Admin(self._store)
+
+    _tokens = _Lazy(_tokens_component)
+    _indexes = _Lazy(_indexes_component)
+    _evals = _Lazy(_evals_component)
+    _admin = _Lazy(_admin_component)
 
     @classmethod
     def init(cls, path: str | Path | None = None) -> Registry:

@@ -30,7 +30,14 @@ version committed while gc runs stays readable. A gc killed between the two step
 hidden objects behind; the next gc restores the referenced ones (``verify`` names them).
 
 gc also reclaims **staging files** (``objects/tmp``, ``<home>/tmp``: the temp files of writes
-and snapshots killed half-way) untouched for longer than the grace period.
+and snapshots killed half-way) untouched for longer than the grace period, and **derived
+local caches** of ``<home>/cache/ann/`` (:meth:`Admin._ann_caches`): the materialised copy of
+an on-disk index (``<index object digest>/``, whose ``lists.ivfdata`` is a hard link to the
+stored lists object, so it keeps the bytes on disk even once that object is deleted) and the
+local copies of embedding-cache shards a refined search read from a remote store
+(``shards/<digest>``), once the object they copy is no longer referenced, and the temp
+directories of killed materialisations. All of it is a cache: deleting it is always safe (the
+next search re-creates it from the objects).
 """
 
 from __future__ import annotations
@@ -108,6 +115,8 @@ class GcReport:
     deleted: list[str]
     staging: list[dict[str, Any]] = field(default_factory=list)  # {path, size, recent, deleted}
     restored: list[str] = field(default_factory=list)  # hidden by a killed gc, referenced
+    # <home>/cache/ann entries of objects no longer referenced: {path, size, recent, deleted}
+    caches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def bytes_reclaimable(self) -> int:
@@ -116,6 +125,10 @@ class GcReport:
     @property
     def staging_bytes_reclaimable(self) -> int:
         return sum(o["size"] for o in self.staging if not o["recent"])
+
+    @property
+    def cache_bytes_reclaimable(self) -> int:
+        return sum(o["size"] for o in self.caches if not o["recent"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +140,8 @@ class GcReport:
             "staging": self.staging,
             "staging_bytes_reclaimable": self.staging_bytes_reclaimable,
             "restored": self.restored,
+            "caches": self.caches,
+            "cache_bytes_reclaimable": self.cache_bytes_reclaimable,
         }
 
 
@@ -367,7 +382,49 @@ class Admin:
             for f in staging:
                 if not f["recent"]:
                     f["deleted"] = reclaim_staging(Path(f["path"]))
-        return GcReport(dry_run, len(stored), unreferenced, deleted, staging, restored)
+        # after the purge: a copy hard-linked to an object deleted just now frees its bytes
+        caches = self._ann_caches(lambda: self._keep(stored_set), now, grace_seconds)
+        if not dry_run:
+            for c in caches:
+                if not c["recent"]:
+                    c["deleted"] = _remove_path(Path(c["path"]))
+        return GcReport(dry_run, len(stored), unreferenced, deleted, staging, restored, caches)
+
+    def _ann_caches(
+        self, keep_now: Callable[[], set[str]], now: float, grace: float
+    ) -> list[dict[str, Any]]:
+        """``<home>/cache/ann`` entries nothing needs any more: ``<digest>/`` (a materialised
+        on-disk index) and ``shards/<digest>`` (a local copy of a remote embedding shard)
+        whose object is not referenced, and ``*.tmp-<pid>`` leftovers of a process that is
+        gone. Entries younger than ``grace`` are reported as recent (kept). The references
+        are read (``keep_now``) only when there is such an entry, after listing them: a copy
+        made for an index committed later is younger than the listing."""
+        root = self.settings.home / "cache" / "ann"
+        out: list[dict[str, Any]] = []
+        entries: list[Path] = []
+        for d in (root, root / "shards"):
+            if d.is_dir():
+                entries += [p for p in sorted(d.iterdir()) if p.name != "shards"]
+        if not entries:
+            return out
+        keep = keep_now()
+        for p in entries:
+            name, _, pid = p.name.partition(".tmp-")
+            if pid:
+                if not pid.isdigit() or _alive(int(pid)):
+                    continue  # being written by a live process
+            elif not _HEX64.fullmatch(name.encode()) or name in keep:
+                continue  # a live index (or shard) copy, or not ours
+            try:
+                files = [p] if not p.is_dir() else [f for f in p.rglob("*") if f.is_file()]
+                st = [f.lstat() for f in files]
+                mtime = max([p.lstat().st_mtime, *(x.st_mtime for x in st)])
+            except FileNotFoundError:
+                continue
+            size = sum(x.st_size for x in st if x.st_nlink <= 1)  # links free nothing
+            recent = grace > 0 and now - mtime < grace
+            out.append({"path": str(p), "size": size, "recent": recent, "deleted": False})
+        return out
 
     # ---- schema -----------------------------------------------------------------------
     def db_current(self) -> dict[str, Any]:
@@ -402,6 +459,31 @@ class Admin:
             "after": after,
             "changed": before != after,
         }
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_path(path: Path) -> bool:
+    import shutil
+
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _redact(url: str) -> str:

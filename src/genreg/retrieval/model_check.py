@@ -1,7 +1,9 @@
 """Pre-flight check of a local embedding-model directory (issue 14 item 7): an
 ``embedding.model`` that points at a directory which is not a sentence-transformers (or plain
 Hugging Face transformer) model is one line naming the directory and what is wrong, before
-any indexing starts -- never a ValueError/JSONDecodeError traceback from the loader."""
+any indexing starts -- never a ValueError/JSONDecodeError traceback from the loader.
+:func:`genreg.retrieval.embedders.load_embedder` runs it, so every entry point (eval
+config, ``corpus index --model``, ``Registry.load_embedder``, ``genreg.retrieval``) does."""
 
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def model_dir_problem(path: Path) -> str | None:
 
 
 def check_model_dir(name: str, path: Path) -> None:
+    """Raise one ConfigError line when ``path`` is not a loadable model directory."""
     problem = model_dir_problem(path)
     if problem is not None:
         raise ConfigError(f"embedding model {name}: {problem}")
