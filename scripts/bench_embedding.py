@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -218,6 +219,7 @@ def main() -> int:
             remote.close()
         finally:
             ray.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
         loads.append(Path("/proc/loadavg").read_text().split()[:3])
         blocks = -(-n // (args.ray_batch_size * 32))
         ratio = t_local / t_ray
@@ -247,8 +249,6 @@ def main() -> int:
     out["loadavg"] = [" ".join(x) for x in loads]
     if args.json:
         print(json.dumps(out, indent=2))
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
