@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreg.errors import ConfigError
+from genreg.errors import ConfigError, IntegrityError
 from genreg.retrieval import ann
 from genreg.retrieval.cache import QUERY_KIND, EmbeddingCache
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
@@ -67,7 +67,7 @@ def test_ann_specs_take_defaults_and_keep_search_knobs_out_of_the_build():
         "m": 48,
         "nbits": 8,
         "nprobe": 8,
-        "refine": 4,
+        "refine": 16,
         "train_size": 65536,
         "seed": 0,
     }
@@ -218,6 +218,31 @@ def test_parallel_sharded_build_equals_the_in_process_build(registry, tmp_path):
     assert out[0] == out[1]
 
 
+def test_plan_rows_first_shard_and_first_position_win(registry):
+    rng = np.random.default_rng(5)
+    pool = [f"{i:064x}" for i in range(400)]
+    pool[7] = "00" * 4 + "ff" * 28  # same 8-byte prefix as pool[0], different digest
+    pool[0] = "00" * 4 + "aa" * 28
+    model = "sha256:" + "ef" * 32
+    cache = EmbeddingCache(registry.objects, registry.derived, model, 4)
+    tables = []
+    for _ in range(5):  # overlapping shards, digests repeated within a shard too
+        ds = [pool[i] for i in rng.integers(0, 300, 120)]
+        cache.add(ds, rng.standard_normal((len(ds), 4)).astype(np.float32))
+        tables.append(ds)
+    want: dict[str, tuple[int, int]] = {}
+    for s, ds in enumerate(tables):
+        for p, d in enumerate(ds):
+            want.setdefault(d, (s, p))
+    row_digests = [pool[i] for i in rng.integers(0, 400, 1000)]
+    plan = ann.plan_rows(
+        registry.objects, registry.derived, model, 4, ann.digests_array(row_digests)
+    )
+    got = [(int(s), int(p)) if s >= 0 else None for s, p in zip(plan.shard_of, plan.pos_of)]
+    assert got == [want.get(d) for d in row_digests]
+    assert any(g is None for g in got) and len(plan.missing()) == got.count(None)
+
+
 # ---- search-time knobs reach FAISS; refine -------------------------------------------------
 def _recall(r, q: np.ndarray, k: int = 10) -> float:
     got = r.search_vectors(q, k)
@@ -270,6 +295,30 @@ def test_refine_reranks_candidates_by_their_exact_vectors(registry, tmp_path):
         rows = [int(h.doc_id[1:6]) for h in hits]
         assert [h.score for h in hits] == pytest.approx((x[rows] @ q[qi]).tolist(), abs=1e-5)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_refined_search_opens_the_stored_row_map_not_every_digest(registry, tmp_path, monkeypatch):
+    n = 1500
+    _corpus(registry, tmp_path, n)
+    info = registry.build_index("kb", model=TableEmbedder(n), index=SPEC)
+    row = registry.derived.get(info.key)
+    stored = ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"]))
+    docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec()))
+    rows = ann.digests_array([d.digest for d in docs])
+    planned = ann.plan_rows(registry.objects, registry.derived, info.model_digest, DIM, rows)
+    assert stored.shards == planned.shards
+    assert np.array_equal(stored.shard_of, planned.shard_of)
+    assert np.array_equal(stored.pos_of, planned.pos_of)
+
+    def no_plan(*a, **k):
+        raise AssertionError("plan_rows called on open")
+
+    monkeypatch.setattr(ann, "plan_rows", no_plan)
+    r = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
+    q = TableEmbedder(n).table[:4]
+    assert [h[0].doc_id for h in r.search_vectors(q, 3)] == [f"d{i:05d}.txt" for i in range(4)]
+    with pytest.raises(IntegrityError):
+        ann.decode_rowmap(registry.objects.get_bytes(row.meta["rowmap"])[:-1])
 
 
 class _RemoteLike:

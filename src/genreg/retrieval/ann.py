@@ -26,7 +26,7 @@ PQ codebooks, list offsets: small) and ``lists.ivfdata`` (codes + ids: n x (m + 
 ``IO_FLAG_ONDISK_SAME_DIR | IO_FLAG_READ_ONLY``: the inverted lists stay in ``lists.ivfdata``,
 memory-mapped read-only, and only the lists a query probes are paged in.
 
-**Refine** (:class:`Refined`, the ``refine`` search-time parameter, default 4): the PQ codes
+**Refine** (:class:`Refined`, the ``refine`` search-time parameter, default 16): the PQ codes
 only approximate each vector, so on large corpora recall@10 against exact search levels off
 whatever ``nprobe``. With ``refine: R`` the index returns ``R x k``
 candidates and they are re-ranked by the exact inner product with their float vectors, read
@@ -224,6 +224,42 @@ class CachePlan:
         return out
 
 
+ROWMAP_MAGIC = b"GRROWMAP"
+_ROWMAP_HEAD = struct.Struct("<8sIQ")  # magic, shards, rows
+
+
+def encode_rowmap(plan: CachePlan) -> bytes:
+    """The plan as stored beside an index (``meta["rowmap"]``): ``GRROWMAP`` | uint32 shards |
+    uint64 rows | the shards' 32-byte digests | int32 shard per row | int32 position per row
+    -- 8 bytes a row, so a search opens the plan without re-reading every row's digest and
+    every shard's digest table (a refined search needs it on the first query)."""
+
+    if len(plan.shard_of) and int(plan.pos_of.max()) >= 2**31:
+        raise ValueError("rowmap: a shard position does not fit in int32")
+    head = _ROWMAP_HEAD.pack(ROWMAP_MAGIC, len(plan.shards), len(plan.shard_of))
+    digests = bytes.fromhex("".join(d.removeprefix("sha256:") for d in plan.shards))
+    return (
+        head + digests + plan.shard_of.astype("<i4").tobytes() + plan.pos_of.astype("<i4").tobytes()
+    )
+
+
+def decode_rowmap(data: bytes, where: str = "rowmap") -> CachePlan:
+    import numpy as np
+
+    if len(data) < _ROWMAP_HEAD.size:
+        raise IntegrityError(f"{where}: truncated header")
+    magic, n_shards, n = _ROWMAP_HEAD.unpack_from(data)
+    if magic != ROWMAP_MAGIC or len(data) != _ROWMAP_HEAD.size + 32 * n_shards + 8 * n:
+        raise IntegrityError(f"{where}: not a genreg row map")
+    at = _ROWMAP_HEAD.size
+    raw = data[at : at + 32 * n_shards]
+    shards = [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
+    at += 32 * n_shards
+    shard_of = np.frombuffer(data, dtype="<i4", count=n, offset=at).astype(np.int32)
+    pos_of = np.frombuffer(data, dtype="<i4", count=n, offset=at + 4 * n).astype(np.int64)
+    return CachePlan(shards, shard_of, pos_of)
+
+
 def _shard_rows(
     objects: ObjectStore, derived: DerivedStore, kind: str, model: str, dim: int
 ) -> Any:
@@ -257,6 +293,14 @@ def _check_head(head: bytes, digest: str) -> tuple[bytes, int, int]:
     return magic, dim, n
 
 
+def _prefix_keys(digests: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each ``S32`` digest as a uint64 sort key (8 bytes a row)."""
+    import numpy as np
+
+    raw = np.frombuffer(digests.data, dtype=np.uint8).reshape(-1, 32)
+    return np.ascontiguousarray(raw[:, :8]).view("<u8").ravel()
+
+
 def plan_rows(
     objects: ObjectStore,
     derived: DerivedStore,
@@ -267,30 +311,48 @@ def plan_rows(
     kind: str = "embshard",
 ) -> CachePlan:
     """Which cache shard holds each row's vector (``rows``: ``S32`` text digests). The first
-    shard (in the cache's order) holding a digest wins, as in :class:`EmbeddingCache`."""
+    shard (in the cache's order) holding a digest wins, as in :class:`EmbeddingCache`, and
+    within a shard its first position.
+
+    Memory: about 36 bytes a row besides ``rows`` itself (sorted 8-byte digest prefixes and
+    their order, then the plan's 12), plus one shard's digest table at a time -- no sorted
+    copy of the 32-byte digests. A prefix match is confirmed on the whole digest."""
     import numpy as np
 
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    u_shard = np.full(len(uniq), -1, dtype=np.int32)
-    u_pos = np.zeros(len(uniq), dtype=np.int64)
+    n = len(rows)
+    keys = _prefix_keys(rows)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    shard_of = np.full(n, -1, dtype=np.int32)
+    pos_of = np.zeros(n, dtype=np.int64)
     shards: list[str] = []
     for r in _shard_rows(objects, derived, kind, model_digest, dim):
         table = read_digest_table(objects, r.object_digest)
         s = len(shards)
         shards.append(r.object_digest)
-        if not len(uniq):
+        if not n or not len(table):
             continue
-        at = np.searchsorted(uniq, table)
-        at_c = np.minimum(at, len(uniq) - 1)
-        hit = (at < len(uniq)) & (uniq[at_c] == table)
-        pos = np.nonzero(hit)[0]
-        u = at[pos]
-        first = np.unique(u, return_index=True)[1]  # a digest twice in a shard: first wins
-        u, pos = u[first], pos[first]
-        new = u_shard[u] < 0
-        u_shard[u[new]] = s
-        u_pos[u[new]] = pos[new]
-    return CachePlan(shards, u_shard[inverse], u_pos[inverse])
+        tk = _prefix_keys(table)
+        lo = np.searchsorted(keys, tk, side="left")
+        hi = np.searchsorted(keys, tk, side="right")
+        j = np.nonzero(hi > lo)[0]  # table positions whose prefix some row has
+        if not len(j):
+            continue
+        count = (hi - lo)[j]
+        pos = np.repeat(j, count)  # one (table position, sorted row) pair per match
+        at = np.repeat(lo[j] - np.cumsum(count) + count, count) + np.arange(len(pos))
+        row = order[at]
+        same = rows[row] == table[pos]  # the whole digest, not just its prefix
+        row, pos = row[same], pos[same]
+        free = shard_of[row] < 0  # an earlier shard wins
+        row, pos = row[free], pos[free]
+        first = np.lexsort((pos, row))  # a digest twice in this shard: its first position
+        row, pos = row[first], pos[first]
+        keep = np.ones(len(row), dtype=bool)
+        keep[1:] = row[1:] != row[:-1]
+        shard_of[row[keep]] = s
+        pos_of[row[keep]] = pos[keep]
+    return CachePlan(shards, shard_of, pos_of)
 
 
 def iter_vectors(
@@ -498,16 +560,25 @@ class ExactSearch:
         model_digest: str,
         dim: int,
         rows: Any,  # S32 digests, or a callable returning them (loaded on first search)
+        *,
+        rowmap: Any = None,  # a callable returning the stored CachePlan (None: from rows)
     ) -> None:
         self.objects, self.derived = objects, derived
         self.model_digest, self.dim = model_digest, dim
         self._rows = rows
+        self._rowmap = rowmap
         self._plan: CachePlan | None = None
 
     def plan(self) -> CachePlan:
         if self._plan is None:
-            rows = self._rows() if callable(self._rows) else self._rows
-            self._plan = plan_rows(self.objects, self.derived, self.model_digest, self.dim, rows)
+            if self._rowmap is not None:
+                self._plan = self._rowmap()
+            else:
+                rows = self._rows() if callable(self._rows) else self._rows
+                self._plan = plan_rows(
+                    self.objects, self.derived, self.model_digest, self.dim, rows
+                )
+            assert self._plan is not None
             if len(self._plan.missing()):
                 raise IntegrityError(
                     f"embedding cache: {len(self._plan.missing())} indexed rows have no "

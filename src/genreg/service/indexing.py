@@ -190,13 +190,19 @@ class Indexes:
             faiss_index = ann.open_ondisk(
                 ann.materialize(self.objects, bytes(trunk), meta["lists"], where)
             )
-            digests_obj = meta["digests"]
+            digests_obj, rowmap_obj = meta["digests"], meta.get("rowmap")
             exact = ann.ExactSearch(
                 self.objects,
                 self.derived,
                 emb.digest,
                 int(meta["dim"]),
                 lambda: ann.np_digests(self.objects.get_bytes(digests_obj)),
+                # indexes built before the stored row map: planned from the digests
+                rowmap=(
+                    (lambda: ann.decode_rowmap(self.objects.get_bytes(rowmap_obj)))
+                    if rowmap_obj
+                    else None
+                ),
             )
         else:
             faiss_index, meta = decode_index(data, f"index {info.key}")
@@ -478,6 +484,8 @@ class Indexes:
             lists_obj = self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
             digests_blob = rows.tobytes()
             digests_obj = self.objects.put_bytes(digests_blob)
+            rowmap_blob = ann.encode_rowmap(plan)
+            rowmap_obj = self.objects.put_bytes(rowmap_blob)
             sample_obj = self.objects.put_bytes(sample_blob)
             texts_blob = canonical_json(texts)
             texts_obj = self.objects.put_bytes(texts_blob)
@@ -492,6 +500,7 @@ class Indexes:
                 "texts": texts_obj,
                 "lists": lists_obj,
                 "digests": digests_obj,
+                "rowmap": rowmap_obj,
                 "doc_ids": doc_ids,
                 "chunk_index": chunk_index,
             }
@@ -509,6 +518,7 @@ class Indexes:
                 "texts": texts_obj,
                 "lists": lists_obj,
                 "digests": digests_obj,
+                "rowmap": rowmap_obj,
                 "bytes": self.objects.size(lists_obj) + len(envelope),
             }
             self.derived.put(
@@ -525,6 +535,7 @@ class Indexes:
                 ensure_stored(self.objects, sample_obj, sample_blob)
                 ensure_stored(self.objects, texts_obj, texts_blob)
                 ensure_stored(self.objects, digests_obj, digests_blob)
+                ensure_stored(self.objects, rowmap_obj, rowmap_blob)
                 ensure_stored(self.objects, obj, envelope)
                 if not self.objects.has(lists_obj):
                     self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
