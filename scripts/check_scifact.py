@@ -12,6 +12,12 @@ Prints both sides and exits 1 on a mismatch. Embeds the 5,183 abstracts twice (g
 the reference): a few minutes on 2 CPU cores.
 
     .venv/bin/python scripts/check_scifact.py [--data /work/shared/data/scifact]
+        [--warm N] [--skip-reference]
+
+``--warm N`` then re-runs the same eval config N times, each in a fresh ``genreg eval run``
+process on the same registry (index and query vectors cached), and prints each end-to-end
+wall time beside the cold one and whether torch / sentence-transformers / transformers were
+imported (goal: under 3 s, none imported). ``--skip-reference`` skips step 2 (and its checks).
 """
 
 from __future__ import annotations
@@ -94,16 +100,58 @@ def run_reference(data: Path) -> tuple[dict[str, float], float]:
     )
 
 
+_PROBE = r"""
+import json, sys
+sys.argv = ["genreg", "eval", "run", sys.argv[1], "--quiet", "--json"]
+from genreg.fastcli import main
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code or 0
+heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+print("PROBE " + json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def run_warm(home: Path, n: int) -> list[tuple[float, dict]]:
+    """``n`` fresh-process re-runs of the eval config: (wall seconds, probe) each."""
+    import subprocess
+
+    cfg = home.parent / "scifact.yaml"
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(cfg)],
+            env={**os.environ, "GENREG_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            cwd=home.parent,
+        )
+        wall = time.perf_counter() - t0
+        line = next((x for x in p.stdout.splitlines() if x.startswith("PROBE ")), None)
+        if line is None:
+            raise SystemExit(f"warm run failed: {p.stderr.strip()[-500:]}")
+        out.append((wall, json.loads(line[6:])))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/scifact"))
+    ap.add_argument("--warm", type=int, default=0, help="fresh-process warm re-runs")
+    ap.add_argument("--skip-reference", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    warm: list[tuple[float, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / ".genreg"
         os.environ["GENREG_HOME"] = str(home)
         ours, t_ours, report = run_genreg(args.data, home)
+        if args.warm:
+            warm = run_warm(home, args.warm)
     lat = report["latency"]
     print(f"queries: {report['n_queries']}  (empty results: {report['empty_queries']})")
     print(
@@ -111,6 +159,17 @@ def main() -> int:
         f"MRR@10 {ours['mrr@10']:.4f}  ({t_ours:.0f} s incl. indexing)",
         flush=True,
     )
+    ok = True
+    for i, (wall, probe) in enumerate(warm, 1):
+        good = probe["code"] == 0 and not probe["heavy"] and wall < 3.0
+        ok &= good
+        print(
+            f"{'OK  ' if good else 'FAIL'} warm re-run {i} (fresh `genreg eval run`): "
+            f"{wall:.2f} s end to end vs cold {t_ours:.0f} s, exit {probe['code']}, "
+            f"imported {', '.join(probe['heavy']) or 'no torch/sentence-transformers/transformers'}"
+        )
+    if args.skip_reference:
+        return 0 if ok else 1
     ref, t_ref = run_reference(args.data)
     print(
         f"reference  nDCG@10 {ref['ndcg@10']:.4f}  recall@100 {ref['recall@100']:.4f}  "
@@ -125,7 +184,6 @@ def main() -> int:
         "ndcg@10 vs reference": abs(ours["ndcg@10"] - ref["ndcg@10"]),
         "recall@100 vs reference": abs(ours["recall@100"] - ref["recall@100"]),
     }
-    ok = True
     for name, diff in checks.items():
         good = diff <= TOL
         ok &= good

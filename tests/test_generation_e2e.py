@@ -6,13 +6,13 @@ the cost cap, replay, and the key never in logs/lineage/errors."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from _llmservers import FaultServer
+from _ragproject import copy_project
 from genreg.generation.server import ChatServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,12 +21,11 @@ KEY = "sk-e2e-NEVER-LOGGED-0987654321"
 
 
 @pytest.fixture
-def project(registry, tmp_path: Path):
-    for sub in ("registry", "evals/sets"):
-        shutil.copytree(REPO / sub, tmp_path / sub)
-    registry.push([tmp_path / "registry", tmp_path / "evals"])
-    registry.snapshot("docs", REPO / "examples" / "corpus")
-    return registry
+def project(genreg_home: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The example, indexed (a copy of the session's indexed home: see _ragproject)."""
+    reg = copy_project(tmp_path_factory, genreg_home, tmp_path)
+    yield reg
+    reg.close()
 
 
 @pytest.fixture
@@ -67,7 +66,8 @@ def test_rag_eval_answers_scores_costs_and_records_lineage(project, cli, llm, mo
     g = lin["generation"]
     assert g["context_k"] == 3 and g["cache"] == "rw" and g["repeats"] == 1
     assert g["routes"]["default"]["model"] == "gpt-4o-mini"
-    assert g["routes"]["default"]["endpoint"] == llm.base_url.split("//")[1].split("/")[0]
+    assert g["routes"]["default"]["endpoint"] == "127.0.0.1"  # the host: no port, no path
+    assert g["judge"]["faithfulness"]["endpoint"] == "127.0.0.1"
     assert g["routes"]["default"]["params"] == {"temperature": 0.1, "max_tokens": 400}
     assert lin["generation_stats"]["cache_hits"] == 0
     # the judges (evals/rag.yaml: baseline-overlap-judge on the same local server)
@@ -159,3 +159,29 @@ def test_runs_differing_only_in_the_prompt_compare_cleanly_with_answers_side_by_
     r = cli("runs", "compare", a["run_id"], b["run_id"])
     assert r.exit_code == 0, r.output
     assert "inputs that differ: prompt" in r.output and "    A: " in r.output
+
+
+def test_the_same_server_on_another_port_is_the_same_input(project, cli, monkeypatch):
+    """Lineage records each route's and judge's endpoint *host*: two runs against the same
+    baseline server started on two ports compare with no input that differs (the cache key
+    still holds the port, so the second run asks its own server)."""
+    monkeypatch.setenv("E2E_KEY", KEY)
+    one, two = FaultServer(api_key=KEY), FaultServer(api_key=KEY)
+    one.start()
+    two.start()
+    try:
+        assert one.base_url != two.base_url
+        code, a, text = run(cli, one)
+        assert code == 0, text
+        code, b, text = run(cli, two)
+        assert code == 0, text
+        assert two.requests == one.requests > 0  # no answer served from the other port's
+    finally:
+        one.stop()
+        two.stop()
+    assert a["lineage"]["generation"] == b["lineage"]["generation"]
+    assert a["lineage"]["fingerprint"] == b["lineage"]["fingerprint"]
+    c = project.compare_runs(a["run_id"], b["run_id"], n_resamples=200)
+    assert c["differs"] == {} and c["attributable"] and c["identical_fingerprint"]
+    r = cli("runs", "compare", a["run_id"], b["run_id"])
+    assert r.exit_code == 0 and "inputs that differ: none" in r.output, r.output

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from _llmservers import FaultServer
+from _ragproject import copy_project
 from genreg.generation import baseline_judge
 from genreg.generation.judge import (
     JudgeOutputError,
@@ -135,7 +136,16 @@ class JudgeFaults(FaultServer):
 
 
 @pytest.fixture
-def project(registry, tmp_path: Path):
+def project(genreg_home: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The example, indexed (a copy of the session's indexed home: see _ragproject)."""
+    reg = copy_project(tmp_path_factory, genreg_home, tmp_path)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def fresh_project(registry, tmp_path: Path):
+    """The example pushed into an empty registry (nothing indexed yet)."""
     for sub in ("registry", "evals/sets"):
         shutil.copytree(REPO / sub, tmp_path / sub)
     registry.push([tmp_path / "registry", tmp_path / "evals"])
@@ -220,7 +230,7 @@ def test_judge_prompt_version_is_an_input_in_lineage_cache_key_and_compare(
     assert r.exit_code == 0, r.output
     tree = r.output
     assert "├── generation" in tree and "settings: context_k=3" in tree
-    assert "default: gpt-4o-mini @ 127.0.0.1:" in tree and "temperature=0.1" in tree
+    assert "default: gpt-4o-mini @ 127.0.0.1 " in tree and "temperature=0.1" in tree
     assert "faithfulness: prompt:judge-faithfulness@v2  model baseline-overlap-judge" in tree
     assert "cache: rw, 26 hits, 0 calls; judge" in tree
     # runs show --queries: the answers section (answer vs gold, usage, latency, verdicts)
@@ -242,7 +252,7 @@ def test_a_judge_prompt_that_names_nothing_is_exit_2_before_any_call(project, cl
 
 # ---- eval run --dry-run ----------------------------------------------------------------------------
 def test_dry_run_checks_everything_prints_the_estimate_and_calls_nothing(
-    project, cli, llm, monkeypatch
+    fresh_project, cli, llm, monkeypatch
 ):
     monkeypatch.setenv("DRY_KEY", "sk-dry-NEVER-SHOWN-123456")
     key_set = f"generate.endpoint={{base_url: '{llm.base_url}', api_key_env: DRY_KEY}}"
@@ -264,8 +274,8 @@ def test_dry_run_checks_everything_prints_the_estimate_and_calls_nothing(
     assert "sk-dry" not in r.output
     # nothing called, nothing indexed, nothing recorded
     assert llm.requests == 0
-    assert project.list_runs() == []
-    assert project.derived.list("index") == []
+    assert fresh_project.list_runs() == []
+    assert fresh_project.derived.list("index") == []
 
 
 @pytest.mark.parametrize(
@@ -278,11 +288,11 @@ def test_dry_run_checks_everything_prints_the_estimate_and_calls_nothing(
     ],
 )
 def test_dry_run_fails_on_what_a_run_would_fail_on_with_exit_2(
-    project, cli, llm, sets: list[str], says: str
+    fresh_project, cli, llm, sets: list[str], says: str
 ):
     args = ["eval", "run", RAG, "--dry-run", "--set", f"generate.endpoint.base_url={llm.base_url}"]
     for s in sets:
         args += ["--set", s]
     r = cli(*args)
     assert r.exit_code == 2 and says in r.output, r.output
-    assert llm.requests == 0 and project.list_runs() == []
+    assert llm.requests == 0 and fresh_project.list_runs() == []

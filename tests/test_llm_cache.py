@@ -125,3 +125,40 @@ def test_a_tampered_bundle_imports_nothing(registry, tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match=r"bad.jsonl.gz:2: entry key does not match"):
         open_cache(registry, "rw").import_bundle(tmp_path / "bad.jsonl.gz")
     assert open_cache(registry, "rw").index.list("llmresp") == before
+
+
+def test_a_run_s_entries_are_one_batch_object_and_lookups_read_no_object(registry) -> None:
+    from genreg.core.hashing import canonical_json
+    from genreg.generation import cache as cachemod
+
+    cache = open_cache(registry, "rw")
+    bodies = [{**BODY, "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(5)]
+    keys = [
+        cache.store("http://h:1/v1", b, 0, {"id": f"r{i}"}, {"text": f"a{i}"})
+        for i, b in enumerate(bodies)
+    ]
+    # before the flush: served from memory, nothing indexed yet
+    assert cache.result("http://h:1/v1", BODY["model"], keys[2]) == {"text": "a2"}
+    assert registry.derived.list("llmresp") == []
+    cache.flush()
+    rows = registry.derived.list("llmresp")
+    assert {r.key for r in rows} == set(keys) and len({r.object_digest for r in rows}) == 1
+    batch = json.loads(registry.objects.get_bytes(rows[0].object_digest))
+    assert batch["format"] == cachemod.BATCH_FORMAT and len(batch["entries"]) == 5
+    # another instance: the results come from the index rows alone (no object read) ...
+    other = open_cache(registry, "replay")
+    registry.objects.delete(rows[0].object_digest)
+    assert other.result("http://h:1/v1", BODY["model"], keys[4]) == {"text": "a4"}
+    assert other.hits == 1
+    # ... and a row written by an earlier version (one object per entry, no result in its
+    # meta) still reads
+    req = cachemod.cache_request("http://h:1/v1", BODY, 0)
+    key = request_key("http://h:1/v1", BODY, 0)
+    old = {"format": cachemod.ENTRY_FORMAT, "key": key, "request": req, "response": None}
+    old["result"] = {"text": "old"}
+    digest = registry.objects.put_bytes(canonical_json(old))
+    scope = cachemod.scope_of("http://h:1/v1", BODY["model"])
+    registry.derived.put("llmresp", scope, key, digest, {"repeat": 0})
+    fresh = open_cache(registry, "replay")
+    assert fresh.result("http://h:1/v1", BODY["model"], key) == {"text": "old"}
+    assert fresh.entries([key])[0]["result"] == {"text": "old"}

@@ -202,6 +202,28 @@ def test_on_result_false_stops_issuing_calls(baseline) -> None:
     assert len(out) == 3 and baseline.requests == 3
 
 
+def test_a_lazy_iterable_is_taken_as_slots_free_and_its_error_waits_for_in_flight_calls(
+    faults,
+) -> None:
+    ep = Endpoint("default", faults.base_url)
+    taken: list[int] = []
+
+    def lazy() -> Iterator[ChatRequest]:
+        for i in range(12):
+            if i == 6:
+                raise ConfigError("cannot render query q6")
+            taken.append(i)
+            yield req(ep, f"q{i} FAULT:sleep=0.1", f"q{i}")
+
+    done: list[str] = []
+    with pytest.raises(ConfigError, match="q6"):
+        ChatClient(fast(concurrency=2)).run(lazy(), lambda r, res: done.append(r.qid) is None)
+    # taken at most one ahead of the free slots, nothing issued after the error, and every
+    # call in flight when it was raised finished (its result delivered) before it propagated
+    assert taken == list(range(6)) and faults.requests == 6
+    assert sorted(done) == [f"q{i}" for i in range(6)] and faults.max_inflight <= 2
+
+
 def test_genreg_llm_serve_subprocess_serves_the_protocol() -> None:
     import os
     import subprocess

@@ -8,7 +8,8 @@
   shards, each one whole planned block; running it again embeds only the missing chunks,
   writes no duplicate vector and ends with the same index;
 - an unreachable ``RAY_ADDRESS`` and a missing ``ray`` extra are one clear line, exit 2, and
-  nothing written.
+  nothing written -- from ``genreg corpus index --engine ray`` and from an eval config's
+  ``embedding: {engine: ray, ray: {...}}``.
 
 One cluster (``num_cpus=2``, no dashboard, no usage stats) serves the whole module; the
 corpus is a few thousand short one-chunk documents, embedded with ``batch_size=8`` (blocks of
@@ -42,6 +43,7 @@ N_DOCS = 2048
 BATCH = 8  # texts per model call; a block (and shard) is BATCH x 32 = 256 texts
 WORDS = "cell gene virus cancer drug trial dose blood brain heart lung risk protein mouse liver"
 CLI = [sys.executable, "-c", "from genreg.cli import main; main()"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _texts() -> list[str]:
@@ -293,3 +295,31 @@ def test_missing_ray_extra_is_one_line_and_writes_nothing(registry: Any, corpus_
         "error: engine ray needs the ray extra: pip install 'genreg[ray]'"
     ]
     _nothing_written(registry)
+
+
+@pytest.mark.skipif(
+    not (REPO / "examples" / "corpus").is_dir(), reason="example corpus not present"
+)
+def test_eval_config_engine_ray_is_wired_and_an_unreachable_cluster_writes_nothing(
+    registry: Any, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sub in ("registry", "evals/sets"):
+        shutil.copytree(REPO / sub, tmp_path / sub)
+    registry.push([tmp_path / "registry", tmp_path / "evals"])
+    registry.snapshot("docs", REPO / "examples" / "corpus")
+    port = _free_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    r = cli(
+        "eval",
+        "run",
+        REPO / "evals" / "baseline.yaml",
+        "--set",
+        "embedding={engine: ray, ray: {actors: 1, batch_size: 8}}",
+        "--quiet",
+    )
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"error: RAY_ADDRESS 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)"
+    ]
+    _nothing_written(registry)
+    assert registry.list_runs() == []

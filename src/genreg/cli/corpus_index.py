@@ -74,6 +74,9 @@ def register(corpus_app: typer.Typer) -> None:
             "genreg[ray]).",
         ),
         actors: int = typer.Option(2, "--actors", min=1, help="Ray actors (--engine ray)."),
+        num_gpus: float = typer.Option(
+            0.0, "--num-gpus", min=0.0, help="GPUs per Ray actor (--engine ray)."
+        ),
         batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per model call."),
         quiet: bool = QuietOpt,
         as_json: bool = JsonOpt,
@@ -89,7 +92,7 @@ def register(corpus_app: typer.Typer) -> None:
                 progress=cb,
                 batch_size=batch_size,
                 engine=engine,
-                ray={"actors": actors} if engine == "ray" else None,
+                ray={"actors": actors, "num_gpus": num_gpus} if engine == "ray" else None,
             )
         if as_json:
             emit_json(info.to_dict())

@@ -7,14 +7,19 @@ Key (:func:`request_key`) = ``sha256:`` of the canonical JSON of::
 
 plus, for judge calls, ``"judge": {"metric": ..., "prompt": <judge prompt digest>}`` -- so a
 change of endpoint, model, rendered messages, any parameter, the repeat index or the judge
-prompt version is a different entry, and the API key never takes part. An entry is one object in the registry's
-object store (canonical JSON, :data:`ENTRY_FORMAT`): the request above, the full response
-JSON and the parsed result (text, finish reason, usage, ids, latency). It is indexed as a
-``derived`` row (kind :data:`KIND`, scope = digest of endpoint + model, key = the request key),
-so a lookup of N queries is one query per (endpoint, model) plus one object read per hit.
-Rows are written in batches (:meth:`ResponseCache.flush`: every :data:`FLUSH_EVERY` entries
-and at the end of a stage), not one transaction per response.
-Only successful responses are stored.
+prompt version is a different entry, and the API key never takes part.
+
+Storage: an entry (:data:`ENTRY_FORMAT`: the request above, the full response JSON and the
+parsed result -- text, finish reason, usage, ids, latency) is indexed as a ``derived`` row
+(kind :data:`KIND`, scope = digest of endpoint + model, key = the request key) whose meta
+carries the parsed result, so a lookup of N queries is one index query per (endpoint, model)
+and no object read (:meth:`ResponseCache.result`). Entries are written in batches
+(:meth:`ResponseCache.flush`: every :data:`FLUSH_EVERY` entries and at the end of a stage):
+one object per batch (canonical JSON ``{"format": BATCH_FORMAT, "entries": [...]}``) and its
+rows in one transaction, not a file and a transaction per response -- per-response files were
+most of the cold stage's CPU. A crash loses at most the batch not flushed yet (it is a cache:
+those calls are made again). Rows written by earlier versions point at one object per entry
+and read the same way. Only successful responses are stored.
 
 Modes: ``rw`` (look up, call on a miss, store), ``replay`` (look up only; a miss raises
 :class:`~genreg.errors.ReplayMiss` naming the query id, before any call is made), ``off``.
@@ -39,6 +44,7 @@ from genreg.errors import ConfigError, IntegrityError, ReplayMiss
 
 KIND = "llmresp"
 ENTRY_FORMAT = "genreg-llm-response/1"
+BATCH_FORMAT = "genreg-llm-responses/1"
 BUNDLE_FORMAT = "genreg-llm-bundle/1"
 MODES = ("rw", "replay", "off")
 FLUSH_EVERY = 256  # index rows written per transaction
@@ -102,14 +108,58 @@ class ResponseCache:
         self.objects, self.index, self.mode = objects, index, mode
         self.hits = 0
         self.stored = 0
-        self._loaded: dict[str, dict[str, str]] = {}
-        self._pending: list[tuple[str, str, str, str, dict[str, Any]]] = []
+        # per scope: key -> (object digest, row meta); "" while the entry is not flushed yet
+        self._loaded: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {}
+        self._scopes: dict[tuple[str, str], str] = {}
+        self._pending: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
 
-    def _scope_map(self, scope: str) -> dict[str, str]:
+    def _scope(self, endpoint_identity: str, model: Any) -> str:
+        k = (endpoint_identity, model if isinstance(model, str) else repr(model))
+        s = self._scopes.get(k)
+        if s is None:
+            s = self._scopes[k] = scope_of(endpoint_identity, model)
+        return s
+
+    def _scope_map(self, scope: str) -> dict[str, tuple[str, dict[str, Any]]]:
         m = self._loaded.get(scope)
         if m is None:
-            m = self._loaded[scope] = {d.key: d.object_digest for d in self.index.list(KIND, scope)}
+            rows = self.index.list(KIND, scope)
+            m = self._loaded[scope] = {d.key: (d.object_digest, d.meta) for d in rows}
         return m
+
+    def _read(self, key: str, digest: str, objs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The entry of ``key`` from object ``digest`` (a batch, or one entry written by an
+        earlier version); ``objs`` caches parsed objects across calls."""
+        if key in self._pending:
+            return self._pending[key][1]
+        obj = objs.get(digest) if objs is not None else None
+        if obj is None:
+            obj = json.loads(self.objects.get_bytes(digest))
+            if isinstance(obj, dict) and obj.get("format") == BATCH_FORMAT:
+                obj = {e.get("key"): e for e in obj.get("entries") or []}
+            elif isinstance(obj, dict):
+                obj = {obj.get("key", key): obj}
+            if objs is not None:
+                objs[digest] = obj
+        entry = obj.get(key) if isinstance(obj, dict) else None
+        if not isinstance(entry, dict):
+            raise IntegrityError(f"response cache: object {digest} holds no entry for key {key}")
+        return entry
+
+    def result(self, endpoint_identity: str, model: Any, key: str) -> dict[str, Any] | None:
+        """The parsed result (text, finish reason, usage, ids, latency) stored for ``key``
+        -- from the index alone -- or None on a miss or when the mode is ``off``; a hit is
+        counted."""
+        if self.mode == "off":
+            return None
+        got = self._scope_map(self._scope(endpoint_identity, model)).get(key)
+        if got is None:
+            return None
+        res = got[1].get("result") if isinstance(got[1], dict) else None
+        if not isinstance(res, dict):  # indexed before the meta carried the result
+            res = self._read(key, got[0]).get("result") or {}
+        self.hits += 1
+        return res
 
     def lookup(
         self, endpoint_identity: str, body: dict[str, Any], key: str
@@ -117,10 +167,10 @@ class ResponseCache:
         """The stored entry for ``key`` (None on a miss or when the mode is ``off``)."""
         if self.mode == "off":
             return None
-        obj = self._scope_map(scope_of(endpoint_identity, body.get("model"))).get(key)
-        if obj is None:
+        got = self._scope_map(self._scope(endpoint_identity, body.get("model"))).get(key)
+        if got is None:
             return None
-        entry = json.loads(self.objects.get_bytes(obj))
+        entry = self._read(key, got[0])
         self.hits += 1
         return entry
 
@@ -140,17 +190,24 @@ class ResponseCache:
         response: dict[str, Any] | None,
         result: dict[str, Any],
         judge: dict[str, Any] | None = None,
+        key: str | None = None,
     ) -> str | None:
-        """Store a successful response; returns its key (None when the mode stores nothing)."""
+        """Store a successful response; returns its key (None when the mode stores nothing).
+        ``key``: the request key when the caller has computed it (not hashed again). Written
+        and indexed by the next :meth:`flush`."""
         if self.mode != "rw":
             return None
         req = cache_request(endpoint_identity, body, repeat, judge)
-        return self._put(req, response, result)
+        return self._put(req, response, result, key)
 
     def _put(
-        self, req: dict[str, Any], response: dict[str, Any] | None, result: dict[str, Any]
+        self,
+        req: dict[str, Any],
+        response: dict[str, Any] | None,
+        result: dict[str, Any],
+        key: str | None = None,
     ) -> str:
-        key = digest_json(req)
+        key = key or digest_json(req)
         entry = {
             "format": ENTRY_FORMAT,
             "key": key,
@@ -158,31 +215,41 @@ class ResponseCache:
             "response": response,
             "result": result,
         }
-        digest = self.objects.put_bytes(canonical_json(entry), fsync=False)
-        scope = scope_of(req["endpoint"], req["model"])
-        self._scope_map(scope)[key] = digest
-        self._pending.append((KIND, scope, key, digest, {"repeat": req["repeat"]}))
+        scope = self._scope(req["endpoint"], req["model"])
+        meta = {"repeat": req["repeat"], "result": result}
+        self._scope_map(scope)[key] = ("", meta)
+        self._pending[key] = (scope, entry, meta)
+        self.stored += 1
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
-        self.stored += 1
         return key
 
     def flush(self) -> None:
-        """Index the stored entries not indexed yet (one transaction; the stages call it at
-        the end of their run, and every :data:`FLUSH_EVERY` entries)."""
-        rows, self._pending = self._pending, []
+        """Write the stored entries not written yet: one batch object, then its rows in one
+        transaction (the stages call it at the end of their run, and every
+        :data:`FLUSH_EVERY` entries)."""
+        if not self._pending:
+            return
+        pending = self._pending
+        batch = {"format": BATCH_FORMAT, "entries": [e for _, e, _ in pending.values()]}
+        digest = self.objects.put_bytes(canonical_json(batch), fsync=False)
+        rows = [(KIND, scope, key, digest, meta) for key, (scope, _, meta) in pending.items()]
         self.index.put_many(rows)
+        for key, (scope, _, meta) in pending.items():
+            self._scope_map(scope)[key] = (digest, meta)
+        self._pending = {}
 
     # ---- bundles ------------------------------------------------------------------------
     def entries(self, keys: Iterable[str]) -> list[dict[str, Any]]:
         """The stored entries of ``keys`` (IntegrityError names a key that is not stored)."""
         self.flush()
         by_key = {d.key: d.object_digest for d in self.index.list(KIND)}
+        objs: dict[str, Any] = {}
         out = []
         for k in keys:
             if k not in by_key:
                 raise IntegrityError(f"response cache: no entry for key {k}")
-            out.append(json.loads(self.objects.get_bytes(by_key[k])))
+            out.append(self._read(k, by_key[k], objs))
         return out
 
     def export_bundle(self, keys: Iterable[str], path: str | Path, **header: Any) -> int:

@@ -36,8 +36,9 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,18 +58,23 @@ class Endpoint:
     base_url: str
     api_key_env: str | None = None
 
-    @property
+    @cached_property
     def url(self) -> str:
         return self.base_url.rstrip("/") + "/chat/completions"
 
-    @property
+    @cached_property
     def identity(self) -> str:
-        """The base URL without credentials, query or fragment (cache keys, lineage)."""
+        """The base URL without credentials, query or fragment: part of the response-cache
+        key, so a different server (another port too) never serves another's answers."""
         return endpoint_identity(self.base_url)
 
-    @property
+    @cached_property
     def host(self) -> str:
-        return urlsplit(self.identity).netloc
+        """The endpoint's host name, without port, path or credentials: what lineage records
+        (``generation.routes.<route>.endpoint``, ``generation.judge.<metric>.endpoint``), so
+        two runs against the same server started on another port compare as the same input;
+        the model name and parameters beside it say what answered."""
+        return urlsplit(self.identity).hostname or ""
 
     def api_key(self) -> str | None:
         """The key from the environment; a named but unset/empty variable is a ConfigError."""
@@ -402,26 +408,35 @@ class ChatClient:
     # ---- many calls ---------------------------------------------------------------------
     def run(
         self,
-        requests: Sequence[ChatRequest],
+        requests: Iterable[ChatRequest],
         on_result: Callable[[ChatRequest, ChatResult], bool] | None = None,
     ) -> dict[int, ChatResult]:
         """Run ``requests``; ``on_result`` is called as each finishes and returns False to
         stop issuing further calls. Returns ``{index in requests: result}`` for the calls
-        made. Raises EndpointError (after in-flight calls end) on a fatal endpoint error."""
+        made. Raises EndpointError (after in-flight calls end) on a fatal endpoint error.
+
+        ``requests`` may be a lazy iterable (the generate stage renders its prompts that
+        way, while the first calls are in flight): the next request is taken while the calls
+        in flight are awaited, at most one is taken after a stop (and not issued), and an
+        exception raised by
+        the iterable stops issuing calls and is raised once the in-flight calls end. A
+        sequence has every key variable resolved before the first call; a lazy iterable,
+        each route's when its first request is taken."""
         return asyncio.run(self._run(requests, on_result))
 
     async def _run(
         self,
-        requests: Sequence[ChatRequest],
+        requests: Iterable[ChatRequest],
         on_result: Callable[[ChatRequest, ChatResult], bool] | None,
     ) -> dict[int, ChatResult]:
         import aiohttp
 
         o = self.options
         keys: dict[str, str | None] = {}
-        for r in requests:  # resolved up front: a missing variable fails before any call
-            if r.endpoint.route not in keys:
-                keys[r.endpoint.route] = r.endpoint.api_key()
+        if isinstance(requests, Sequence):  # a missing variable fails before any call
+            for r in requests:
+                if r.endpoint.route not in keys:
+                    keys[r.endpoint.route] = r.endpoint.api_key()
         out: dict[int, ChatResult] = {}
         stop = False
         fatal: list[EndpointError] = []
@@ -450,16 +465,26 @@ class ChatClient:
             read_bufsize=2**20,
             trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as httpx honoured them
         ) as http:
-            for i, req in enumerate(requests):
-                await sem.acquire()
-                if stop:
-                    sem.release()
-                    break
-                t = asyncio.create_task(one(i, req, http))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
+            failed: BaseException | None = None
+            try:
+                # the next request is taken (a lazy one rendered) while the calls in flight
+                # are awaited, then issued once a slot is free
+                for i, req in enumerate(requests):
+                    await sem.acquire()
+                    if stop:
+                        sem.release()
+                        break
+                    if req.endpoint.route not in keys:
+                        keys[req.endpoint.route] = req.endpoint.api_key()
+                    t = asyncio.create_task(one(i, req, http))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+            except Exception as exc:  # from the iterable: let in-flight calls end, then raise
+                failed = exc
             if tasks:
                 await asyncio.gather(*list(tasks))
+        if failed is not None:
+            raise failed
         if fatal:
             raise fatal[0]
         return out

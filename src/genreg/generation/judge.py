@@ -58,7 +58,13 @@ from genreg.generation.client import (
     Endpoint,
     check_endpoint,
 )
-from genreg.generation.stage import call_cost, context_of, settings_of
+from genreg.generation.stage import (
+    _from_result,
+    _result_dict,
+    call_cost,
+    context_of,
+    settings_of,
+)
 from genreg.pipeline.records import Progress, QueryRecord, RunState
 from genreg.pipeline.stages import ArtifactSource, check_render, pin
 
@@ -321,14 +327,12 @@ class Judge:
         results: dict[int, ChatResult] = {}
         todo: list[int] = []
         for i, rq in enumerate(calls):
-            entry = self.cache.lookup(rq.endpoint.identity, rq.body, rq.key)
-            if entry is None:
+            hit = self.cache.result(rq.endpoint.identity, rq.body["model"], rq.key)
+            if hit is None:
                 self.cache.miss(rq.qid, 0, f"judge:{rq.meta['metric']}")
                 todo.append(i)
             else:
-                from genreg.generation.stage import _from_entry
-
-                results[i] = _from_entry(entry)
+                results[i] = _from_result(hit)
         price = (state.config.judge or {}).get("price") or {} if state.config else {}
         cap = self.s["max_cost_usd"]
         spent = float((state.report.get("cost") or {}).get("spent") or 0.0)
@@ -344,8 +348,6 @@ class Judge:
             if progress:
                 progress("judge", done, total)
             if res.ok:
-                from genreg.generation.stage import _result_dict
-
                 self.cache.store(
                     rq.endpoint.identity,
                     rq.body,
@@ -353,6 +355,7 @@ class Judge:
                     res.response,
                     _result_dict(res),
                     rq.meta["tag"],
+                    key=rq.key,
                 )
             return cap is None or spent <= cap
 

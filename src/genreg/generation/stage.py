@@ -35,7 +35,9 @@ with ``status: aborted`` (``report.aborted``), so it passes no gate and cannot p
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from genreg.core.hashing import digest_json
@@ -175,73 +177,92 @@ class Generate:
         )
 
     # ---- run ----------------------------------------------------------------------------
-    def _requests(self, state: RunState) -> list[ChatRequest]:
+    def _requests(self, state: RunState) -> Iterator[ChatRequest]:
+        """Each query's calls (one per repeat), rendered and routed lazily."""
         from genreg.core import cost as costmod
 
         assert state.routing is not None and state.prompt is not None
         s = self.s
-        length = costmod.token_counter(state.routing.config.get("length_tokenizer"))
-        out: list[ChatRequest] = []
+        prompt, routing = state.prompt, state.routing
+        length = costmod.token_counter(routing.config.get("length_tokenizer"))
+        repeats = range(int(s["repeats"]))
+        params: dict[str, dict[str, Any]] = {}  # per route: prompt params merged with its own
         for rec in state.records:
             context = context_of(rec, s)
             try:
-                messages = render_messages(state.prompt, rec.query, context)
+                messages = render_messages(prompt, rec.query, context)
             except GenregError as exc:
                 raise ConfigError(
                     f"prompt {state.input_ref('prompt')}: cannot render for query "
                     f"{rec.id!r}: {exc.message}"
                 ) from None
-            d = state.routing.choose(rec.query, rec.tags, length.count)
+            d = routing.choose(rec.query, rec.tags, length.count)
             ep = self.endpoints[d.route]
-            body = {
-                "model": d.target["model"],
-                "messages": messages,
-                **route_params(state.prompt, d.target),
-            }
-            mdigest = digest_json(messages)
-            for r in range(int(s["repeats"])):
-                key = request_key(ep.identity, body, r)
-                out.append(
-                    ChatRequest(rec.id, r, ep, body, key, {"route": d.route, "messages": mdigest})
-                )
-        return out
+            rp = params.get(d.route)
+            if rp is None:
+                rp = params[d.route] = route_params(prompt, d.target)
+            body = {"model": d.target["model"], "messages": messages, **rp}
+            meta = {"route": d.route, "messages": digest_json(messages)}
+            for r in repeats:
+                yield ChatRequest(rec.id, r, ep, body, request_key(ep.identity, body, r), meta)
 
     def run(self, state: RunState, progress: Progress | None) -> None:
+        """Cache hits are answered as the requests are rendered; the first miss starts the
+        client, which takes the rest lazily, so the prompts still to render are rendered
+        while the first calls are in flight. A fully cached run starts no event loop."""
         assert self.client is not None
         t0 = time.perf_counter()
-        reqs = self._requests(state)
+        reqs: list[ChatRequest] = []
         results: dict[int, ChatResult] = {}
-        todo: list[int] = []
-        for i, rq in enumerate(reqs):
-            entry = self.cache.lookup(rq.endpoint.identity, rq.body, rq.key)
-            if entry is None:
-                self.cache.miss(rq.qid, rq.repeat, rq.meta["route"])
-                todo.append(i)
-            else:
-                results[i] = _from_entry(entry)
+        todo: list[int] = []  # indexes in reqs of the misses, in the order they are called
+        total = len(state.records) * int(self.s["repeats"])
+        cache = self.cache
+
+        def misses() -> Iterator[ChatRequest]:
+            for rq in self._requests(state):
+                i = len(reqs)
+                reqs.append(rq)
+                hit = cache.result(rq.endpoint.identity, rq.body["model"], rq.key)
+                if hit is None:
+                    cache.miss(rq.qid, rq.repeat, rq.meta["route"])
+                    todo.append(i)
+                    yield rq
+                else:
+                    results[i] = _from_result(hit)
+
         cap = self.s["max_cost_usd"]
         spent = 0.0
-        done = len(results)
-        total = len(reqs)
-        if progress:
-            progress("generate", done, total)
+        done = 0
 
         def on_result(rq: ChatRequest, res: ChatResult) -> bool:
             nonlocal spent, done
             spent += call_cost(res.usage, self.targets[rq.meta["route"]])
             done += 1
             if progress:
-                progress("generate", done, total)
+                progress("generate", len(results) + done, total)
             if res.ok:
-                self.cache.store(
-                    rq.endpoint.identity, rq.body, rq.repeat, res.response, _result_dict(res)
+                cache.store(
+                    rq.endpoint.identity,
+                    rq.body,
+                    rq.repeat,
+                    res.response,
+                    _result_dict(res),
+                    key=rq.key,
                 )
             return cap is None or spent <= cap
 
+        pending = misses()
+        first = next(pending, None)  # the cached prefix, up to the first miss
+        if progress:
+            progress("generate", len(results), total)
+        called: dict[int, ChatResult] = {}
         try:
-            called = self.client.run([reqs[i] for i in todo], on_result) if todo else {}
+            if first is not None:
+                called = self.client.run(itertools.chain([first], pending), on_result)
+            for _ in pending:  # stopped by the cost cap: the rest are hits or not generated
+                pass
         finally:
-            self.cache.flush()  # index what was stored, even when an endpoint error stops us
+            cache.flush()  # index what was stored, even when an endpoint error stops us
         for j, res in called.items():
             results[todo[j]] = res
         skipped = [i for i in todo if i not in results]
@@ -456,7 +477,11 @@ def _result_dict(r: ChatResult) -> dict[str, Any]:
 
 
 def _from_entry(entry: dict[str, Any]) -> ChatResult:
-    r = entry.get("result") or {}
+    return _from_result(entry.get("result") or {})
+
+
+def _from_result(r: dict[str, Any]) -> ChatResult:
+    """A cached result (:func:`_result_dict`'s form) as a cache-hit ChatResult."""
     return ChatResult(
         text=r.get("text"),
         finish_reason=r.get("finish_reason"),

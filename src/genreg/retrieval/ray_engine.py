@@ -27,6 +27,7 @@ dashboard, shut down afterwards. Ray (``genreg[ray]``) is imported only here.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -263,6 +264,9 @@ def embed_missing(
     try:
         from ray.data import DataContext
 
+        # Ray Data's INFO/WARNING lines (progress bars off, "execution finished") are noise
+        # on a genreg command's stderr; genreg reports progress itself.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
