@@ -9,18 +9,26 @@ fetch (HTTP requests made, latency) and cache-hit latency, and ``import genreg``
     .venv/bin/python scripts/bench_api.py [--duration 10] [--port 0]
 
 ``wrk`` comes from Debian: ``apt-get install -y wrk`` (the load tests are skipped without it).
-MLflow is compared only when installed in a separate venv at ``$MLFLOW_VENV`` (default
-``/work/bench-venvs/mlflow``); it is never a genreg dependency.
+MLflow is compared side by side when installed in a separate venv at ``$MLFLOW_VENV`` (default
+``/work/bench-venvs/mlflow``; never a genreg dependency): ``import mlflow``, and the same
+prompt registered in a real ``mlflow server`` (SQLite store, one worker) read by version and
+by alias over its REST API with the same wrk runs (ready time, RSS of the server's process
+tree, requests/s, p50/p99, server CPU per request)::
+
+    python3 -m venv /tmp/mlflowvenv && /tmp/mlflowvenv/bin/pip install mlflow
+    MLFLOW_VENV=/tmp/mlflowvenv .venv/bin/python scripts/bench_api.py
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -78,10 +86,128 @@ def get(port: int, path: str) -> int:
         c.close()
 
 
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (from /proc/PID/stat)."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its descendants have used (/proc/PID/stat)."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(f[11]) + int(f[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Summed proportional set size (MB) of a process and its descendants: shared pages
+    (libraries, forked copies) counted once, unlike a sum of RSS."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
+def post_json(port: int, path: str, body: dict[str, object]) -> dict[str, object]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise SystemExit(f"POST {path}: HTTP {r.status}: {data[:300]!r}")
+        return json.loads(data or b"{}")
+    finally:
+        c.close()
+
+
+def bench_mlflow(venv: Path, duration: int) -> dict[str, object]:
+    """The same prompt as an MLflow 3 prompt (a registered model version with the template in
+    its ``mlflow.prompt.text`` tag, as ``mlflow.genai.register_prompt`` stores it), 5 versions,
+    alias ``production`` -> 3, served by ``mlflow server`` (SQLite backend store, one worker,
+    loopback), measured like genreg: ready time, RSS, wrk on the pinned and alias REST reads."""
+    tmp = Path(tempfile.mkdtemp(prefix="genreg-bench-mlflow-"))
+    port = free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    out: dict[str, object] = {}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
+         "--default-artifact-root", str(tmp / "artifacts")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        while True:
+            try:
+                if get(port, "/health") == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+            if time.perf_counter() - t0 > 120:
+                raise SystemExit("mlflow server did not become ready in 120 s")
+        out["ready_s"] = time.perf_counter() - t0
+        out["pss_ready_mb"] = tree_pss_mb(proc.pid)
+        out["processes"] = len(tree_pids(proc.pid))
+        name = "rag-answer"
+        prompt_tag = {"key": "mlflow.prompt.is_prompt", "value": "true"}
+        post_json(port, "/api/2.0/mlflow/registered-models/create",
+                  {"name": name, "tags": [prompt_tag]})  # fmt: skip
+        for i in range(5):
+            text = json.dumps({**PROMPT, "metadata": {"rev": i}})
+            post_json(port, "/api/2.0/mlflow/model-versions/create",
+                      {"name": name, "source": "dummy-source",
+                       "tags": [prompt_tag, {"key": "mlflow.prompt.text", "value": text}]})  # fmt: skip
+        post_json(port, "/api/2.0/mlflow/registered-models/alias",
+                  {"name": name, "alias": "production", "version": "3"})  # fmt: skip
+        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        pinned = f"{base}/model-versions/get?name={name}&version=3"
+        alias = f"{base}/registered-models/alias?name={name}&alias=production"
+        for url in (pinned, alias):
+            path = url.split(str(port), 1)[1]
+            if get(port, path) != 200:
+                raise SystemExit(f"mlflow: GET {path} did not answer 200")
+            for _ in range(100):
+                get(port, path)
+        load: dict[str, dict[str, float] | None] = {}
+        for label, url in (("pinned", pinned), ("alias", alias)):
+            wrk(url, 16, 2, proc.pid)
+            for c in (1, 16):
+                load[f"{label}_c{c}"] = wrk(url, c, duration, proc.pid)
+        out["wrk"] = load
+        out["pss_after_load_mb"] = tree_pss_mb(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def wrk(url: str, conns: int, duration: int, pid: int) -> dict[str, float] | None:
@@ -186,6 +312,7 @@ def main() -> None:
         figures["wrk"] = load
         rss, peak = rss_mb(proc.pid)
         figures["rss_after_load_mb"], figures["rss_peak_mb"] = rss, peak
+        figures["pss_after_load_mb"] = tree_pss_mb(proc.pid)
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
         figures["server_loaded_torch_or_faiss"] = any(x in maps for x in ("libtorch", "faiss"))
 
@@ -242,7 +369,11 @@ def main() -> None:
         figures["mlflow_import_s"] = import_time(
             str(mlflow_venv / "bin" / "python"), "import mlflow", 3
         )
-        figures["mlflow"] = "installed: only 'import mlflow' is measured by this script"
+        figures["mlflow_version"] = subprocess.run(
+            [str(mlflow_venv / "bin" / "python"), "-c", "import mlflow; print(mlflow.__version__)"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        figures["mlflow_server"] = bench_mlflow(mlflow_venv, args.duration)
     else:
         figures["mlflow"] = f"not installed at {mlflow_venv}: no side-by-side run"
 
@@ -260,6 +391,30 @@ def main() -> None:
             )
     else:
         print("\nwrk not found: install it with 'apt-get install -y wrk' for the load figures")
+    m = figures.get("mlflow_server")
+    mw = m.get("wrk") if isinstance(m, dict) else None
+    if isinstance(m, dict) and isinstance(mw, dict) and isinstance(w, dict):
+        print(f"\nside by side with MLflow {figures['mlflow_version']} (same machine, same run)")
+        print("| figure | genreg | MLflow | genreg / MLflow |")
+        print("|---|---|---|---|")
+        rg, rm = float(figures["ready_s"]), float(m["ready_s"])  # type: ignore[arg-type]
+        print(f"| ready | {rg:.2f} s | {rm:.2f} s | {rm / rg:.1f}x faster |")
+        sg, sm = float(figures["pss_after_load_mb"]), float(m["pss_after_load_mb"])  # type: ignore[arg-type]
+        print(f"| memory after load (PSS, all processes) | {sg:.0f} MB | {sm:.0f} MB "
+              f"({m['processes']} processes) | {sm / sg:.1f}x less |")  # fmt: skip
+        for k in w:
+            g, o = w[k], mw.get(k)
+            if not g or not o:
+                continue
+            print(
+                f"| {k} requests/s (p99) | {g['rps']:.0f} ({g['p99_ms']:.2f} ms) "
+                f"| {o['rps']:.0f} ({o['p99_ms']:.2f} ms) | {g['rps'] / o['rps']:.1f}x |"
+            )
+            print(
+                f"| {k} server CPU/request | {g['server_cpu_us_per_req']:.0f} µs "
+                f"| {o['server_cpu_us_per_req']:.0f} µs "
+                f"| {o['server_cpu_us_per_req'] / g['server_cpu_us_per_req']:.1f}x less |"
+            )
 
 
 if __name__ == "__main__":
