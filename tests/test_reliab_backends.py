@@ -355,3 +355,16 @@ def test_postgres_connection_dropped_mid_transaction_leaves_no_half_visible_vers
         assert reg.verify().ok
     finally:
         reg.close()
+
+
+def test_store_layout_errors_are_not_reported_as_an_unreachable_store() -> None:
+    """A directory where an object should be is the store's content, not its transport:
+    it keeps its own meaning (verify reports it as corrupt) instead of a StorageError."""
+    from genreg.store.fsspec_objects import _is_transport_error
+
+    assert _is_transport_error(ConnectionResetError(104, "reset"))
+    assert _is_transport_error(TimeoutError())
+    assert _is_transport_error(PermissionError(13, "denied"))
+    assert not _is_transport_error(IsADirectoryError(21, "is a directory"))
+    assert not _is_transport_error(NotADirectoryError(20, "not a directory"))
+    assert not _is_transport_error(ValueError("bad digest"))

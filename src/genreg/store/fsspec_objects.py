@@ -316,7 +316,13 @@ _REASONS = {
 }
 
 
+# what a store's *content* can raise (a directory where an object should be): not transport
+_LAYOUT_ERRORS = (IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
 def _is_transport_error(exc: BaseException) -> bool:
+    if isinstance(exc, _LAYOUT_ERRORS):
+        return False
     if isinstance(exc, OSError):  # ConnectionError, TimeoutError, PermissionError, ...
         return True
     return any(
