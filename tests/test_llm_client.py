@@ -224,6 +224,21 @@ def test_a_lazy_iterable_is_taken_as_slots_free_and_its_error_waits_for_in_fligh
     assert sorted(done) == [f"q{i}" for i in range(6)] and faults.max_inflight <= 2
 
 
+def test_the_environment_s_proxy_settings_are_honoured(baseline, monkeypatch) -> None:
+    """HTTP(S)_PROXY / NO_PROXY apply (looked up once per endpoint, not per request): through
+    a proxy that is down the endpoint is unreachable; with the host in NO_PROXY it is not."""
+    for var in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    ep = Endpoint("default", baseline.base_url)
+    with pytest.raises(EndpointError, match="route default: cannot reach"):
+        ChatClient(fast(max_retries=0)).run([req(ep, "refund?")])
+    assert baseline.requests == 0
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    out = ChatClient(fast()).run([req(ep, "refund?"), req(ep, "refund again?", "q2")])
+    assert all(r.ok for r in out.values()) and baseline.requests == 2
+
+
 def test_genreg_llm_serve_subprocess_serves_the_protocol() -> None:
     import os
     import subprocess

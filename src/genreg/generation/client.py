@@ -260,6 +260,26 @@ class ChatClient:
     def __init__(self, options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
         self.calls = 0  # HTTP attempts made (retries included)
+        self._proxies: dict[str, tuple[Any, Any]] = {}
+
+    def _post(self, http: Any, req: ChatRequest, data: bytes, headers: dict[str, str]) -> Any:
+        """``POST`` through the proxy the environment names for this endpoint
+        (``HTTP(S)_PROXY`` / ``NO_PROXY``, as httpx honoured them), looked up once per
+        endpoint: aiohttp's ``trust_env`` would look it up -- and ``~/.netrc`` -- in a
+        worker thread on every request (two thread hand-offs per call), and a netrc entry
+        for the host would clash with the Authorization header."""
+        url = req.endpoint.url
+        got = self._proxies.get(url)
+        if got is None:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+
+            try:
+                got = get_env_proxy_for_url(URL(url))
+            except LookupError:
+                got = (None, None)
+            self._proxies[url] = got
+        return http.post(url, data=data, headers=headers, proxy=got[0], proxy_auth=got[1])
 
     # ---- one call -----------------------------------------------------------------------
     async def _attempt(self, http: Any, req: ChatRequest, key: str | None) -> ChatResult:
@@ -278,7 +298,7 @@ class ChatClient:
         try:
             if self.options.stream:
                 return await self._stream(http, req, data, headers, t0, key)
-            async with http.post(req.endpoint.url, data=data, headers=headers) as resp:
+            async with self._post(http, req, data, headers) as resp:
                 raw = await resp.read()
                 self._check_status(req, resp.status, resp.headers, raw, key)
         except aiohttp.ClientConnectorError as exc:
@@ -328,7 +348,7 @@ class ChatClient:
         parts: list[str] = []
         finish = rid = fp = model = None
         usage: Any = None
-        async with http.post(req.endpoint.url, data=data, headers=headers) as resp:
+        async with self._post(http, req, data, headers) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
                 self._check_status(req, resp.status, resp.headers, raw, key)
@@ -463,7 +483,7 @@ class ChatClient:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
             read_bufsize=2**20,
-            trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as httpx honoured them
+            trust_env=False,  # the env's proxy is looked up once per endpoint (_post)
         ) as http:
             failed: BaseException | None = None
             try:
