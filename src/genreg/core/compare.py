@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from genreg.core.lineage import INPUT_ROLES, Lineage
+from genreg.core.lineage import INPUT_ROLES, Lineage, generation_identity
 
 if TYPE_CHECKING:
     from genreg.core.runinfo import RunInfo
@@ -44,6 +44,9 @@ def lineage_view(lineage: Lineage) -> dict[str, Any]:
             out[f] = lineage.embedding.identity() if lineage.embedding else None
         elif f == "k":
             out[f] = list(lineage.k) if lineage.k is not None else None
+        elif f == "generation":
+            g = lineage.generation
+            out[f] = generation_identity(g) if g is not None else None
         else:
             v = getattr(lineage, f)
             out[f] = dict(v) if hasattr(v, "keys") else v

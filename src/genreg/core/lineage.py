@@ -37,7 +37,10 @@ generation stage (so runs without one keep the fingerprints stored before it exi
   package versions) -- the *environment* that could still change the numbers.
 
 ``embedding.device`` is environment, not an input: it is left out of the fingerprint (and of
-attribution), like the host. ``embedding.backend``/``quantize`` are inputs: an ONNX or int8
+attribution), like the host. So is ``generation.cache`` (``rw``/``replay``/``off``): it says
+where the answers came from, not what they are -- a CI ``replay`` of a recorded run is a
+repeat of it (the response cache key covers endpoint, model, messages, parameters and
+repeat, so a replay can only return the answers of the identical request). ``embedding.backend``/``quantize`` are inputs: an ONNX or int8
 export is a different model with its own digest.
 
 Left out on purpose (they do not change the numbers): run id, eval name, run name, tags and
@@ -78,6 +81,8 @@ FINGERPRINT_FIELDS = (
 # Fingerprinted only when present: records stored before these existed keep their fingerprint.
 OPTIONAL_FINGERPRINT_FIELDS = ("generation",)
 ENVIRONMENT_FIELDS = ("code", "packages", "host")
+# Recorded in ``generation`` but not what the answers are (see the module docstring).
+GENERATION_RECORD_ONLY = ("cache",)
 # Emitted by to_dict only when set (absent from older records).
 _OPTIONAL_KEYS = ("index_key", "run_file_path", "generation", "latency")
 
@@ -92,7 +97,16 @@ def fingerprint(lineage: Mapping[str, Any]) -> str:
     for f in OPTIONAL_FINGERPRINT_FIELDS:
         if lineage.get(f) is not None:
             body[f] = lineage[f]
+    gen = body.get("generation")
+    if isinstance(gen, Mapping):
+        body["generation"] = generation_identity(gen)
     return digest_json(body)
+
+
+def generation_identity(generation: Mapping[str, Any]) -> dict[str, Any]:
+    """The fingerprinted and compared part of a lineage's ``generation`` settings: all of
+    them but :data:`GENERATION_RECORD_ONLY` (the cache mode)."""
+    return {k: v for k, v in generation.items() if k not in GENERATION_RECORD_ONLY}
 
 
 @dataclass(frozen=True)
