@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -216,14 +216,24 @@ class Indexes:
         def texts() -> list[str]:
             return json.loads(self.objects.get_bytes(texts_digest))
 
+        doc_ids: Sequence[str] = meta.get("doc_ids", ())
+        chunk_index: Sequence[int] = meta.get("chunk_index", ())
+        chunked = None
+        if "rowids" in meta:  # on-disk index: the compact table, memory-mapped
+            from genreg.retrieval.rowids import open_rowids
+
+            spill = self.settings.home / "cache" / "ann" / "rowids"
+            table = open_rowids(self.objects, meta["rowids"], spill)
+            doc_ids, chunk_index, chunked = table.doc_ids, table.chunk_index, table.chunked
         return Retriever(
             info,
             faiss_index,
-            meta["doc_ids"],
-            meta["chunk_index"],
+            doc_ids,
+            chunk_index,
             self.query_cache(emb),
             texts,
             exact=exact,
+            chunked=chunked,
         )
 
     def query_cache(self, emb: EmbedderLike) -> Any:
@@ -414,6 +424,7 @@ class Indexes:
         from genreg.retrieval import ann
         from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
         from genreg.retrieval.index import encode_envelope
+        from genreg.retrieval.rowids import encode_rowids
 
         if ray_opts is not None:  # an unreachable cluster or no extra: before any work
             from genreg.retrieval.ray_engine import preflight
@@ -486,6 +497,8 @@ class Indexes:
             digests_obj = self.objects.put_bytes(digests_blob)
             rowmap_blob = ann.encode_rowmap(plan)
             rowmap_obj = self.objects.put_bytes(rowmap_blob)
+            rowids_blob = encode_rowids(doc_ids, chunk_index)
+            rowids_obj = self.objects.put_bytes(rowids_blob)
             sample_obj = self.objects.put_bytes(sample_blob)
             texts_blob = canonical_json(texts)
             texts_obj = self.objects.put_bytes(texts_blob)
@@ -501,8 +514,7 @@ class Indexes:
                 "lists": lists_obj,
                 "digests": digests_obj,
                 "rowmap": rowmap_obj,
-                "doc_ids": doc_ids,
-                "chunk_index": chunk_index,
+                "rowids": rowids_obj,
             }
             envelope = encode_envelope((workdir / ann.TRUNK).read_bytes(), meta)
             obj = self.objects.put_bytes(envelope)
@@ -519,6 +531,7 @@ class Indexes:
                 "lists": lists_obj,
                 "digests": digests_obj,
                 "rowmap": rowmap_obj,
+                "rowids": rowids_obj,
                 "bytes": self.objects.size(lists_obj) + len(envelope),
             }
             self.derived.put(
@@ -536,6 +549,7 @@ class Indexes:
                 ensure_stored(self.objects, texts_obj, texts_blob)
                 ensure_stored(self.objects, digests_obj, digests_blob)
                 ensure_stored(self.objects, rowmap_obj, rowmap_blob)
+                ensure_stored(self.objects, rowids_obj, rowids_blob)
                 ensure_stored(self.objects, obj, envelope)
                 if not self.objects.has(lists_obj):
                     self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
