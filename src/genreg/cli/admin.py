@@ -47,7 +47,7 @@ def gc(
     quiet: bool = QuietOpt,
 ) -> None:
     """List objects nothing references, stale staging files (temp files of killed writes) and
-    index cache copies (<home>/cache/ann) of objects no longer referenced; --delete removes
+    index cache copies (cache/ann in the registry home) of objects no longer referenced; --delete removes
     those older than --grace, never an object a committed version names."""
     with progress(quiet) as cb:
         report = open_registry().gc(dry_run=dry_run, grace_seconds=grace, progress=cb)

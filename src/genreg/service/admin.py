@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genreg.core.hashing import digest_bytes
+from genreg.core.urls import redact_url
 from genreg.errors import IntegrityError, NotFound
 
 if TYPE_CHECKING:
@@ -437,7 +438,7 @@ class Admin:
             rev = current_revision(engine)
         finally:
             engine.dispose()
-        return {"database": _redact(self.settings.database_url), "current": rev, "head": HEAD}
+        return {"database": redact_url(self.settings.database_url), "current": rev, "head": HEAD}
 
     def db_upgrade(self) -> dict[str, Any]:
         """Migrate the database to the head revision (idempotent)."""
@@ -454,7 +455,7 @@ class Admin:
         if after != HEAD:
             raise IntegrityError(f"database at revision {after!r} after upgrade, expected {HEAD}")
         return {
-            "database": _redact(self.settings.database_url),
+            "database": redact_url(self.settings.database_url),
             "before": before,
             "after": after,
             "changed": before != after,
@@ -484,7 +485,3 @@ def _remove_path(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
