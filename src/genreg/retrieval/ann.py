@@ -17,10 +17,15 @@ embedding-cache shards (:func:`plan_rows`) finds which shard holds each row's ve
 then grouped by shard into *units* of about :data:`UNIT_ROWS` rows (the grouping depends only
 on the shards, never on the number of workers), each unit is added (``add_with_ids``, row
 number as id, :data:`BLOCK_ROWS` vectors at a time read straight from the shard file) to a
-copy of the trained empty index and written as a shard index file -- in this process or in
-``workers`` local processes -- and the shards are merged into FAISS on-disk inverted lists
+copy of the trained empty index and written as a shard index file -- in this process, in
+``workers`` local processes, or as Ray tasks (``engine=ray``:
+:func:`genreg.retrieval.ray_engine.build_units`, each task reading its cache shards from the
+object store and returning its unit file to the driver) -- and the shards are merged, in unit
+order, into FAISS on-disk inverted lists
 (``faiss.contrib.ondisk.merge_ondisk``). The result is two files: ``index.faiss`` (centroids,
-PQ codebooks, list offsets: small) and ``lists.ivfdata`` (codes + ids: n x (m + 8) bytes).
+PQ codebooks, list offsets: small; it names its lists file by bare name, so it depends on
+the content alone) and ``lists.ivfdata`` (codes + ids: n x (m + 8) bytes): byte-identical
+whichever built the units.
 
 **Search without loading the index.** :func:`open_ondisk` reads ``index.faiss`` with
 ``IO_FLAG_ONDISK_SAME_DIR | IO_FLAG_READ_ONLY``: the inverted lists stay in ``lists.ivfdata``,
@@ -459,23 +464,34 @@ def build_ondisk(
     workdir: Path,
     *,
     workers: int = 1,
-    rows_per_unit: int = UNIT_ROWS,
+    rows_per_unit: int | None = None,
     progress: Any = None,
+    ray: Any = None,
 ) -> int:
     """Build ``workdir/index.faiss`` + ``workdir/lists.ivfdata`` from the cached vectors of
-    every row of ``plan`` (all must be cached); returns the number of vectors."""
+    every row of ``plan`` (all must be cached); returns the number of vectors. The units are
+    built here, in ``workers`` local processes, or -- ``ray``: a
+    :class:`~genreg.retrieval.ray_engine.RayOptions` -- as Ray tasks; the merge is the same
+    (in unit order), so the files are byte-identical whichever built the units."""
     import faiss
     import numpy as np
     from faiss.contrib.ondisk import merge_ondisk
 
     if len(plan.missing()):
         raise IntegrityError(f"embedding cache: {len(plan.missing())} rows have no vector")
-    work = units(plan, rows_per_unit)
+    work = units(plan, rows_per_unit or UNIT_ROWS)
     paths = [str(workdir / f"unit-{i:05d}.faiss") for i in range(len(work))]
     total, done = len(plan.shard_of), 0
     if progress is not None:
         progress("indexing", 0, total)
-    if workers > 1 and len(work) > 1:
+    if ray is not None:
+        from genreg.retrieval.ray_engine import build_units
+
+        for added in build_units(objects.url, trained, work, paths, ray):
+            done += added
+            if progress is not None:
+                progress("indexing", done, total)
+    elif workers > 1 and len(work) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -494,6 +510,12 @@ def build_ondisk(
     index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
     with quiet_native():
         merge_ondisk(index, paths, str(workdir / LISTS))
+        # the trunk names its lists file; store the bare name, not this build's temp dir (read
+        # back with IO_FLAG_ONDISK_SAME_DIR), so the trunk -- and the index object's digest --
+        # depends on the content alone
+        invlists: Any = faiss.extract_index_ivf(index).invlists
+        lists: Any = faiss.downcast_InvertedLists(invlists)
+        lists.filename = LISTS  # an OnDiskInvertedLists (merge_ondisk made it)
         faiss.write_index(index, str(workdir / TRUNK))
     n = int(index.ntotal)
     del index

@@ -16,6 +16,7 @@ both write the same cache shards, so the index is the same either way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -418,8 +419,37 @@ class Indexes:
     ) -> tuple[str, Derived, int]:
         """Chunk, check the parameters can train (before anything is embedded or written),
         embed what the cache lacks, draw the training sample, train, build the on-disk index
-        from the cache shards (streaming) and store it. Returns (key, row, embedded)."""
+        from the cache shards (streaming) and store it. Returns (key, row, embedded).
+        ``ray_opts``: the missing chunks are embedded by Ray actors and the index's build
+        units run as Ray tasks, in one Ray session (started when first needed)."""
+        with contextlib.ExitStack() as ray_stack:
+            return self._build_ann_steps(
+                snapshot, docs, emb, cspec, ispec, progress, batch_size, total, ray_opts, ray_stack
+            )
+
+    def _build_ann_steps(
+        self,
+        snapshot: str,
+        docs: Iterable[Any],
+        emb: EmbedderLike,
+        cspec: ChunkingSpec,
+        ispec: IndexSpec,
+        progress: Progress | None,
+        batch_size: int,
+        total: int | None,
+        ray_opts: Any,
+        ray_stack: contextlib.ExitStack,
+    ) -> tuple[str, Derived, int]:
         import shutil
+
+        connected: list[bool] = []
+
+        def ray_up() -> None:  # one cluster connection for embedding and index units
+            if ray_opts is not None and not connected:
+                from genreg.retrieval.ray_engine import ray_session
+
+                ray_stack.enter_context(ray_session(ray_opts))
+                connected.append(True)
 
         from genreg.retrieval import ann
         from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
@@ -450,6 +480,7 @@ class Indexes:
             if ray_opts is not None:  # the same cache shards, written by Ray actors
                 from genreg.retrieval.ray_engine import embed_missing
 
+                ray_up()
                 embed_missing(
                     self.settings,
                     emb,
@@ -489,8 +520,15 @@ class Indexes:
         workdir = Path(tempfile.mkdtemp(prefix="ann-", dir=tmp_root))
         try:
             workers = int(os.environ.get("GENREG_INDEX_WORKERS") or 1)
-            ann.build_ondisk(
-                self.objects, plan, trained, workdir, workers=workers, progress=progress
+            ray_up()
+            ann.build_ondisk(  # engine ray: the build units run as Ray tasks too
+                self.objects,
+                plan,
+                trained,
+                workdir,
+                workers=workers,
+                progress=progress,
+                ray=ray_opts,
             )
             lists_obj = self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
             digests_blob = rows.tobytes()
