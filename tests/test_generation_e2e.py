@@ -189,3 +189,34 @@ def test_the_same_server_on_another_port_is_the_same_input(project, cli, monkeyp
     assert c["differs"] == {} and c["attributable"] and c["identical_fingerprint"]
     r = cli("runs", "compare", a["run_id"], b["run_id"])
     assert r.exit_code == 0 and "inputs that differ: none" in r.output, r.output
+
+
+# fails for q041 only: the last test query (not the sample), after concurrency-many others
+FAILS_ON_Q041 = "{% if 'not secure' in question %}{{ 1 // 0 }}{% endif %}"
+
+
+@pytest.mark.parametrize(
+    ("file", "ref"),
+    [
+        ("rag-answer", "prompt:rag-answer@v2"),
+        ("judge-faithfulness", "prompt:judge-faithfulness@v2"),
+    ],
+)
+def test_a_prompt_that_fails_on_one_query_spends_nothing(
+    project, cli, llm, monkeypatch, tmp_path: Path, file: str, ref: str
+):
+    """Issue 9 §4 / issue 10: every query's prompt (and judge prompt) is rendered before the
+    first call, so a template that fails on one query -- not the sample query prepare renders
+    -- is exit 2 naming the prompt ref and the query id, with no call made and no run."""
+    monkeypatch.setenv("E2E_KEY", KEY)
+    p = tmp_path / "registry" / "prompts" / f"{file}.yaml"
+    text = p.read_text()
+    assert "Question: {{ question }}" in text
+    p.write_text(
+        text.replace("Question: {{ question }}", "Question: {{ question }}" + FAILS_ON_Q041)
+    )
+    project.push([tmp_path / "registry"])
+    code, _, out = run(cli, llm)
+    assert code == 2, out
+    assert f"prompt {ref}: cannot render for query 'q041'" in out
+    assert llm.requests == 0 and project.list_runs() == []
