@@ -555,7 +555,7 @@ def test_gc_reclaims_index_cache_copies_nothing_references(registry, tmp_path, g
     assert all(c["recent"] and not c["deleted"] for c in young.caches)
     out = cli("gc", "--delete", "--grace", "0")
     assert out.exit_code == 0, out.output
-    assert f"cache {dead}" in out.output and "3 stale index cache entries" in out.output
+    assert f"cache {dead}" in out.output and "3 unneeded index cache entries, 3 stale" in out.output
     assert not any(p.exists() for p in map(Path, stale))
     assert live.exists() and busy.exists() and (shards / live_shard).exists()
     again = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)

@@ -70,23 +70,28 @@ def ray_cluster() -> Iterator[str]:
     """A local 2-CPU Ray cluster for the module; yields its GCS address (a RAY_ADDRESS)."""
     import ray
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    before = dict(os.environ)
     tmp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit 107 bytes
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        object_store_memory=128 * 1024 * 1024,
-        _temp_dir=tmp,
-    )
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with pytest.MonkeyPatch.context() as mp:  # nothing leaks into the rest of the session
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            mp.setenv(name, os.environ.get(name, "1"))
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            object_store_memory=128 * 1024 * 1024,
+            _temp_dir=tmp,
+        )
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            ray.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
+    for name in set(os.environ) - set(before):  # anything Ray's driver set (PYTHONBREAKPOINT)
+        del os.environ[name]
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +330,39 @@ def test_eval_config_engine_ray_is_wired_and_an_unreachable_cluster_writes_nothi
     ]
     _nothing_written(registry)
     assert registry.list_runs() == []
+
+    # no cluster address: the config's ray options reach the engine, parsed (captured where
+    # the indexing service looks embed_missing up; no cluster is started)
+    import genreg.retrieval.ray_engine as ray_engine
+    from genreg.errors import ConfigError
+
+    monkeypatch.delenv("RAY_ADDRESS")
+    got: list[Any] = []
+
+    def capture(
+        settings: Any,
+        emb: Any,
+        digests: Any,
+        texts: Any,
+        missing: Any,
+        options: Any,
+        progress: Any = None,
+    ) -> Any:
+        got.append((options, len(missing)))
+        raise ConfigError("captured")
+
+    monkeypatch.setattr(ray_engine, "embed_missing", capture)
+    r = cli(
+        "eval",
+        "run",
+        REPO / "evals" / "baseline.yaml",
+        "--set",
+        "embedding={engine: ray, ray: {actors: 3, batch_size: 5, num_cpus: 0.5}}",
+        "--quiet",
+    )
+    assert r.output.strip().splitlines() == ["error: captured"], r.output
+    assert len(got) == 1 and got[0][1] > 0
+    assert got[0][0] == ray_engine.RayOptions(actors=3, num_cpus=0.5, batch_size=5)
 
 
 class _TableEmbedder:

@@ -146,16 +146,17 @@ class EmbedActor:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from genreg.service.store import Store
+        from genreg.store.metadata import open_metadata
+        from genreg.store.objects import open_object_store
 
-        self.reg = Store(settings)
+        # the registry's stores, opened from the settings at the store layer (no service/)
+        self.objects = open_object_store(settings.objects_url)
+        self.derived = open_metadata(settings.database_url).derived
         if embedder is None:
             from genreg.retrieval.embedders import load_embedder
             from genreg.retrieval.onnx_backend import ExportStore
 
-            exports = ExportStore(
-                self.reg.objects, self.reg.derived, settings.home / "cache" / "onnx"
-            )
+            exports = ExportStore(self.objects, self.derived, settings.home / "cache" / "onnx")
             embedder = load_embedder(
                 dict(spec or {}), cache_dir=settings.home / "cache", exports=exports
             )
@@ -188,15 +189,15 @@ class EmbedActor:
                     raise IntegrityError(f"ray actor: chunk text does not match sha256:{d}")
             vecs = np.asarray(self.emb.encode(ts, batch_size=self.batch_size), dtype=np.float32)
             blob = encode_shard(ds, vecs)
-            obj = self.reg.objects.put_bytes(blob)
-            self.reg.derived.put(
+            obj = self.objects.put_bytes(blob)
+            self.derived.put(
                 kind=KIND,
                 scope=self.digest,
                 key=obj,
                 object_digest=obj,
                 meta={"count": len(ds), "dim": int(vecs.shape[1])},
             )
-            ensure_stored(self.reg.objects, obj, blob)
+            ensure_stored(self.objects, obj, blob)
             shards.append(obj)
             counts.append(len(ds))
             blocks.append(int(b))
@@ -218,13 +219,18 @@ def embedder_spec(emb: Any) -> dict[str, Any] | None:
     return None
 
 
-def preflight(options: RayOptions) -> None:
+def cluster_address(options: RayOptions) -> str | None:
+    """The cluster to connect to: ``options.address``, else ``RAY_ADDRESS``; None: local."""
+    return options.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def preflight(options: RayOptions) -> Any:
     """Fail fast, before any chunking or writing: an unreachable ``host:port`` cluster
-    address or a missing ``ray`` extra is one :class:`ConfigError` line."""
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    address or a missing ``ray`` extra is one :class:`ConfigError` line. Returns ``ray``."""
+    address = cluster_address(options)
     if address:
         check_address(address)
-    require_ray()
+    return require_ray()
 
 
 def embed_missing(
@@ -239,10 +245,7 @@ def embed_missing(
     """Embed the ``missing`` chunks on Ray (module doc); returns ``{"shards", "embedded",
     "seconds", "actors"}``. Raises :class:`ConfigError` for a missing extra or an unreachable
     cluster before anything is written."""
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        check_address(address)
-    require_ray()
+    preflight(options)  # before planning: one line, nothing written
     blocks = plan_blocks(digests, texts, set(missing), options.batch_size * 32)
     if not blocks:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
@@ -296,10 +299,8 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     """``ray``, connected: to the cluster this process is already connected to, else to
     ``options.address`` / ``RAY_ADDRESS``, else to a local cluster started (and shut down
     afterwards) with ``actors x num_cpus`` CPUs, a small object store and no dashboard."""
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        check_address(address)
-    ray = require_ray()
+    ray = preflight(options)
+    address = cluster_address(options)
     started = False
     if not ray.is_initialized():
         kw: dict[str, Any] = {
