@@ -673,3 +673,142 @@ def test_old_indexes_with_json_row_ids_still_open_and_search_identically(
         assert all(len(qh) == 5 for qh in hits)
         reg.close()
     assert found[0] == found[1]
+
+
+# ---- the chunk texts: a compact, memory-mapped table ---------------------------------------------
+
+TEXTS = [
+    "",
+    "plain",
+    "naïve café — 東京 🚀",
+    "a\u2028b\u2029c\nd\r\n",
+    "",
+    '"{json}"\\',
+    "x" * 5000,
+]
+
+
+def test_text_table_round_trips_unicode_empty_and_line_separators():
+    from genreg.retrieval.texttable import TextTable, encode_texts
+
+    blob = encode_texts(TEXTS)
+    t = TextTable(blob)
+    assert len(t) == len(TEXTS) and list(t) == TEXTS and t[-1] == TEXTS[-1] and t[1:4] == TEXTS[1:4]
+    assert t[3] == "a\u2028b\u2029c\nd\r\n"  # U+2028 kept inside its text, not a row break
+    assert list(TextTable(encode_texts([]))) == []
+    with pytest.raises(IndexError):
+        t[len(TEXTS)]
+    for bad in (blob[:-1], blob + b"\0", b"GRROWIDS" + blob[8:], blob[:10]):
+        with pytest.raises(IntegrityError):
+            TextTable(bad)
+
+
+def _text_corpus(registry, tmp_path: Path, n: int) -> list[str]:
+    src = tmp_path / "tsrc"
+    src.mkdir(exist_ok=True)
+    texts = []
+    for i in range(n):
+        t = f"doc {i} {TEXTS[i % len(TEXTS)][:40]} \u2028 end {i}"
+        (src / f"d{i:04d}.txt").write_text(t, encoding="utf-8", newline="")
+        texts.append(t)
+    registry.snapshot("kb", src)
+    return texts
+
+
+def test_ondisk_index_reads_chunk_texts_per_hit_from_a_mapped_table(
+    registry, tmp_path, genreg_home, monkeypatch
+):
+    """New on-disk indexes store their chunk texts as one table object (no JSON list):
+    nothing is read until a text is asked for, then only the hits' rows are decoded; a store
+    without local files gets a verified copy once."""
+    from genreg.retrieval import texttable
+    from genreg.retrieval.index import decode_envelope
+
+    _text_corpus(registry, tmp_path, 300)
+    spec = {**SPEC, "nlist": 8}
+    kw = {"model": HashEmbedder(500), "chunking": "none", "index": spec}
+    info = registry.build_index("kb", **kw)
+    meta, _ = decode_envelope(registry.objects.get_bytes(info.object_digest))
+    assert (
+        "texts" not in meta
+        and registry.derived.get(info.key).meta["text_table"] == (meta["text_table"])
+    )
+    decoded: list[int] = []
+    real_one = texttable.TextTable._one
+    monkeypatch.setattr(
+        texttable.TextTable, "_one", lambda self, row: decoded.append(row) or real_one(self, row)
+    )
+    r = registry.open_retriever("kb", **kw)
+    assert r._texts is None  # opening reads no text at all
+    q = clustered(6, DIM, seed=5)
+    hits = r.search_vectors(q, 3, with_text=True)
+    table = r._texts
+    assert isinstance(table, texttable.TextTable) and not isinstance(table, list)
+    assert isinstance(table.buf, np.memmap) and not table.buf.flags.writeable
+    assert np.shares_memory(table.text, table.buf)
+    assert len(decoded) == sum(len(h) for h in hits) <= 18  # the hits' rows, nothing else
+    docs = {d.doc_id: d.embed_text() for d in registry.iter_documents("corpus:kb@v1")}
+    assert all(h.text == docs[h.doc_id] for qh in hits for h in qh)
+    remote = texttable.open_texts(
+        _RemoteLike(registry.objects), meta["text_table"], tmp_path / "sp"
+    )
+    assert list(remote) == [docs[d] for d in r.doc_ids]  # verified copy, same texts
+    assert (tmp_path / "sp" / meta["text_table"].removeprefix("sha256:")).exists()
+    # gc keeps the table alive (named by the index row's meta) and snippets still read; of
+    # the local copies of remote tables it reclaims only those of unreferenced objects
+    spill = genreg_home / "cache" / "ann" / "texts"
+    spill.mkdir(parents=True)
+    (spill / meta["text_table"].removeprefix("sha256:")).write_bytes(b"live")
+    (spill / ("cc" * 32)).write_bytes(b"stale")
+    out = registry.gc(dry_run=False, grace_seconds=0)
+    assert registry.objects.has(meta["text_table"])
+    assert [c["path"] for c in out.caches] == [str(spill / ("cc" * 32))]
+    assert (spill / meta["text_table"].removeprefix("sha256:")).exists()
+    assert not (spill / ("cc" * 32)).exists()
+    again = registry.open_retriever("kb", **kw).search_vectors(q, 3, with_text=True)
+    assert [[h.text for h in qh] for qh in again] == [[h.text for h in qh] for qh in hits]
+
+
+def test_old_index_with_json_texts_gives_identical_snippets_and_contexts(
+    registry, tmp_path, monkeypatch
+):
+    """An on-disk index stored before the table (``meta["texts"]``: a JSON list) opens through
+    the JSON path; hits, snippets and the generation stage's rendered context are identical."""
+    from types import SimpleNamespace
+
+    from genreg import Registry
+    from genreg.core.hashing import canonical_json
+    from genreg.generation.stage import context_of
+    from genreg.retrieval import index as index_mod
+    from genreg.retrieval.texttable import TextTable
+
+    spec = {**SPEC, "nlist": 8}
+    q = clustered(20, DIM, seed=9)
+    found, contexts = [], []
+    for old in (False, True):
+        reg = Registry.init(tmp_path / f"h-{old}")
+        _text_corpus(reg, tmp_path, 300)
+        if old:  # the meta exactly as genreg wrote it before: a JSON list under "texts"
+            real = index_mod.encode_envelope
+
+            def old_envelope(faiss_bytes, meta, reg=reg, real=real):
+                meta = dict(meta)
+                t = TextTable(reg.objects.get_bytes(meta.pop("text_table")))
+                meta["texts"] = reg.objects.put_bytes(canonical_json(list(t)))
+                return real(faiss_bytes, meta)
+
+            monkeypatch.setattr(index_mod, "encode_envelope", old_envelope)
+        kw = {"model": HashEmbedder(500), "chunking": "none", "index": spec}
+        info = reg.build_index("kb", **kw)
+        meta, _ = index_mod.decode_envelope(reg.objects.get_bytes(info.object_digest))
+        assert ("texts" in meta) == old and ("text_table" in meta) != old
+        r = reg.open_retriever("kb", **kw)
+        hits = r.search_vectors(q, 3, with_text=True)
+        assert isinstance(r._texts, list) == old
+        found.append([[(h.doc_id, h.chunk_index, h.score, h.text) for h in qh] for qh in hits])
+        s = {"context_k": 3, "context_chars": 2000}
+        contexts.append([context_of(SimpleNamespace(hits=qh), s) for qh in hits])
+        reg.close()
+        monkeypatch.undo()
+    assert found[0] == found[1] and contexts[0] == contexts[1]
+    assert all("\u2028" in c for c in contexts[0])  # the separator survives into the prompt

@@ -74,7 +74,7 @@ class Retriever:
         doc_ids: Sequence[str],
         chunk_index: Sequence[int],
         embedder: Embedder,
-        texts: Callable[[], list[str]] | None = None,
+        texts: Callable[[], Sequence[str]] | None = None,
         exact: Callable[[np.ndarray, int], tuple[Any, Any]] | None = None,
         chunked: bool | None = None,
     ) -> None:
@@ -87,7 +87,9 @@ class Retriever:
         self.chunk_index = chunk_index
         self.embedder = embedder
         self._texts_loader = texts
-        self._texts: list[str] | None = None
+        # loaded on the first text asked for: a JSON list (flat), or a lazy sequence
+        # decoding one row at a time (genreg.retrieval.texttable.TextTable: on-disk indexes)
+        self._texts: Sequence[str] | None = None
         # some document has several rows (None: computed from doc_ids, which a lazy
         # sequence such as genreg.retrieval.rowids.DocIds passes in to avoid)
         self.chunked = len(set(doc_ids)) < len(doc_ids) if chunked is None else chunked

@@ -136,9 +136,16 @@ class ChunkIndex(_Column):
 def open_rowids(objects: ObjectStore, digest: str, spill_dir: Path) -> RowIds:
     """The stored table ``digest``, memory-mapped read-only from the object's file (a store
     without local files, such as S3: copied, verified, into ``spill_dir`` once)."""
+    where = f"rowids {digest}"
+    return RowIds(map_object(objects, digest, spill_dir, where), where)
+
+
+def map_object(objects: ObjectStore, digest: str, spill_dir: Path, where: str) -> Any:
+    """The object ``digest`` as a read-only ``uint8`` memory map of its file (a store without
+    local files, such as S3: copied, verified, into ``spill_dir`` once). Shared by the row-id
+    and chunk-text tables (:mod:`genreg.retrieval.texttable`)."""
     import numpy as np
 
-    where = f"rowids {digest}"
     path = objects.local_path(digest)
     if path is None or not path.exists():
         path = spill_dir / digest.removeprefix("sha256:")
@@ -149,4 +156,4 @@ def open_rowids(objects: ObjectStore, digest: str, spill_dir: Path) -> RowIds:
             os.replace(tmp, path)
     if path.stat().st_size == 0:
         raise IntegrityError(f"{where}: empty")
-    return RowIds(np.memmap(path, dtype=np.uint8, mode="r"), where)
+    return np.memmap(path, dtype=np.uint8, mode="r")

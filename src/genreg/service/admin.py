@@ -35,7 +35,8 @@ local caches** of ``<home>/cache/ann/`` (:meth:`Admin._ann_caches`): the materia
 an on-disk index (``<index object digest>/``, whose ``lists.ivfdata`` is a hard link to the
 stored lists object, so it keeps the bytes on disk even once that object is deleted) and the
 local copies of embedding-cache shards a refined search read from a remote store
-(``shards/<digest>``), once the object they copy is no longer referenced, and the temp
+(``shards/<digest>``) and of a remote index's row-id / chunk-text tables (``rowids/``,
+``texts/``), once the object they copy is no longer referenced, and the temp
 directories of killed materialisations. All of it is a cache: deleting it is always safe (the
 next search re-creates it from the objects).
 """
@@ -67,6 +68,8 @@ Progress = Callable[[str, int, int | None], None]
 ReferenceProvider = Callable[[Any], Iterable[tuple[str, str]]]
 _PROVIDERS: list[ReferenceProvider] = []
 _HEX64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+# <home>/cache/ann subdirectories of copied objects (from a store without local files)
+_ANN_SPILLS = ("shards", "rowids", "texts")
 _SCAN_LIMIT = 512 << 20  # don't scan manifests larger than this for embedded digests
 
 
@@ -398,17 +401,18 @@ class Admin:
         self, keep_now: Callable[[], set[str]], now: float, grace: float
     ) -> list[dict[str, Any]]:
         """``<home>/cache/ann`` entries nothing needs any more: ``<digest>/`` (a materialised
-        on-disk index) and ``shards/<digest>`` (a local copy of a remote embedding shard)
-        whose object is not referenced, and ``*.tmp-<pid>`` leftovers of a process that is
+        on-disk index), ``shards/<digest>`` (a local copy of a remote embedding shard) and
+        ``rowids/<digest>`` / ``texts/<digest>`` (local copies of a remote index's row-id and
+        chunk-text tables) whose object is not referenced, and ``*.tmp-<pid>`` leftovers of a process that is
         gone. Entries younger than ``grace`` are reported as recent (kept). The references
         are read (``keep_now``) only when there is such an entry, after listing them: a copy
         made for an index committed later is younger than the listing."""
         root = self.settings.home / "cache" / "ann"
         out: list[dict[str, Any]] = []
         entries: list[Path] = []
-        for d in (root, root / "shards"):
+        for d in (root, *(root / sub for sub in _ANN_SPILLS)):
             if d.is_dir():
-                entries += [p for p in sorted(d.iterdir()) if p.name != "shards"]
+                entries += [p for p in sorted(d.iterdir()) if p.name not in _ANN_SPILLS]
         if not entries:
             return out
         keep = keep_now()

@@ -212,10 +212,21 @@ class Indexes:
             spill = self.settings.home / "cache" / "ann" / "shards"
             reader = ann.VectorReader(exact, spill)
             faiss_index = ann.Refined(faiss_index, reader, ispec.get("refine"))
-        texts_digest = meta["texts"]
+        texts: Callable[[], Sequence[str]]
+        if "text_table" in meta:  # on-disk index: the compact table, memory-mapped on first use
+            table_digest = meta["text_table"]
 
-        def texts() -> list[str]:
-            return json.loads(self.objects.get_bytes(texts_digest))
+            def texts() -> Sequence[str]:
+                from genreg.retrieval.texttable import open_texts
+
+                spill = self.settings.home / "cache" / "ann" / "texts"
+                return open_texts(self.objects, table_digest, spill)
+
+        else:  # a flat index, or an ANN index stored before the table: one JSON list
+            texts_digest = meta["texts"]
+
+            def texts() -> Sequence[str]:
+                return json.loads(self.objects.get_bytes(texts_digest))
 
         doc_ids: Sequence[str] = meta.get("doc_ids", ())
         chunk_index: Sequence[int] = meta.get("chunk_index", ())
@@ -455,6 +466,7 @@ class Indexes:
         from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
         from genreg.retrieval.index import encode_envelope
         from genreg.retrieval.rowids import encode_rowids
+        from genreg.retrieval.texttable import encode_texts
 
         if ray_opts is not None:  # an unreachable cluster or no extra: before any work
             from genreg.retrieval.ray_engine import preflight
@@ -538,7 +550,7 @@ class Indexes:
             rowids_blob = encode_rowids(doc_ids, chunk_index)
             rowids_obj = self.objects.put_bytes(rowids_blob)
             sample_obj = self.objects.put_bytes(sample_blob)
-            texts_blob = canonical_json(texts)
+            texts_blob = encode_texts(texts)  # not JSON: read per hit, memory-mapped
             texts_obj = self.objects.put_bytes(texts_blob)
             build = {**ispec.build_dict(), "train_sample": train_sample}
             meta = {
@@ -548,7 +560,7 @@ class Indexes:
                 "chunking": cspec.to_dict(),
                 "index": build,
                 "dim": dim,
-                "texts": texts_obj,
+                "text_table": texts_obj,
                 "lists": lists_obj,
                 "digests": digests_obj,
                 "rowmap": rowmap_obj,
@@ -565,7 +577,7 @@ class Indexes:
                 "n_docs": n_docs,
                 "n_chunks": len(doc_ids),
                 "embedded": embedded,
-                "texts": texts_obj,
+                "text_table": texts_obj,
                 "lists": lists_obj,
                 "digests": digests_obj,
                 "rowmap": rowmap_obj,
