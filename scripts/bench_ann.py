@@ -35,11 +35,16 @@ of 0: the same topics), not in the corpus. Chunk "texts" are ``synthetic N`` (th
    ``ann.build_ondisk`` (streamed units, merged into on-disk inverted lists; one process).
 4. ``search``: ``ann.open_ondisk`` (memory-mapped lists), ``apply_search_params``, and for
    ``refine > 0`` ``ann.Refined`` over ``ann.VectorReader`` (exact re-ranking from the cache
-   shards, rows located by the stored row map) -- what ``open_retriever`` builds -- then every query searched alone (k=10, the
-   fetch of an unchunked eval at k=10), timed per query, for each ``--settings`` entry.
+   shards, rows located by the stored row map) -- what ``open_retriever`` builds -- then every
+   query searched alone (k=10, the fetch of an unchunked eval at k=10) and each hit mapped to
+   its document id and chunk number, timed per query, for each ``--settings`` entry. The row
+   ids (synthetic: 4 chunks a document, ids ``doc-NNNNNNN``) come from the index's row-id
+   table, memory-mapped (``genreg.retrieval.rowids``).
+   ``search_json``: the same with the row ids as an index stored them before that table: the
+   meta's ``doc_ids``/``chunk_index`` JSON lists parsed into Python lists (and the set of doc
+   ids the retriever then built) -- the "before" figure, side by side.
 
-Not measured here: query embedding (the model) and the registry's doc-id table (the index
-meta's ``doc_ids``/``chunk_index`` lists, ~70 bytes a row as Python objects).
+Not measured here: query embedding (the model).
 The load average is printed at the start and end of each phase (2 cores shared: figures
 taken with it above 2.5 are "under load").
 
@@ -260,7 +265,47 @@ def phase_build(args) -> dict:
     }
 
 
-def phase_search(args) -> dict:
+def doc_of(row: int) -> tuple[str, int]:
+    """The synthetic chunk -> document mapping: 4 chunks a document."""
+    return f"doc-{row // 4:07d}", row % 4
+
+
+def phase_rowids(args) -> dict:
+    """The index's row ids both ways genreg stores them (made once, not measured): the JSON
+    lists of an old (or flat) index's meta, and the compact table of ``genreg.retrieval.rowids``."""
+    from genreg.core.hashing import canonical_json
+    from genreg.retrieval.rowids import encode_rowids
+
+    work = args.work
+    if (work / "rowids.bin").exists() and (work / "rowids.json").exists():
+        return {"made": False}
+    pairs = [doc_of(r) for r in range(args.n)]
+    doc_ids, chunk_index = [d for d, _ in pairs], [c for _, c in pairs]
+    (work / "rowids.json").write_bytes(
+        canonical_json({"chunk_index": chunk_index, "doc_ids": doc_ids})
+    )
+    (work / "rowids.bin").write_bytes(encode_rowids(doc_ids, chunk_index))
+    return {"made": True}
+
+
+def open_rows(work: Path, how: str) -> tuple[Any, Any]:
+    """(doc_ids, chunk_index) as ``open_retriever`` gets them: ``json`` -- the stored JSON
+    parsed into two Python lists (the index meta before the row-id table); ``table`` -- the
+    row-id table memory-mapped (``genreg.retrieval.rowids``)."""
+    import numpy as np
+
+    from genreg.retrieval.rowids import RowIds
+
+    if how == "json":
+        meta = json.loads((work / "rowids.json").read_bytes())
+        doc_ids = meta["doc_ids"]
+        assert len(set(doc_ids)) < len(doc_ids)  # what Retriever computed ("chunked") then
+        return doc_ids, meta["chunk_index"]
+    t = RowIds(np.memmap(work / "rowids.bin", dtype=np.uint8, mode="r"))
+    return t.doc_ids, t.chunk_index
+
+
+def phase_search(args, rows: str = "table") -> dict:
     import numpy as np
 
     from genreg.retrieval import ann
@@ -270,6 +315,7 @@ def phase_search(args) -> dict:
     reg = open_reg(work)
     q, gt = np.load(work / "queries.npy"), np.load(work / "gt.npy")
     t0 = time.perf_counter()
+    doc_ids, chunk_index = open_rows(work, rows)
     index = ann.open_ondisk(work / "ivfpq")
     exact = ann.ExactSearch(
         reg.objects,
@@ -288,8 +334,16 @@ def phase_search(args) -> dict:
         spec = IndexSpec.parse({**base, **params})
         apply_search_params(index, spec)
         searcher = ann.Refined(index, reader, spec.get("refine")) if spec.get("refine") else index
+
+        def search(x, k, searcher=searcher):  # and each hit's document, as a Retriever does
+            d, i = searcher.search(x, k)
+            for r in i.ravel():
+                if r >= 0:
+                    doc_ids[r], chunk_index[r]
+            return d, i
+
         t = time.perf_counter()
-        lat, found = _latencies(searcher.search, q)
+        lat, found = _latencies(search, q)
         out["settings"].append(
             {"setting": setting, "wall_s": time.perf_counter() - t, **_summary(lat, found, gt)}
         )
@@ -298,6 +352,7 @@ def phase_search(args) -> dict:
 
 PHASES = {"prepare": phase_prepare, "flat": phase_flat, "build": phase_build}
 PHASES.update({"flat_search": phase_flat_search, "search": phase_search})
+PHASES.update({"rowids": phase_rowids, "search_json": lambda a: phase_search(a, rows="json")})
 
 
 # ---- the driver -----------------------------------------------------------------------------
@@ -330,13 +385,15 @@ def synthetic_run(args) -> None:
     if not (args.work / "gt.npy").exists():
         run_phase(args, "prepare")
     got = {}
-    for phase in ("flat", "flat_search", "build", "search"):
+    run_phase(args, "rowids")
+    for phase in ("flat", "flat_search", "build", "search_json", "search"):
         saved = args.work / f"result-{phase}.json"
         if phase in args.phases.split(",") or not saved.exists():
             got[phase] = run_phase(args, phase)
         else:  # --phases: this phase's figures from the previous run in --work
             got[phase] = json.loads(saved.read_text(encoding="utf-8"))
     flat, fsearch, build, search = (got[p] for p in ("flat", "flat_search", "build", "search"))
+    sjson = got["search_json"]
     mb = 1 << 20
     print(f"\n{args.n:,} synthetic clustered 384-d vectors, {args.queries} queries, k={K}")
     print(f"ivfpq spec {args.spec}; one process per phase (peak RSS from /usr/bin/time -v)")
@@ -352,6 +409,11 @@ def synthetic_run(args) -> None:
     print(
         f"{'search peak RSS (MB)':28}{fsearch['peak_rss_mb']:>12.0f}{search['peak_rss_mb']:>12.0f}"
         f"{search['peak_rss_mb'] / fsearch['peak_rss_mb']:>9.3f}"
+    )
+    print(
+        f"{'  row ids as JSON lists':28}{fsearch['peak_rss_mb']:>12.0f}{sjson['peak_rss_mb']:>12.0f}"
+        f"{sjson['peak_rss_mb'] / fsearch['peak_rss_mb']:>9.3f}"
+        f"   (before the row-id table; {search['peak_rss_mb'] / sjson['peak_rss_mb']:.3f}x)"
     )
     print(
         f"{'index size (MB)':28}{flat['bytes'] / mb:>12.1f}{build['bytes'] / mb:>12.1f}"
@@ -452,7 +514,7 @@ def main() -> None:
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument(
         "--phases",
-        default="flat,flat_search,build,search",
+        default="flat,flat_search,build,search_json,search",
         help="phases to (re)run; the others' figures come from the previous run in --work",
     )
     ap.add_argument("--scifact", action="store_true", help="the SciFact eval check instead")

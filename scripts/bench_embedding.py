@@ -35,22 +35,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _beir import load_beir
+
 DEFAULT_DATA = Path("/work/shared/data/scifact")
 
 
 def load_scifact(data: Path, n: int) -> tuple[list[dict[str, Any]], dict[str, str], dict]:
-    docs = [json.loads(x) for x in (data / "corpus.jsonl").read_text().splitlines() if x.strip()]
-    queries = {}
-    for x in (data / "queries.jsonl").read_text().splitlines():
-        if x.strip():
-            q = json.loads(x)
-            queries[str(q["_id"])] = q["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    for i, line in enumerate((data / "qrels" / "test.tsv").read_text().splitlines()):
-        q, d, s = line.split("\t")[:3]
-        if i == 0 and q == "query-id":
-            continue
-        qrels.setdefault(q, {})[d] = int(s)
+    docs, queries, qrels = load_beir(data)
     if n and n < len(docs):
         relevant = {d for rel in qrels.values() for d in rel}
         keep = [d for d in docs if str(d["_id"]) in relevant]

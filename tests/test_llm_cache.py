@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,9 @@ def _call_with_cache(registry, server: ChatServer, mode: str) -> tuple[dict, int
     cache = open_cache(registry, mode)
     ep = Endpoint("default", server.base_url)
     key = request_key(ep.identity, BODY, 0)
-    hit = cache.lookup(ep.identity, BODY, key)
+    hit = cache.result(ep.identity, BODY["model"], key)
     if hit is not None:
-        return hit["result"], cache.hits
+        return hit, cache.hits
     cache.miss("q7", 0, "default")
     r = ChatClient(ClientOptions()).run([ChatRequest("q7", 0, ep, BODY, key)])[0]
     cache.store(ep.identity, BODY, 0, r.response, {"text": r.text})
@@ -85,8 +86,8 @@ def test_bundle_round_trip_into_another_registry(registry, tmp_path: Path) -> No
     try:
         oc = open_cache(other, "replay")
         assert oc.import_bundle(tmp_path / "b.jsonl.gz") == 1
-        got = oc.lookup("http://h:1/v1", BODY, key)
-        assert got is not None and got["result"] == {"text": "14 days"}
+        assert oc.result("http://h:1/v1", BODY["model"], key) == {"text": "14 days"}
+        assert oc.entries([key])[0]["response"] == {"id": "r1"}  # the object, read back
     finally:
         other.close()
 
@@ -106,8 +107,8 @@ def test_bundle_with_line_separators_in_answers_round_trips(registry, tmp_path: 
     try:
         oc = open_cache(other, "replay")
         assert oc.import_bundle(tmp_path / "b.jsonl.gz") == 1
-        got = oc.lookup("http://h:1/v1", BODY, key)
-        assert got is not None and got["result"] == {"text": odd}
+        assert oc.result("http://h:1/v1", BODY["model"], key) == {"text": odd}
+        assert oc.entries([key])[0]["result"] == {"text": odd}
     finally:
         other.close()
 
@@ -162,3 +163,46 @@ def test_a_run_s_entries_are_one_batch_object_and_lookups_read_no_object(registr
     fresh = open_cache(registry, "replay")
     assert fresh.result("http://h:1/v1", BODY["model"], key) == {"text": "old"}
     assert fresh.entries([key])[0]["result"] == {"text": "old"}
+
+
+class _GcBeforeCommit:
+    """The registry's derived-object index, with a real ``gc --delete`` run just before each
+    batch of rows commits: the window between a writer's object put and its row commit."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry, self.inner = registry, registry.derived
+        self.deleted: list[str] = []
+
+    def put_many(self, rows: list[tuple[str, str, str, str, dict[str, Any]]]) -> int:
+        self.deleted += self.registry.gc(dry_run=False, grace_seconds=0).deleted
+        return self.inner.put_many(rows)
+
+    def put(self, *a: Any, **kw: Any) -> Any:
+        return self.inner.put(*a, **kw)
+
+    def list(self, kind: str, scope: str | None = None) -> list[Any]:
+        return self.inner.list(kind, scope)
+
+
+def test_a_batch_hidden_by_gc_before_its_rows_commit_is_stored_again(registry) -> None:
+    """Issue 14's gc race for the response cache: the batch object exists (an identical
+    batch left unreferenced earlier, so the put skips the write), gc removes it before the
+    rows naming it commit; the flush must store it again after the commit."""
+    from genreg.core.hashing import canonical_json
+    from genreg.generation import cache as cachemod
+
+    index = _GcBeforeCommit(registry)
+    cache = cachemod.ResponseCache(registry.objects, index, "rw")
+    key = cache.store("http://h:1/v1", BODY, 0, {"id": "r1"}, {"text": "14 days"})
+    req = cachemod.cache_request("http://h:1/v1", BODY, 0)
+    entry = {"format": cachemod.ENTRY_FORMAT, "key": key, "request": req}
+    entry |= {"response": {"id": "r1"}, "result": {"text": "14 days"}}
+    blob = canonical_json({"format": cachemod.BATCH_FORMAT, "entries": [entry]})
+    orphan = registry.objects.put_bytes(blob)  # unreferenced: what gc deletes
+    cache.flush()
+    assert [d.removeprefix("sha256:") for d in index.deleted] == [orphan]  # the race happened
+    (row,) = registry.derived.list("llmresp")
+    assert row.object_digest.removeprefix("sha256:") == orphan
+    assert registry.objects.has(row.object_digest)
+    got = open_cache(registry, "replay").entries([key])[0]
+    assert got["result"] == {"text": "14 days"} and got["response"] == {"id": "r1"}

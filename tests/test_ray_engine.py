@@ -9,7 +9,9 @@
   writes no duplicate vector and ends with the same index;
 - an unreachable ``RAY_ADDRESS`` and a missing ``ray`` extra are one clear line, exit 2, and
   nothing written -- from ``genreg corpus index --engine ray`` and from an eval config's
-  ``embedding: {engine: ray, ray: {...}}``.
+  ``embedding: {engine: ray, ray: {...}}``;
+- an ``ivfpq`` index built with ``engine=ray`` (its build units as Ray tasks, merged by the
+  driver) is byte-identical to the local build (trunk envelope and inverted lists).
 
 One cluster (``num_cpus=2``, no dashboard, no usage stats) serves the whole module; the
 corpus is a few thousand short one-chunk documents, embedded with ``batch_size=8`` (blocks of
@@ -35,7 +37,7 @@ import numpy as np
 import pytest
 
 from genreg.retrieval.cache import KIND, EmbeddingCache, decode_shard
-from genreg.retrieval.chunking import text_digest
+from genreg.retrieval.chunking import ChunkingSpec, iter_chunks, text_digest
 from genreg.retrieval.index import decode_index
 from genreg.retrieval.ray_engine import plan_blocks
 
@@ -68,23 +70,28 @@ def ray_cluster() -> Iterator[str]:
     """A local 2-CPU Ray cluster for the module; yields its GCS address (a RAY_ADDRESS)."""
     import ray
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    before = dict(os.environ)
     tmp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit 107 bytes
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        object_store_memory=128 * 1024 * 1024,
-        _temp_dir=tmp,
-    )
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with pytest.MonkeyPatch.context() as mp:  # nothing leaks into the rest of the session
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            mp.setenv(name, os.environ.get(name, "1"))
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            object_store_memory=128 * 1024 * 1024,
+            _temp_dir=tmp,
+        )
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            ray.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
+    for name in set(os.environ) - set(before):  # anything Ray's driver set (PYTHONBREAKPOINT)
+        del os.environ[name]
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="module")
@@ -323,3 +330,112 @@ def test_eval_config_engine_ray_is_wired_and_an_unreachable_cluster_writes_nothi
     ]
     _nothing_written(registry)
     assert registry.list_runs() == []
+
+    # no cluster address: the config's ray options reach the engine, parsed (captured where
+    # the indexing service looks embed_missing up; no cluster is started)
+    import genreg.retrieval.ray_engine as ray_engine
+    from genreg.errors import ConfigError
+
+    monkeypatch.delenv("RAY_ADDRESS")
+    got: list[Any] = []
+
+    def capture(
+        settings: Any,
+        emb: Any,
+        digests: Any,
+        texts: Any,
+        missing: Any,
+        options: Any,
+        progress: Any = None,
+    ) -> Any:
+        got.append((options, len(missing)))
+        raise ConfigError("captured")
+
+    monkeypatch.setattr(ray_engine, "embed_missing", capture)
+    r = cli(
+        "eval",
+        "run",
+        REPO / "evals" / "baseline.yaml",
+        "--set",
+        "embedding={engine: ray, ray: {actors: 3, batch_size: 5, num_cpus: 0.5}}",
+        "--quiet",
+    )
+    assert r.output.strip().splitlines() == ["error: captured"], r.output
+    assert len(got) == 1 and got[0][1] > 0
+    assert got[0][0] == ray_engine.RayOptions(actors=3, num_cpus=0.5, batch_size=5)
+
+
+class _TableEmbedder:
+    """``doc N`` -> a fixed seeded unit vector (no model: the index build is under test)."""
+
+    tokenizer = None
+    name, dim, digest = "table-32", 32, "sha256:" + "ef" * 32
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(5)
+        c = rng.standard_normal((24, 32)).astype(np.float32)
+        x = c[rng.integers(0, 24, 4000)] + 0.6 * rng.standard_normal((4000, 32)).astype(np.float32)
+        self.table = x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def encode(self, texts: list[str], batch_size: int = 32, *, progress: Any = None) -> Any:
+        return self.table[[int(t.split()[-1]) for t in texts]]
+
+
+def test_ann_index_units_built_as_ray_tasks_merge_byte_identical_to_local(
+    tmp_path: Path, ray_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """engine=ray: the ivfpq build units run as Ray tasks (each reading its cache shards from
+    the object store, returning its part of the inverted lists), merged by the driver: the
+    stored index (trunk envelope, inverted lists) is byte-identical to the local build."""
+    from genreg import Registry
+    from genreg.retrieval import ann, ray_engine
+
+    src = tmp_path / "c.jsonl"
+    with src.open("w", encoding="utf-8") as fh:
+        for i in range(3000):
+            fh.write(json.dumps({"_id": f"d{i}", "text": f"doc {i}"}) + "\n")
+    monkeypatch.setattr(ann, "UNIT_ROWS", 700)  # several units (and Ray tasks)
+    ran: list[int] = []
+    real = ray_engine.build_units
+
+    def counting(url, trained, units, paths, options):  # type: ignore[no-untyped-def]
+        for added in real(url, trained, units, paths, options):
+            ran.append(added)
+            yield added
+
+    monkeypatch.setattr(ray_engine, "build_units", counting)
+    spec = {"type": "ivfpq", "nlist": 16, "m": 8, "nprobe": 4, "train_size": 1000}
+    built = {}
+    for engine in ("local", "ray"):
+        reg = Registry.init(tmp_path / engine / ".genreg")
+        try:
+            reg.snapshot("kb", src)
+            # vectors cached first, 600 a shard (a unit is whole shards): the same shards in
+            # both homes, and only the index build is on Ray here
+            emb = _TableEmbedder()
+            docs = list(iter_chunks(reg.iter_documents("kb"), ChunkingSpec()))
+            cache = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim)
+            for lo in range(0, len(docs), 600):
+                part = docs[lo : lo + 600]
+                cache.add([c.digest for c in part], emb.encode([c.text for c in part]))
+            info = reg.build_index(
+                "kb",
+                model=_TableEmbedder(),
+                chunking="none",
+                index=spec,
+                engine=engine,
+                ray={"actors": 2, "address": ray_cluster},
+            )
+            row = reg.derived.get(info.key)
+            built[engine] = (
+                info.key,
+                reg.objects.get_bytes(info.object_digest),
+                reg.objects.get_bytes(row.meta["lists"]),
+            )
+            r = reg.open_retriever("kb", model=_TableEmbedder(), chunking="none", index=spec)
+            hits = r.search_vectors(_TableEmbedder().table[:5], 3)
+            assert [h[0].doc_id for h in hits] == [f"d{i}" for i in range(5)]
+        finally:
+            reg.close()
+    assert sorted(ran) == [600, 1200, 1200]  # whole 600-row shards, >= 700 a unit: 3 Ray tasks
+    assert built["ray"] == built["local"]

@@ -267,7 +267,6 @@ def test_s3_unreachable_store_is_one_line_on_reads_and_writes(
     from genreg import Registry
     from genreg.errors import StorageError
 
-    pytest.importorskip("s3fs")
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     for k, v in s3_env(endpoint).items():
         monkeypatch.setenv(k, v)

@@ -47,7 +47,7 @@ def gc(
     quiet: bool = QuietOpt,
 ) -> None:
     """List objects nothing references, stale staging files (temp files of killed writes) and
-    index cache copies (<home>/cache/ann) of objects no longer referenced; --delete removes
+    index cache copies (cache/ann in the registry home) of objects no longer referenced; --delete removes
     those older than --grace, never an object a committed version names."""
     with progress(quiet) as cb:
         report = open_registry().gc(dry_run=dry_run, grace_seconds=grace, progress=cb)
@@ -66,6 +66,8 @@ def gc(
         echo(f"staging {f['path']}  {_size(f['size']):>10}  {state}")
     for c in report.caches:
         state = "deleted" if c["deleted"] else ("recent, kept" if c["recent"] else "stale")
+        if c.get("linked"):  # freed with the stored object it links, counted there
+            state += f" (+{_size(c['linked'])} linked to a stored object)"
         echo(f"cache {c['path']}  {_size(c['size']):>10}  {state}")
     for d in report.restored:
         echo(f"{d}  restored (hidden by an interrupted gc, still referenced)")
@@ -82,9 +84,10 @@ def gc(
         )
     if report.caches:
         stale = sum(1 for c in report.caches if not c["recent"])
+        n = len(report.caches)
         echo(
-            f"{len(report.caches)} stale index cache entr{'y' if len(report.caches) == 1 else 'ies'}"
-            f" ({stale} past the grace period); {verb} {_size(report.cache_bytes_reclaimable)}"
+            f"{n} unneeded index cache entr{'y' if n == 1 else 'ies'}, {stale} stale (past the"
+            f" grace period); {verb} {_size(report.cache_bytes_reclaimable)}"
         )
 
 

@@ -37,10 +37,12 @@ generation stage (so runs without one keep the fingerprints stored before it exi
   package versions) -- the *environment* that could still change the numbers.
 
 ``embedding.device`` is environment, not an input: it is left out of the fingerprint (and of
-attribution), like the host. So is ``generation.cache`` (``rw``/``replay``/``off``): it says
-where the answers came from, not what they are -- a CI ``replay`` of a recorded run is a
-repeat of it (the response cache key covers endpoint, model, messages, parameters and
-repeat, so a replay can only return the answers of the identical request). ``embedding.backend``/``quantize`` are inputs: an ONNX or int8
+attribution), like the host. ``generation.cache`` (``rw``/``replay``/``off``) stays in the
+fingerprint (stored fingerprints never change meaning, and a replay is not the same
+computation: it makes no call) but is not an input for attribution: it says where the
+answers came from, not what they are -- the response cache key covers endpoint, model,
+messages, parameters and repeat, so a CI ``replay`` of a recorded run compares with it as
+"inputs that differ: none". ``embedding.backend``/``quantize`` are inputs: an ONNX or int8
 export is a different model with its own digest.
 
 Left out on purpose (they do not change the numbers): run id, eval name, run name, tags and
@@ -97,15 +99,12 @@ def fingerprint(lineage: Mapping[str, Any]) -> str:
     for f in OPTIONAL_FINGERPRINT_FIELDS:
         if lineage.get(f) is not None:
             body[f] = lineage[f]
-    gen = body.get("generation")
-    if isinstance(gen, Mapping):
-        body["generation"] = generation_identity(gen)
     return digest_json(body)
 
 
 def generation_identity(generation: Mapping[str, Any]) -> dict[str, Any]:
-    """The fingerprinted and compared part of a lineage's ``generation`` settings: all of
-    them but :data:`GENERATION_RECORD_ONLY` (the cache mode)."""
+    """The compared part of a lineage's ``generation`` settings (what a delta can be
+    attributed to): all of them but :data:`GENERATION_RECORD_ONLY` (the cache mode)."""
     return {k: v for k, v in generation.items() if k not in GENERATION_RECORD_ONLY}
 
 

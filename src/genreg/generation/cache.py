@@ -13,13 +13,16 @@ Storage: an entry (:data:`ENTRY_FORMAT`: the request above, the full response JS
 parsed result -- text, finish reason, usage, ids, latency) is indexed as a ``derived`` row
 (kind :data:`KIND`, scope = digest of endpoint + model, key = the request key) whose meta
 carries the parsed result, so a lookup of N queries is one index query per (endpoint, model)
-and no object read (:meth:`ResponseCache.result`). Entries are written in batches
-(:meth:`ResponseCache.flush`: every :data:`FLUSH_EVERY` entries and at the end of a stage):
-one object per batch (canonical JSON ``{"format": BATCH_FORMAT, "entries": [...]}``) and its
-rows in one transaction, not a file and a transaction per response -- per-response files were
-most of the cold stage's CPU. A crash loses at most the batch not flushed yet (it is a cache:
-those calls are made again). Rows written by earlier versions point at one object per entry
-and read the same way. Only successful responses are stored.
+and no object read (:meth:`ResponseCache.result`; :meth:`ResponseCache.entries` reads whole
+entries, for bundles). Entries are written in batches (:meth:`ResponseCache.flush`: every
+:data:`FLUSH_EVERY` entries and at the end of a stage): one object per batch (canonical JSON
+``{"format": BATCH_FORMAT, "entries": [...]}``) and its rows in one transaction, then the
+object checked again (:func:`~genreg.store.objects.ensure_stored`: a concurrent ``gc`` may
+have hidden it between the put and the commit, as for every writer) -- not a file and a
+transaction per response: per-response files were most of the cold stage's CPU. A crash
+loses at most the batch not flushed yet (it is a cache: those calls are made again). Rows
+written by earlier versions point at one object per entry and read the same way. Only
+successful responses are stored.
 
 Modes: ``rw`` (look up, call on a miss, store), ``replay`` (look up only; a miss raises
 :class:`~genreg.errors.ReplayMiss` naming the query id, before any call is made), ``off``.
@@ -41,6 +44,8 @@ from typing import Any, Protocol
 from genreg.core.hashing import canonical_json, digest_json
 from genreg.core.validation import split_lines
 from genreg.errors import ConfigError, IntegrityError, ReplayMiss
+from genreg.generation.client import ChatResult, Usage
+from genreg.store.objects import ObjectStore, ensure_stored
 
 KIND = "llmresp"
 ENTRY_FORMAT = "genreg-llm-response/1"
@@ -62,11 +67,6 @@ class _Index(Protocol):
         meta: dict[str, Any] | None = None,
     ) -> Any: ...
     def list(self, kind: str, scope: str | None = None) -> list[Any]: ...
-
-
-class _Objects(Protocol):
-    def put_bytes(self, data: bytes, *, fsync: bool = True) -> str: ...
-    def get_bytes(self, digest: str, *, verify: bool = True) -> bytes: ...
 
 
 def cache_request(
@@ -97,12 +97,43 @@ def request_key(
     return digest_json(cache_request(endpoint_identity, body, repeat, judge))
 
 
+def result_dict(r: ChatResult) -> dict[str, Any]:
+    """The parsed result of a call as the cache stores it (an entry's ``result``, and the
+    meta of its index row)."""
+    return {
+        "text": r.text,
+        "finish_reason": r.finish_reason,
+        "usage": r.usage.to_dict(),
+        "response_id": r.response_id,
+        "system_fingerprint": r.system_fingerprint,
+        "model": r.model,
+        "latency_ms": r.latency_ms,
+        "ttft_ms": r.ttft_ms,
+    }
+
+
+def from_result(r: dict[str, Any]) -> ChatResult:
+    """A stored result (:func:`result_dict`'s form) as a cache-hit ChatResult."""
+    return ChatResult(
+        text=r.get("text"),
+        finish_reason=r.get("finish_reason"),
+        usage=Usage(**(r.get("usage") or {})),
+        response_id=r.get("response_id"),
+        system_fingerprint=r.get("system_fingerprint"),
+        model=r.get("model"),
+        latency_ms=r.get("latency_ms"),
+        ttft_ms=r.get("ttft_ms"),
+        attempts=0,
+        cache_hit=True,
+    )
+
+
 def scope_of(endpoint_identity: str, model: Any) -> str:
     return digest_json({"endpoint": endpoint_identity, "model": model})
 
 
 class ResponseCache:
-    def __init__(self, objects: _Objects, index: _Index, mode: str = "rw") -> None:
+    def __init__(self, objects: ObjectStore, index: _Index, mode: str = "rw") -> None:
         if mode not in MODES:
             raise ConfigError(f"generate.cache: must be one of {', '.join(MODES)}, got {mode!r}")
         self.objects, self.index, self.mode = objects, index, mode
@@ -160,19 +191,6 @@ class ResponseCache:
             res = self._read(key, got[0]).get("result") or {}
         self.hits += 1
         return res
-
-    def lookup(
-        self, endpoint_identity: str, body: dict[str, Any], key: str
-    ) -> dict[str, Any] | None:
-        """The stored entry for ``key`` (None on a miss or when the mode is ``off``)."""
-        if self.mode == "off":
-            return None
-        got = self._scope_map(self._scope(endpoint_identity, body.get("model"))).get(key)
-        if got is None:
-            return None
-        entry = self._read(key, got[0])
-        self.hits += 1
-        return entry
 
     def miss(self, qid: str, repeat: int, route: str) -> None:
         """Called for a query that has no entry: fails in ``replay`` mode."""
@@ -232,9 +250,11 @@ class ResponseCache:
             return
         pending = self._pending
         batch = {"format": BATCH_FORMAT, "entries": [e for _, e, _ in pending.values()]}
-        digest = self.objects.put_bytes(canonical_json(batch), fsync=False)
+        blob = canonical_json(batch)
+        digest = self.objects.put_bytes(blob, fsync=False)
         rows = [(KIND, scope, key, digest, meta) for key, (scope, _, meta) in pending.items()]
         self.index.put_many(rows)
+        ensure_stored(self.objects, digest, blob)  # a concurrent gc may have hidden it
         for key, (scope, _, meta) in pending.items():
             self._scope_map(scope)[key] = (digest, meta)
         self._pending = {}

@@ -435,8 +435,8 @@ class ChatClient:
         stop issuing further calls. Returns ``{index in requests: result}`` for the calls
         made. Raises EndpointError (after in-flight calls end) on a fatal endpoint error.
 
-        ``requests`` may be a lazy iterable (the generate stage renders its prompts that
-        way, while the first calls are in flight): the next request is taken while the calls
+        ``requests`` may be a lazy iterable (the generate stage looks its requests up in
+        the response cache that way, while the first calls are in flight): the next request is taken while the calls
         in flight are awaited, at most one is taken after a stop (and not issued), and an
         exception raised by
         the iterable stops issuing calls and is raised once the in-flight calls end. A

@@ -19,7 +19,10 @@ Metrics (Ragas' published definitions):
 Each judge prompt is a genreg prompt version: ``prepare`` resolves the ref, pins it as a run
 input with role ``judge:<metric>`` (so ``genreg lineage``, ``runs list --used`` and ``runs
 compare`` name it like any input), renders it for the first query, checks the endpoint and
-its key variable; the judge model, params, endpoint host, ``n_questions`` and embedding model
+its key variable, and registers :meth:`Judge.check_renders` (every query rendered with its
+context and a sample answer), which the generate stage runs before its first call, so a
+judge template that fails on one query spends nothing; the judge model, params, endpoint
+host, ``n_questions`` and embedding model
 go into ``lineage.generation.judge``. Calls go through the same
 :class:`~genreg.generation.client.ChatClient` (bounded concurrency, retries, timeout) and
 :class:`~genreg.generation.cache.ResponseCache` as generation; the cache key adds
@@ -49,7 +52,7 @@ from functools import partial
 from typing import Any
 
 from genreg.errors import AmbiguousRef, ConfigError, GenregError, NotFound
-from genreg.generation.cache import ResponseCache, request_key
+from genreg.generation.cache import ResponseCache, from_result, request_key, result_dict
 from genreg.generation.client import (
     ChatClient,
     ChatRequest,
@@ -58,13 +61,7 @@ from genreg.generation.client import (
     Endpoint,
     check_endpoint,
 )
-from genreg.generation.stage import (
-    _from_result,
-    _result_dict,
-    call_cost,
-    context_of,
-    settings_of,
-)
+from genreg.generation.stage import call_cost, context_of, settings_of
 from genreg.pipeline.records import Progress, QueryRecord, RunState
 from genreg.pipeline.stages import ArtifactSource, check_render, pin
 
@@ -161,6 +158,17 @@ def render(prompt: Any, **vals: Any) -> list[dict[str, str]]:
     if isinstance(out, str):
         return [{"role": "user", "content": out}]
     return [{"role": m["role"], "content": m["content"]} for m in out]
+
+
+def _render_for(prompt: Any, ref: str, rec: QueryRecord, **vals: Any) -> list[dict[str, str]]:
+    """:func:`render` for ``rec``'s question; a failure is a ConfigError naming the prompt
+    ref and the query id."""
+    try:
+        return render(prompt, question=rec.query, **vals)
+    except GenregError as exc:
+        raise ConfigError(
+            f"prompt {ref}: cannot render for query {rec.id!r}: {exc.message}"
+        ) from None
 
 
 def _takes(prompt: Any, where: str) -> set[str]:
@@ -266,6 +274,7 @@ class Judge:
             state.stage_metrics.add(m)
         gen = state.lineage.get("generation")
         state.lineage["generation"] = {**(gen or {}), "judge": lineage}
+        state.prechecks.append(self.check_renders)
         self.client = ChatClient(
             ClientOptions(
                 concurrency=int(j.get("concurrency") or s["concurrency"]),
@@ -273,6 +282,25 @@ class Judge:
                 max_retries=int(s["max_retries"]),
             )
         )
+
+    def check_renders(self, state: RunState) -> None:
+        """Every judge prompt rendered for every query with its context and a sample answer:
+        run by the generate stage before its first call, so a judge template that fails on
+        one query's question or context spends nothing (an answer-dependent failure can only
+        show once the answer exists)."""
+        cfg = state.config
+        assert cfg is not None
+        for spec in cfg.judges:
+            prompt, ref, _ = self.prompts[spec.metric]
+            for rec in state.records:
+                _render_for(
+                    prompt,
+                    ref,
+                    rec,
+                    context=context_of(rec, self.s),
+                    answer=SAMPLE_ANSWER,
+                    n_questions=spec.n_questions,
+                )
 
     # ---- run ----------------------------------------------------------------------------
     def _requests(
@@ -296,18 +324,14 @@ class Judge:
                     if answer is None:
                         items.append((spec.metric, rec, i, None))
                         continue
-                    try:
-                        messages = render(
-                            prompt,
-                            question=rec.query,
-                            context=context,
-                            answer=answer,
-                            n_questions=spec.n_questions,
-                        )
-                    except GenregError as exc:
-                        raise ConfigError(
-                            f"prompt {ref}: cannot render for query {rec.id!r}: {exc.message}"
-                        ) from None
+                    messages = _render_for(
+                        prompt,
+                        ref,
+                        rec,
+                        context=context,
+                        answer=answer,
+                        n_questions=spec.n_questions,
+                    )
                     body = {"model": spec.model, "messages": messages, **base, **spec.params}
                     key = request_key(ep.identity, body, 0, tag)
                     if key not in by_key:
@@ -332,7 +356,7 @@ class Judge:
                 self.cache.miss(rq.qid, 0, f"judge:{rq.meta['metric']}")
                 todo.append(i)
             else:
-                results[i] = _from_result(hit)
+                results[i] = from_result(hit)
         price = (state.config.judge or {}).get("price") or {} if state.config else {}
         cap = self.s["max_cost_usd"]
         spent = float((state.report.get("cost") or {}).get("spent") or 0.0)
@@ -353,7 +377,7 @@ class Judge:
                     rq.body,
                     0,
                     res.response,
-                    _result_dict(res),
+                    result_dict(res),
                     rq.meta["tag"],
                     key=rq.key,
                 )

@@ -42,7 +42,7 @@ from typing import Any
 
 from genreg.core.hashing import digest_json
 from genreg.errors import ConfigError, GenregError
-from genreg.generation.cache import ResponseCache, request_key
+from genreg.generation.cache import ResponseCache, from_result, request_key, result_dict
 from genreg.generation.client import (
     ChatClient,
     ChatRequest,
@@ -177,8 +177,10 @@ class Generate:
         )
 
     # ---- run ----------------------------------------------------------------------------
-    def _requests(self, state: RunState) -> Iterator[ChatRequest]:
-        """Each query's calls (one per repeat), rendered and routed lazily."""
+    def _requests(self, state: RunState) -> list[ChatRequest]:
+        """Each query's calls (one per repeat), every prompt rendered and routed up front
+        (pure CPU, before any call): a template that fails on any query is a ConfigError
+        naming the prompt ref and the query id, with nothing spent."""
         from genreg.core import cost as costmod
 
         assert state.routing is not None and state.prompt is not None
@@ -187,6 +189,7 @@ class Generate:
         length = costmod.token_counter(routing.config.get("length_tokenizer"))
         repeats = range(int(s["repeats"]))
         params: dict[str, dict[str, Any]] = {}  # per route: prompt params merged with its own
+        out: list[ChatRequest] = []
         for rec in state.records:
             context = context_of(rec, s)
             try:
@@ -204,31 +207,37 @@ class Generate:
             body = {"model": d.target["model"], "messages": messages, **rp}
             meta = {"route": d.route, "messages": digest_json(messages)}
             for r in repeats:
-                yield ChatRequest(rec.id, r, ep, body, request_key(ep.identity, body, r), meta)
+                out.append(
+                    ChatRequest(rec.id, r, ep, body, request_key(ep.identity, body, r), meta)
+                )
+        return out
 
     def run(self, state: RunState, progress: Progress | None) -> None:
-        """Cache hits are answered as the requests are rendered; the first miss starts the
-        client, which takes the rest lazily, so the prompts still to render are rendered
-        while the first calls are in flight. A fully cached run starts no event loop."""
+        """Every request is rendered and routed first (a template that fails on one query
+        spends nothing), and the checks later stages registered
+        (``state.prechecks``: the judge prompts rendered for every query) run; then cache
+        hits are answered as the requests are taken: the first miss starts the client, which
+        takes the rest lazily, so the cache is still being read while the first calls are in
+        flight. A fully cached run starts no event loop."""
         assert self.client is not None
         t0 = time.perf_counter()
-        reqs: list[ChatRequest] = []
+        reqs = self._requests(state)
+        for check in state.prechecks:
+            check(state)
         results: dict[int, ChatResult] = {}
         todo: list[int] = []  # indexes in reqs of the misses, in the order they are called
-        total = len(state.records) * int(self.s["repeats"])
+        total = len(reqs)
         cache = self.cache
 
         def misses() -> Iterator[ChatRequest]:
-            for rq in self._requests(state):
-                i = len(reqs)
-                reqs.append(rq)
+            for i, rq in enumerate(reqs):
                 hit = cache.result(rq.endpoint.identity, rq.body["model"], rq.key)
                 if hit is None:
                     cache.miss(rq.qid, rq.repeat, rq.meta["route"])
                     todo.append(i)
                     yield rq
                 else:
-                    results[i] = _from_result(hit)
+                    results[i] = from_result(hit)
 
         cap = self.s["max_cost_usd"]
         spent = 0.0
@@ -246,7 +255,7 @@ class Generate:
                     rq.body,
                     rq.repeat,
                     res.response,
-                    _result_dict(res),
+                    result_dict(res),
                     key=rq.key,
                 )
             return cap is None or spent <= cap
@@ -461,36 +470,3 @@ def _pcts(xs: list[float]) -> dict[str, float] | None:
         return ys[min(len(ys) - 1, int(round(p * (len(ys) - 1))))]
 
     return {"p50": q(0.5), "p95": q(0.95), "mean": sum(ys) / len(ys), "n": float(len(ys))}
-
-
-def _result_dict(r: ChatResult) -> dict[str, Any]:
-    return {
-        "text": r.text,
-        "finish_reason": r.finish_reason,
-        "usage": r.usage.to_dict(),
-        "response_id": r.response_id,
-        "system_fingerprint": r.system_fingerprint,
-        "model": r.model,
-        "latency_ms": r.latency_ms,
-        "ttft_ms": r.ttft_ms,
-    }
-
-
-def _from_entry(entry: dict[str, Any]) -> ChatResult:
-    return _from_result(entry.get("result") or {})
-
-
-def _from_result(r: dict[str, Any]) -> ChatResult:
-    """A cached result (:func:`_result_dict`'s form) as a cache-hit ChatResult."""
-    return ChatResult(
-        text=r.get("text"),
-        finish_reason=r.get("finish_reason"),
-        usage=Usage(**(r.get("usage") or {})),
-        response_id=r.get("response_id"),
-        system_fingerprint=r.get("system_fingerprint"),
-        model=r.get("model"),
-        latency_ms=r.get("latency_ms"),
-        ttft_ms=r.get("ttft_ms"),
-        attempts=0,
-        cache_hit=True,
-    )

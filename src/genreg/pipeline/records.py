@@ -116,6 +116,9 @@ class RunState:
     need_text: bool = False  # set in prepare by a stage that reads hit texts (cost, generate)
     metric_names: list[str] = field(default_factory=list)  # what score computes, in order
     stage_metrics: set[str] = field(default_factory=set)  # metrics a stage computes per query
+    # set in prepare by a stage that renders per-query templates after an expensive stage
+    # (judge): checks over the retrieved records the generate stage runs before its first call
+    prechecks: list[Callable[[RunState], None]] = field(default_factory=list)
     # retrieve, for a non-exact (ANN) index: per query id, the documents an exhaustive search
     # of the same vectors ranks first (score turns them into ann_recall@k)
     exact_hits: dict[str, list[str]] = field(default_factory=dict)

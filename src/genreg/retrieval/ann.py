@@ -17,10 +17,15 @@ embedding-cache shards (:func:`plan_rows`) finds which shard holds each row's ve
 then grouped by shard into *units* of about :data:`UNIT_ROWS` rows (the grouping depends only
 on the shards, never on the number of workers), each unit is added (``add_with_ids``, row
 number as id, :data:`BLOCK_ROWS` vectors at a time read straight from the shard file) to a
-copy of the trained empty index and written as a shard index file -- in this process or in
-``workers`` local processes -- and the shards are merged into FAISS on-disk inverted lists
+copy of the trained empty index and written as a shard index file -- in this process, in
+``workers`` local processes, or as Ray tasks (``engine=ray``:
+:func:`genreg.retrieval.ray_engine.build_units`, each task reading its cache shards from the
+object store and returning its unit file to the driver) -- and the shards are merged, in unit
+order, into FAISS on-disk inverted lists
 (``faiss.contrib.ondisk.merge_ondisk``). The result is two files: ``index.faiss`` (centroids,
-PQ codebooks, list offsets: small) and ``lists.ivfdata`` (codes + ids: n x (m + 8) bytes).
+PQ codebooks, list offsets: small; it names its lists file by bare name, so it depends on
+the content alone) and ``lists.ivfdata`` (codes + ids: n x (m + 8) bytes): byte-identical
+whichever built the units.
 
 **Search without loading the index.** :func:`open_ondisk` reads ``index.faiss`` with
 ``IO_FLAG_ONDISK_SAME_DIR | IO_FLAG_READ_ONLY``: the inverted lists stay in ``lists.ivfdata``,
@@ -49,6 +54,7 @@ import hashlib
 import os
 import struct
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -458,23 +464,34 @@ def build_ondisk(
     workdir: Path,
     *,
     workers: int = 1,
-    rows_per_unit: int = UNIT_ROWS,
+    rows_per_unit: int | None = None,
     progress: Any = None,
+    ray: Any = None,
 ) -> int:
     """Build ``workdir/index.faiss`` + ``workdir/lists.ivfdata`` from the cached vectors of
-    every row of ``plan`` (all must be cached); returns the number of vectors."""
+    every row of ``plan`` (all must be cached); returns the number of vectors. The units are
+    built here, in ``workers`` local processes, or -- ``ray``: a
+    :class:`~genreg.retrieval.ray_engine.RayOptions` -- as Ray tasks; the merge is the same
+    (in unit order), so the files are byte-identical whichever built the units."""
     import faiss
     import numpy as np
     from faiss.contrib.ondisk import merge_ondisk
 
     if len(plan.missing()):
         raise IntegrityError(f"embedding cache: {len(plan.missing())} rows have no vector")
-    work = units(plan, rows_per_unit)
+    work = units(plan, rows_per_unit or UNIT_ROWS)
     paths = [str(workdir / f"unit-{i:05d}.faiss") for i in range(len(work))]
     total, done = len(plan.shard_of), 0
     if progress is not None:
         progress("indexing", 0, total)
-    if workers > 1 and len(work) > 1:
+    if ray is not None:
+        from genreg.retrieval.ray_engine import build_units
+
+        for added in build_units(objects.url, trained, work, paths, ray):
+            done += added
+            if progress is not None:
+                progress("indexing", done, total)
+    elif workers > 1 and len(work) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -493,6 +510,12 @@ def build_ondisk(
     index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
     with quiet_native():
         merge_ondisk(index, paths, str(workdir / LISTS))
+        # the trunk names its lists file; store the bare name, not this build's temp dir (read
+        # back with IO_FLAG_ONDISK_SAME_DIR), so the trunk -- and the index object's digest --
+        # depends on the content alone
+        invlists: Any = faiss.extract_index_ivf(index).invlists
+        lists: Any = faiss.downcast_InvertedLists(invlists)
+        lists.filename = LISTS  # an OnDiskInvertedLists (merge_ondisk made it)
         faiss.write_index(index, str(workdir / TRUNK))
     n = int(index.ntotal)
     del index
@@ -619,32 +642,89 @@ def np_digests(blob: bytes) -> np.ndarray:
 
 
 # ---- refine: exact re-ranking of the candidates ---------------------------------------------
+def _fd_budget() -> int:
+    """Shard files a reader may keep open: half the process's soft ``RLIMIT_NOFILE``
+    (4,096 where there is no limit or no ``resource`` module)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 4096
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 4096
+    return max(16, soft // 2)
+
+
+class _Shard:
+    __slots__ = ("base", "fd", "pins", "retired")
+
+    def __init__(self, fd: int, base: int) -> None:
+        self.fd, self.base, self.pins, self.retired = fd, base, 0, False
+
+
 class VectorReader:
     """The cached float vectors of given rows of an index, read from the cache shard files
     with one positional read (``os.pread``) per row: nothing is memory-mapped or held beyond
     the rows asked for. A shard the object store cannot hand over as a local file (S3) is
     copied (verified) into ``spill_dir`` once. The rows' shard and position come from
-    ``exact``'s :class:`CachePlan` (computed once, on first use)."""
+    ``exact``'s :class:`CachePlan` (computed once, on first use).
 
-    MAX_OPEN = 64  # shard files kept open
+    Safe to share between threads (a retriever from ``Registry.open_retriever`` is, in the
+    API server): the open-file cache is guarded by a lock and a file in use is pinned, so
+    evicting it only retires it -- it is closed when its last reader lets go, never under a
+    read (a closed fd's number is reused at once, and a read from it would come from another
+    shard). The cache holds every shard of the index when the fd budget allows (Ray writes
+    1,024-row shards: ~9,800 files at 10M rows), else :func:`_fd_budget` files, least
+    recently used evicted; ``MAX_OPEN`` fixes the number instead (tests)."""
+
+    MAX_OPEN: int | None = None  # shard files kept open; None: min(shards, fd budget)
 
     def __init__(self, exact: ExactSearch, spill_dir: Path | None = None) -> None:
         self.exact = exact
         self.spill_dir = spill_dir
-        self._files: dict[str, tuple[int, int]] = {}  # shard -> (fd, offset of its vectors)
+        self._files: dict[str, _Shard] = {}  # shard -> open file, most recently used last
+        self._lock = threading.Lock()
 
-    def _open(self, digest: str) -> tuple[int, int]:
-        got = self._files.pop(digest, None)
-        if got is None:
-            if len(self._files) >= self.MAX_OPEN:
-                old = next(iter(self._files))
-                os.close(self._files.pop(old)[0])
-            path = self._local(digest)
-            fd = os.open(path, os.O_RDONLY)
-            _, _, n = _check_head(os.pread(fd, _SHARD_HEAD.size, 0), digest)
-            got = (fd, _SHARD_HEAD.size + 32 * n)
-        self._files[digest] = got  # most recently used last
-        return got
+    def capacity(self) -> int:
+        """Shard files kept open at most (plus any retired ones still being read)."""
+        if self.MAX_OPEN is not None:
+            return max(1, self.MAX_OPEN)
+        return max(1, min(len(self.exact.plan().shards), _fd_budget()))
+
+    def open_files(self) -> int:
+        with self._lock:
+            return len(self._files)
+
+    def _pin(self, digest: str, cap: int) -> _Shard:
+        with self._lock:
+            got = self._files.pop(digest, None)
+            if got is None:
+                while len(self._files) >= cap:
+                    self._retire(self._files.pop(next(iter(self._files))))
+                path = self._local(digest)
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    _, _, n = _check_head(os.pread(fd, _SHARD_HEAD.size, 0), digest)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                got = _Shard(fd, _SHARD_HEAD.size + 32 * n)
+            got.pins += 1
+            self._files[digest] = got
+            return got
+
+    def _unpin(self, shard: _Shard) -> None:
+        with self._lock:
+            shard.pins -= 1
+            if shard.retired and not shard.pins:
+                os.close(shard.fd)
+
+    @staticmethod
+    def _retire(shard: _Shard) -> None:  # with the lock held
+        shard.retired = True
+        if not shard.pins:
+            os.close(shard.fd)
 
     def _local(self, digest: str) -> Path:
         objects = self.exact.objects
@@ -656,7 +736,7 @@ class VectorReader:
         dest = self.spill_dir / digest.removeprefix("sha256:")
         if not dest.exists():
             self.spill_dir.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+            tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
             tmp.write_bytes(objects.get_bytes(digest))  # get_bytes verifies the digest
             os.replace(tmp, dest)
         return dest
@@ -675,23 +755,30 @@ class VectorReader:
         order = np.lexsort((pos_of, shard_of))  # sequential within each shard file
         buf = bytearray(row_bytes * len(rows))
         view = memoryview(buf)
-        cur, fd, base = -1, -1, 0
-        for j, i in enumerate(order):
-            s = int(shard_of[i])
-            if s != cur:
-                fd, base = self._open(plan.shards[s])
-                cur = s
-            chunk = os.pread(fd, row_bytes, base + int(pos_of[i]) * row_bytes)
-            if len(chunk) != row_bytes:
-                raise IntegrityError(f"embedding shard {plan.shards[s]}: truncated")
-            view[j * row_bytes : (j + 1) * row_bytes] = chunk
+        cap = self.capacity()
+        cur, held = -1, None  # the shard file being read, pinned while in use
+        try:
+            for j, i in enumerate(order):
+                s = int(shard_of[i])
+                if held is None or s != cur:
+                    if held is not None:
+                        self._unpin(held)
+                        held = None
+                    held, cur = self._pin(plan.shards[s], cap), s
+                chunk = os.pread(held.fd, row_bytes, held.base + int(pos_of[i]) * row_bytes)
+                if len(chunk) != row_bytes:
+                    raise IntegrityError(f"embedding shard {plan.shards[s]}: truncated")
+                view[j * row_bytes : (j + 1) * row_bytes] = chunk
+        finally:
+            if held is not None:
+                self._unpin(held)
         out[order] = np.frombuffer(buf, dtype="<f4").reshape(len(rows), dim)
         return out
 
     def close(self) -> None:
-        for fd, _ in self._files.values():
-            os.close(fd)
-        self._files.clear()
+        with self._lock:
+            while self._files:
+                self._retire(self._files.pop(next(iter(self._files))))
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

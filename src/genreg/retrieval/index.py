@@ -15,7 +15,9 @@ A stored index is one object::
     b"GRIDX001" | uint64 meta length | canonical JSON meta | faiss.serialize_index bytes
 
 where the meta holds the chunk -> document mapping (``doc_ids`` and ``chunk_index``, one per
-FAISS row) and the digest of the chunk-texts object used for snippets.
+FAISS row) and the digest of the chunk-texts object used for snippets. An on-disk (ANN) index
+stores that mapping instead as its own compact object, memory-mapped on open (``rowids``:
+:mod:`genreg.retrieval.rowids`); ANN indexes stored before it keep the JSON lists.
 """
 
 from __future__ import annotations

@@ -12,7 +12,22 @@ from pathlib import Path
 
 from genreg.errors import ConfigError
 
-_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+# weights a loader accepts: single-file or sharded (``*.index.json`` naming the shards)
+# checkpoints, or an ONNX / OpenVINO export alone (sentence-transformers' onnx/openvino
+# backends read ``onnx/*.onnx`` and ``openvino/*.xml``)
+_WEIGHTS = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+_EXPORTS = (("onnx", "*.onnx"), ("openvino", "*.xml"))
+
+
+def _has_weights(d: Path) -> bool:
+    if any((d / w).is_file() for w in _WEIGHTS):
+        return True
+    return any(any(p.is_file() for p in (d / sub).glob(pat)) for sub, pat in _EXPORTS)
 
 
 def _transformer_problem(d: Path) -> str | None:
@@ -25,8 +40,11 @@ def _transformer_problem(d: Path) -> str | None:
         return f"{cfg} is not readable JSON ({exc.__class__.__name__})"
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
         return f"{cfg} has no 'model_type'"
-    if not any((d / w).is_file() for w in _WEIGHTS):
-        return f"no weights in {d} (model.safetensors or pytorch_model.bin)"
+    if not _has_weights(d):
+        return (
+            f"no weights in {d} (model.safetensors, pytorch_model.bin, their sharded "
+            "*.index.json, onnx/*.onnx or openvino/*.xml)"
+        )
     return None
 
 

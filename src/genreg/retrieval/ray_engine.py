@@ -19,6 +19,12 @@ hands the chunks whose vectors are not cached to :func:`embed_missing`:
   uninterrupted run's). Shards are content-addressed and rows keyed by their digest, so a
   re-run never duplicates a vector.
 
+For an on-disk ANN index (``ivfpq`` / ``ivf_hnsw``) the index's build units run as Ray tasks
+too (:func:`build_units`): each reads its vectors from the cache shards in the object store,
+adds them to the trained index and returns its unit file (its part of the inverted lists);
+the driver writes them and merges (``genreg.retrieval.ann.build_ondisk``), so the index is
+byte-identical to a local build. Embedding and index units share one Ray session.
+
 The cluster is ``RAY_ADDRESS`` when set (``auto``, ``host:port`` or ``ray://host:port``; a
 ``host:port`` that does not answer is one clear line before anything is written) or a local
 one started for the job with ``actors x num_cpus`` CPUs, a small object store and no
@@ -27,11 +33,12 @@ dashboard, shut down afterwards. Ray (``genreg[ray]``) is imported only here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -139,16 +146,17 @@ class EmbedActor:
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from genreg.service.store import Store
+        from genreg.store.metadata import open_metadata
+        from genreg.store.objects import open_object_store
 
-        self.reg = Store(settings)
+        # the registry's stores, opened from the settings at the store layer (no service/)
+        self.objects = open_object_store(settings.objects_url)
+        self.derived = open_metadata(settings.database_url).derived
         if embedder is None:
             from genreg.retrieval.embedders import load_embedder
             from genreg.retrieval.onnx_backend import ExportStore
 
-            exports = ExportStore(
-                self.reg.objects, self.reg.derived, settings.home / "cache" / "onnx"
-            )
+            exports = ExportStore(self.objects, self.derived, settings.home / "cache" / "onnx")
             embedder = load_embedder(
                 dict(spec or {}), cache_dir=settings.home / "cache", exports=exports
             )
@@ -181,15 +189,15 @@ class EmbedActor:
                     raise IntegrityError(f"ray actor: chunk text does not match sha256:{d}")
             vecs = np.asarray(self.emb.encode(ts, batch_size=self.batch_size), dtype=np.float32)
             blob = encode_shard(ds, vecs)
-            obj = self.reg.objects.put_bytes(blob)
-            self.reg.derived.put(
+            obj = self.objects.put_bytes(blob)
+            self.derived.put(
                 kind=KIND,
                 scope=self.digest,
                 key=obj,
                 object_digest=obj,
                 meta={"count": len(ds), "dim": int(vecs.shape[1])},
             )
-            ensure_stored(self.reg.objects, obj, blob)
+            ensure_stored(self.objects, obj, blob)
             shards.append(obj)
             counts.append(len(ds))
             blocks.append(int(b))
@@ -211,13 +219,18 @@ def embedder_spec(emb: Any) -> dict[str, Any] | None:
     return None
 
 
-def preflight(options: RayOptions) -> None:
+def cluster_address(options: RayOptions) -> str | None:
+    """The cluster to connect to: ``options.address``, else ``RAY_ADDRESS``; None: local."""
+    return options.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def preflight(options: RayOptions) -> Any:
     """Fail fast, before any chunking or writing: an unreachable ``host:port`` cluster
-    address or a missing ``ray`` extra is one :class:`ConfigError` line."""
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    address or a missing ``ray`` extra is one :class:`ConfigError` line. Returns ``ray``."""
+    address = cluster_address(options)
     if address:
         check_address(address)
-    require_ray()
+    return require_ray()
 
 
 def embed_missing(
@@ -232,36 +245,13 @@ def embed_missing(
     """Embed the ``missing`` chunks on Ray (module doc); returns ``{"shards", "embedded",
     "seconds", "actors"}``. Raises :class:`ConfigError` for a missing extra or an unreachable
     cluster before anything is written."""
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        check_address(address)
-    ray = require_ray()
+    preflight(options)  # before planning: one line, nothing written
     blocks = plan_blocks(digests, texts, set(missing), options.batch_size * 32)
     if not blocks:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
     spec = embedder_spec(emb)
     t0 = time.perf_counter()
-    started = False
-    if not ray.is_initialized():
-        kw: dict[str, Any] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "logging_level": "ERROR",
-            "configure_logging": True,
-        }
-        if address:
-            kw["address"] = address
-        else:
-            kw["num_cpus"] = max(1, int(round(options.actors * options.num_cpus)))
-            kw["num_gpus"] = int(options.actors * options.num_gpus) if options.num_gpus else 0
-            kw["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
-        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-        try:
-            ray.init(**kw)
-        except Exception as exc:  # ConnectionError, RuntimeError, ... from ray.init
-            raise ConfigError(f"ray: cannot start or reach a cluster ({exc})") from None
-        started = True
-    try:
+    with ray_session(options) as ray:
         from ray.data import DataContext
 
         # Ray Data's INFO/WARNING lines (progress bars off, "execution finished") are noise
@@ -296,12 +286,81 @@ def embed_missing(
             shards += 1
             if progress is not None:
                 progress("embedding", done, total)
-    finally:
-        if started:
-            ray.shutdown()
     return {
         "shards": shards,
         "embedded": done,
         "seconds": round(time.perf_counter() - t0, 3),
         "actors": options.actors,
     }
+
+
+@contextlib.contextmanager
+def ray_session(options: RayOptions) -> Iterator[Any]:
+    """``ray``, connected: to the cluster this process is already connected to, else to
+    ``options.address`` / ``RAY_ADDRESS``, else to a local cluster started (and shut down
+    afterwards) with ``actors x num_cpus`` CPUs, a small object store and no dashboard."""
+    ray = preflight(options)
+    address = cluster_address(options)
+    started = False
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": "ERROR",
+            "configure_logging": True,
+        }
+        if address:
+            kw["address"] = address
+        else:
+            kw["num_cpus"] = max(1, int(round(options.actors * options.num_cpus)))
+            kw["num_gpus"] = int(options.actors * options.num_gpus) if options.num_gpus else 0
+            kw["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        try:
+            ray.init(**kw)
+        except Exception as exc:  # ConnectionError, RuntimeError, ... from ray.init
+            raise ConfigError(f"ray: cannot start or reach a cluster ({exc})") from None
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ---- index build units as Ray tasks ---------------------------------------------------------
+def _unit_task(objects_url: str, trained: bytes, unit: Any) -> tuple[int, bytes]:
+    """One build unit on a Ray worker: its vectors read from the cache shards in the object
+    store (``objects_url``: S3 in a team setup), added to the trained index; returns the
+    unit's index file (its part of the inverted lists) for the driver to merge."""
+    import tempfile
+    from pathlib import Path
+
+    from genreg.retrieval.ann import build_unit
+    from genreg.store.objects import open_object_store
+
+    with tempfile.TemporaryDirectory(prefix="genreg-unit-") as d:
+        path = Path(d) / "unit.faiss"
+        added = build_unit(open_object_store(objects_url), trained, unit, str(path))
+        return added, path.read_bytes()
+
+
+def build_units(
+    objects_url: str, trained: bytes, units: list[Any], paths: list[str], options: RayOptions
+) -> Iterator[int]:
+    """Build ``units`` as Ray tasks (``num_cpus`` each, as many at a time as the cluster
+    fits); each finished unit's index file is written to its entry of ``paths`` (on the
+    driver) as it arrives. Yields the vectors each unit added."""
+    with ray_session(options) as ray:
+        task = ray.remote(num_cpus=options.num_cpus)(_unit_task)
+        trained_ref = ray.put(trained)  # once into the object store, not once per task
+        pending = {
+            task.remote(objects_url, trained_ref, u): p for u, p in zip(units, paths, strict=True)
+        }
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                added, blob = ray.get(ref)
+                with open(pending.pop(ref), "wb") as fh:
+                    fh.write(blob)
+                yield int(added)

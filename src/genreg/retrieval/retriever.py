@@ -8,7 +8,7 @@ when needed) so that ``k`` distinct documents come back whenever the corpus has 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +71,12 @@ class Retriever:
         self,
         info: IndexInfo,
         index: Any,
-        doc_ids: list[str],
-        chunk_index: list[int],
+        doc_ids: Sequence[str],
+        chunk_index: Sequence[int],
         embedder: Embedder,
         texts: Callable[[], list[str]] | None = None,
         exact: Callable[[np.ndarray, int], tuple[Any, Any]] | None = None,
+        chunked: bool | None = None,
     ) -> None:
         self.info = info
         # for a non-exact (ANN) index: exhaustive search over the same rows' cached vectors,
@@ -87,7 +88,9 @@ class Retriever:
         self.embedder = embedder
         self._texts_loader = texts
         self._texts: list[str] | None = None
-        self.chunked = len(set(doc_ids)) < len(doc_ids)
+        # some document has several rows (None: computed from doc_ids, which a lazy
+        # sequence such as genreg.retrieval.rowids.DocIds passes in to avoid)
+        self.chunked = len(set(doc_ids)) < len(doc_ids) if chunked is None else chunked
 
     def __len__(self) -> int:
         return len(self.doc_ids)

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genreg.core.hashing import digest_bytes
+from genreg.core.urls import redact_url
 from genreg.errors import IntegrityError, NotFound
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ class GcReport:
     deleted: list[str]
     staging: list[dict[str, Any]] = field(default_factory=list)  # {path, size, recent, deleted}
     restored: list[str] = field(default_factory=list)  # hidden by a killed gc, referenced
-    # <home>/cache/ann entries of objects no longer referenced: {path, size, recent, deleted}
+    # <home>/cache/ann entries of objects no longer referenced: {path, size, linked, recent,
+    # deleted}; ``linked``: bytes hard-linked to a stored object (freed with it, counted there)
     caches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -365,6 +367,10 @@ class Admin:
                 unreferenced.append({"digest": d, "size": size, "recent": recent})
                 if not recent:
                     doomed.append(d)
+        # listed before the purge, in a dry run and a real one alike: a copy's file hard-linked
+        # to a stored object (``lists.ivfdata``) is freed with that object and counted there
+        # once (as ``linked`` bytes of the entry), never a second time as the entry's own
+        caches = self._ann_caches(lambda: self._keep(stored_set), now, grace_seconds)
         if not dry_run and doomed:
             # phase 1: hide; phase 2: re-read every reference, restore or purge
             for d in doomed:
@@ -382,8 +388,6 @@ class Admin:
             for f in staging:
                 if not f["recent"]:
                     f["deleted"] = reclaim_staging(Path(f["path"]))
-        # after the purge: a copy hard-linked to an object deleted just now frees its bytes
-        caches = self._ann_caches(lambda: self._keep(stored_set), now, grace_seconds)
         if not dry_run:
             for c in caches:
                 if not c["recent"]:
@@ -422,8 +426,11 @@ class Admin:
             except FileNotFoundError:
                 continue
             size = sum(x.st_size for x in st if x.st_nlink <= 1)  # links free nothing
+            linked = sum(x.st_size for x in st if x.st_nlink > 1)  # counted with the object
             recent = grace > 0 and now - mtime < grace
-            out.append({"path": str(p), "size": size, "recent": recent, "deleted": False})
+            out.append(
+                {"path": str(p), "size": size, "linked": linked, "recent": recent, "deleted": False}
+            )
         return out
 
     # ---- schema -----------------------------------------------------------------------
@@ -437,7 +444,7 @@ class Admin:
             rev = current_revision(engine)
         finally:
             engine.dispose()
-        return {"database": _redact(self.settings.database_url), "current": rev, "head": HEAD}
+        return {"database": redact_url(self.settings.database_url), "current": rev, "head": HEAD}
 
     def db_upgrade(self) -> dict[str, Any]:
         """Migrate the database to the head revision (idempotent)."""
@@ -454,7 +461,7 @@ class Admin:
         if after != HEAD:
             raise IntegrityError(f"database at revision {after!r} after upgrade, expected {HEAD}")
         return {
-            "database": _redact(self.settings.database_url),
+            "database": redact_url(self.settings.database_url),
             "before": before,
             "after": after,
             "changed": before != after,
@@ -484,7 +491,3 @@ def _remove_path(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

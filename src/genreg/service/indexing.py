@@ -16,10 +16,11 @@ both write the same cache shards, so the index is the same either way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -216,14 +217,24 @@ class Indexes:
         def texts() -> list[str]:
             return json.loads(self.objects.get_bytes(texts_digest))
 
+        doc_ids: Sequence[str] = meta.get("doc_ids", ())
+        chunk_index: Sequence[int] = meta.get("chunk_index", ())
+        chunked = None
+        if "rowids" in meta:  # on-disk index: the compact table, memory-mapped
+            from genreg.retrieval.rowids import open_rowids
+
+            spill = self.settings.home / "cache" / "ann" / "rowids"
+            table = open_rowids(self.objects, meta["rowids"], spill)
+            doc_ids, chunk_index, chunked = table.doc_ids, table.chunk_index, table.chunked
         return Retriever(
             info,
             faiss_index,
-            meta["doc_ids"],
-            meta["chunk_index"],
+            doc_ids,
+            chunk_index,
             self.query_cache(emb),
             texts,
             exact=exact,
+            chunked=chunked,
         )
 
     def query_cache(self, emb: EmbedderLike) -> Any:
@@ -408,12 +419,42 @@ class Indexes:
     ) -> tuple[str, Derived, int]:
         """Chunk, check the parameters can train (before anything is embedded or written),
         embed what the cache lacks, draw the training sample, train, build the on-disk index
-        from the cache shards (streaming) and store it. Returns (key, row, embedded)."""
+        from the cache shards (streaming) and store it. Returns (key, row, embedded).
+        ``ray_opts``: the missing chunks are embedded by Ray actors and the index's build
+        units run as Ray tasks, in one Ray session (started when first needed)."""
+        with contextlib.ExitStack() as ray_stack:
+            return self._build_ann_steps(
+                snapshot, docs, emb, cspec, ispec, progress, batch_size, total, ray_opts, ray_stack
+            )
+
+    def _build_ann_steps(
+        self,
+        snapshot: str,
+        docs: Iterable[Any],
+        emb: EmbedderLike,
+        cspec: ChunkingSpec,
+        ispec: IndexSpec,
+        progress: Progress | None,
+        batch_size: int,
+        total: int | None,
+        ray_opts: Any,
+        ray_stack: contextlib.ExitStack,
+    ) -> tuple[str, Derived, int]:
         import shutil
+
+        connected: list[bool] = []
+
+        def ray_up() -> None:  # one cluster connection for embedding and index units
+            if ray_opts is not None and not connected:
+                from genreg.retrieval.ray_engine import ray_session
+
+                ray_stack.enter_context(ray_session(ray_opts))
+                connected.append(True)
 
         from genreg.retrieval import ann
         from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
         from genreg.retrieval.index import encode_envelope
+        from genreg.retrieval.rowids import encode_rowids
 
         if ray_opts is not None:  # an unreachable cluster or no extra: before any work
             from genreg.retrieval.ray_engine import preflight
@@ -439,6 +480,7 @@ class Indexes:
             if ray_opts is not None:  # the same cache shards, written by Ray actors
                 from genreg.retrieval.ray_engine import embed_missing
 
+                ray_up()
                 embed_missing(
                     self.settings,
                     emb,
@@ -478,14 +520,23 @@ class Indexes:
         workdir = Path(tempfile.mkdtemp(prefix="ann-", dir=tmp_root))
         try:
             workers = int(os.environ.get("GENREG_INDEX_WORKERS") or 1)
-            ann.build_ondisk(
-                self.objects, plan, trained, workdir, workers=workers, progress=progress
+            ray_up()
+            ann.build_ondisk(  # engine ray: the build units run as Ray tasks too
+                self.objects,
+                plan,
+                trained,
+                workdir,
+                workers=workers,
+                progress=progress,
+                ray=ray_opts,
             )
             lists_obj = self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
             digests_blob = rows.tobytes()
             digests_obj = self.objects.put_bytes(digests_blob)
             rowmap_blob = ann.encode_rowmap(plan)
             rowmap_obj = self.objects.put_bytes(rowmap_blob)
+            rowids_blob = encode_rowids(doc_ids, chunk_index)
+            rowids_obj = self.objects.put_bytes(rowids_blob)
             sample_obj = self.objects.put_bytes(sample_blob)
             texts_blob = canonical_json(texts)
             texts_obj = self.objects.put_bytes(texts_blob)
@@ -501,8 +552,7 @@ class Indexes:
                 "lists": lists_obj,
                 "digests": digests_obj,
                 "rowmap": rowmap_obj,
-                "doc_ids": doc_ids,
-                "chunk_index": chunk_index,
+                "rowids": rowids_obj,
             }
             envelope = encode_envelope((workdir / ann.TRUNK).read_bytes(), meta)
             obj = self.objects.put_bytes(envelope)
@@ -519,6 +569,7 @@ class Indexes:
                 "lists": lists_obj,
                 "digests": digests_obj,
                 "rowmap": rowmap_obj,
+                "rowids": rowids_obj,
                 "bytes": self.objects.size(lists_obj) + len(envelope),
             }
             self.derived.put(
@@ -536,6 +587,7 @@ class Indexes:
                 ensure_stored(self.objects, texts_obj, texts_blob)
                 ensure_stored(self.objects, digests_obj, digests_blob)
                 ensure_stored(self.objects, rowmap_obj, rowmap_blob)
+                ensure_stored(self.objects, rowids_obj, rowids_blob)
                 ensure_stored(self.objects, obj, envelope)
                 if not self.objects.has(lists_obj):
                     self.objects.put_stream(_file_chunks(workdir / ann.LISTS))

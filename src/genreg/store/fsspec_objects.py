@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from genreg.core.hashing import strip_prefix
+from genreg.core.urls import endpoint_of, redact_url
 from genreg.errors import ConfigError, IntegrityError, NotFound, StorageError
 
 _ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "oss", "r2"}
@@ -341,22 +342,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ConnectionError):
         return f"connection lost ({type(exc).__name__})"
     return type(exc).__name__
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info (``user:secret@``), query string or fragment."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
-
-
-def endpoint_of(url: str) -> str:
-    """``scheme://host[:port]`` of ``url`` (no user info, path or query)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "unknown"
-    netloc = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
-    return f"{scheme}://{netloc}"
