@@ -6,18 +6,25 @@
 
 Importing this module pulls FastAPI and the core, never SQLAlchemy, torch, faiss or
 sentence-transformers: on the default SQLite file the registry's metadata answers hot reads
-with the stdlib ``sqlite3``, and SQLAlchemy is imported on the first alias write, run or token
-operation.
+with the stdlib ``sqlite3``. :func:`create_app` builds every service component a route uses
+(their modules import none of those), and a background thread started just after it
+(:func:`warm_up`) pays what needs SQLAlchemy -- its import, the engine, the run routes' and the
+UI's compiled statements, the templates -- off the request path.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from genreg.api.auth import ApiConfig, Authenticator
 from genreg.api.errors import envelope, install
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastapi import FastAPI
 
     from genreg.service import Registry
@@ -81,6 +88,28 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+log = logging.getLogger("genreg.api")
+
+
+def warm_runs(reg: Registry) -> None:
+    """The JSON run routes' one-time costs, paid off the request path: SQLAlchemy's import and
+    engine and the compiled form of ``/v1/runs``'s statements (the run list, its inputs, tags
+    and parameters: its default query, run once for one row) and of ``/v1/runs/ID``'s."""
+    for run in reg.list_runs(limit=1):
+        reg.get_run(run.id).to_dict()
+
+
+def warm_up(steps: list[Callable[[], None]], delay: float = 0.3) -> None:
+    """Run each warm-up step in turn, ``delay`` seconds after start-up (the server answers
+    ``/readyz`` meanwhile); a step that fails shows on the first real request instead."""
+    time.sleep(delay)  # let the server finish starting first
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 -- logged; the first request pays (and reports) it
+            log.debug("warm-up step %r failed", step, exc_info=True)
+
+
 def open_registry(settings: Settings | None = None) -> Registry:
     """The registry (migrating first if the database is new or old)."""
     from genreg.service import Registry
@@ -105,6 +134,9 @@ def create_app(
 
     cfg = config or ApiConfig.from_env()
     reg = registry or open_registry(settings)
+    # Every component a route uses (tokens, runs), built now: the first request must not pay
+    # their import (~20-40 ms; none of torch, faiss or SQLAlchemy).
+    reg.build_components()
     auth = Authenticator(reg, cfg)
     reader = Reader(reg)
 
@@ -131,7 +163,13 @@ def create_app(
     refine_openapi(app)
     from genreg.ui import mount as mount_ui
 
-    mount_ui(app, reg, auth, cfg)  # the web UI under /ui (genreg.ui)
+    ui_warm = mount_ui(app, reg, auth, cfg)  # the web UI under /ui (genreg.ui)
+    # What needs SQLAlchemy (the run routes' and the runs page's compiled statements, the
+    # templates) is paid in one background thread just after start-up, off the request path
+    # and after /readyz, so the hot reads still never import SQLAlchemy themselves.
+    threading.Thread(
+        target=warm_up, args=([lambda: warm_runs(reg), ui_warm],), daemon=True, name="serve-warm"
+    ).start()
     from genreg.api.hot import HotPath
 
     app.add_middleware(HotPath, reader=reader, config=cfg)  # see genreg.api.hot

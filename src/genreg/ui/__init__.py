@@ -10,14 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastapi import FastAPI
 
     from genreg.api.auth import ApiConfig, Authenticator
     from genreg.service import Registry
 
 
-def mount(app: FastAPI, reg: Registry, auth: Authenticator, cfg: ApiConfig) -> None:
-    """Add the ``/ui`` routes (templates are loaded on the first page, not here)."""
+def mount(app: FastAPI, reg: Registry, auth: Authenticator, cfg: ApiConfig) -> Callable[[], None]:
+    """Add the ``/ui`` routes; returns their warm-up (templates compiled, the runs page's
+    statements run once), which the app runs in the background after start-up -- nothing
+    is loaded here."""
     from genreg.ui.routes import build_ui_router
 
-    app.include_router(build_ui_router(reg, auth, cfg))
+    router, warm = build_ui_router(reg, auth, cfg)
+    app.include_router(router)
+    return warm

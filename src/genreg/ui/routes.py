@@ -10,8 +10,7 @@ shown anonymously; eval-set content (queries, gold answers, judgments) needs
 from __future__ import annotations
 
 import logging
-import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
@@ -72,31 +71,28 @@ class _Templates:
 
 
 def _warm(rq: RunQueries, tpl: _Templates) -> None:
-    """Pay the first page's one-time costs in the background just after start-up, so the
-    first visitor does not: SQLAlchemy's import, engine and the compiled form of the runs
-    page's statements (its default query, run once: count, ids, rows, inputs, metrics), and
-    Jinja2 with every template compiled -- including the ``base.html`` they extend and the
-    ``macros.html`` they import, which loading a page's own template does not compile (that
-    was ~50 ms of the first runs page). The server answers ``/readyz`` before this
-    finishes."""
-    time.sleep(0.3)  # let the server finish starting first
-    try:
-        rq.page(per_page=PER_PAGE)
-        rq.eval_names()
-        env = tpl.env
-        for name in env.list_templates(extensions=["html"]):
-            env.get_template(name)
-    except Exception:  # noqa: BLE001 -- a warm-up failure shows on the first real page instead
-        log.debug("UI warm-up failed", exc_info=True)
+    """Pay the first page's one-time costs, so the first visitor does not: SQLAlchemy's
+    import, engine and the compiled form of the runs page's statements (its default query,
+    run once: count, ids, rows, inputs, metrics), and Jinja2 with every template compiled --
+    including the ``base.html`` they extend and the ``macros.html`` they import, which loading
+    a page's own template does not compile (that was ~50 ms of the first runs page). Called by
+    the app's warm-up thread (:func:`genreg.api.app.warm_up`) just after start-up."""
+    rq.page(per_page=PER_PAGE)
+    rq.eval_names()
+    env = tpl.env
+    for name in env.list_templates(extensions=["html"]):
+        env.get_template(name)
 
 
-def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRouter:
+def build_ui_router(
+    reg: Registry, auth: Authenticator, cfg: ApiConfig
+) -> tuple[APIRouter, Callable[[], None]]:
+    """The ``/ui`` router and its warm-up (:func:`_warm` over this router's caches)."""
     from genreg.service.run_queries import RunQueries
 
     r = APIRouter(prefix="/ui", include_in_schema=False)
     tpl = _Templates()
     rq = RunQueries(reg)
-    threading.Thread(target=_warm, args=(rq, tpl), daemon=True, name="ui-warm").start()
 
     # ---- plumbing --------------------------------------------------------------------
     def page(request: Request, v: Viewer, _tpl: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -706,4 +702,4 @@ def build_ui_router(reg: Registry, auth: Authenticator, cfg: ApiConfig) -> APIRo
             hist=hist,
         )
 
-    return r
+    return r, lambda: _warm(rq, tpl)
