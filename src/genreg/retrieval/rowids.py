@@ -23,9 +23,11 @@ import os
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from genreg.errors import IntegrityError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from genreg.store.objects import ObjectStore
@@ -90,20 +92,17 @@ class RowIds:
         return self.names[lo:hi].tobytes().decode("utf-8")
 
 
-class _Column(Sequence[Any]):
-    def __init__(self, table: RowIds) -> None:
-        self.table = table
+class LazyRows(Sequence[T]):
+    """A read-only sequence of table rows decoded on access (``_one``): the row-id columns
+    here and :class:`genreg.retrieval.texttable.TextTable`."""
 
-    def __len__(self) -> int:
-        return self.table.n_rows
-
-    def _one(self, row: int) -> Any:  # pragma: no cover - overridden
+    def _one(self, row: int) -> T:  # pragma: no cover - overridden
         raise NotImplementedError
 
     @overload
-    def __getitem__(self, row: int) -> Any: ...
+    def __getitem__(self, row: int) -> T: ...
     @overload
-    def __getitem__(self, row: slice) -> list[Any]: ...
+    def __getitem__(self, row: slice) -> list[T]: ...
     def __getitem__(self, row: Any) -> Any:
         if isinstance(row, slice):
             return [self._one(r) for r in range(*row.indices(len(self)))]
@@ -114,9 +113,17 @@ class _Column(Sequence[Any]):
             raise IndexError(f"row {int(row)} out of range ({len(self)} rows)")
         return self._one(r)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T]:
         for r in range(len(self)):
             yield self._one(r)
+
+
+class _Column(LazyRows[Any]):
+    def __init__(self, table: RowIds) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.n_rows
 
 
 class DocIds(_Column):

@@ -19,11 +19,12 @@ JSON, no line splitting). ANN indexes stored before this table keep their JSON l
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 from genreg.errors import IntegrityError
+from genreg.retrieval.rowids import LazyRows
 
 if TYPE_CHECKING:
     from genreg.store.objects import ObjectStore
@@ -44,7 +45,7 @@ def encode_texts(texts: Sequence[str]) -> bytes:
     return _HEAD.pack(MAGIC, len(blobs), len(body)) + offsets.tobytes() + body
 
 
-class TextTable(Sequence[str]):
+class TextTable(LazyRows[str]):
     """The texts over a buffer (a read-only memory map, or bytes), each decoded on access;
     nothing is decoded (or copied) up front."""
 
@@ -76,24 +77,6 @@ class TextTable(Sequence[str]):
         if not lo <= hi <= len(self.text):
             raise IntegrityError(f"{self.where}: row {row} has bad offsets")
         return self.text[lo:hi].tobytes().decode("utf-8")
-
-    @overload
-    def __getitem__(self, row: int) -> str: ...
-    @overload
-    def __getitem__(self, row: slice) -> list[str]: ...
-    def __getitem__(self, row: Any) -> Any:
-        if isinstance(row, slice):
-            return [self._one(r) for r in range(*row.indices(len(self)))]
-        r = int(row)
-        if r < 0:
-            r += len(self)
-        if not 0 <= r < len(self):
-            raise IndexError(f"row {int(row)} out of range ({len(self)} rows)")
-        return self._one(r)
-
-    def __iter__(self) -> Iterator[str]:
-        for r in range(len(self)):
-            yield self._one(r)
 
 
 def open_texts(objects: ObjectStore, digest: str, spill_dir: Path) -> TextTable:
