@@ -304,9 +304,19 @@ class Indexes:
             row = self.derived.get(key) if train_sample else None
             if row is None:
                 docs = self.iter_documents(version.ref)
-                key, row, embedded = self._build_ann(
-                    version.digest, docs, emb, cspec, ispec, progress, batch_size, n, ray_opts
-                )
+                with contextlib.ExitStack() as ray_stack:  # the build's Ray session, if any
+                    key, row, embedded = self._build_ann(
+                        version.digest,
+                        docs,
+                        emb,
+                        cspec,
+                        ispec,
+                        progress,
+                        batch_size,
+                        n,
+                        ray_opts,
+                        ray_stack,
+                    )
             else:
                 embedded = -1
             index_dict["train_sample"] = row.meta["train_sample"]
@@ -426,31 +436,15 @@ class Indexes:
         progress: Progress | None,
         batch_size: int,
         total: int | None,
-        ray_opts: Any = None,
+        ray_opts: Any,
+        ray_stack: contextlib.ExitStack,
     ) -> tuple[str, Derived, int]:
         """Chunk, check the parameters can train (before anything is embedded or written),
         embed what the cache lacks, draw the training sample, train, build the on-disk index
         from the cache shards (streaming) and store it. Returns (key, row, embedded).
         ``ray_opts``: the missing chunks are embedded by Ray actors and the index's build
-        units run as Ray tasks, in one Ray session (started when first needed)."""
-        with contextlib.ExitStack() as ray_stack:
-            return self._build_ann_steps(
-                snapshot, docs, emb, cspec, ispec, progress, batch_size, total, ray_opts, ray_stack
-            )
-
-    def _build_ann_steps(
-        self,
-        snapshot: str,
-        docs: Iterable[Any],
-        emb: EmbedderLike,
-        cspec: ChunkingSpec,
-        ispec: IndexSpec,
-        progress: Progress | None,
-        batch_size: int,
-        total: int | None,
-        ray_opts: Any,
-        ray_stack: contextlib.ExitStack,
-    ) -> tuple[str, Derived, int]:
+        units run as Ray tasks, in one Ray session (started when first needed, closed by
+        ``ray_stack``, which the caller holds for the build)."""
         import shutil
 
         connected: list[bool] = []

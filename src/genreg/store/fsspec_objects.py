@@ -30,7 +30,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,15 +175,20 @@ class FsspecObjectStore:
         digest = hashlib.sha256(data).hexdigest()
         if self.has(digest):
             return digest
+        self._upload(digest, lambda dest: self.fs.pipe_file(dest, data))
+        return digest
+
+    def _upload(self, digest: str, send: Callable[[str], object]) -> None:
+        """``send(dest)`` the object's bytes under its key: straight there on a store whose
+        writes are atomic, else to ``tmp/`` first and moved into place (never half-visible)."""
         key = self._key(digest)
         with self._io(f"upload of sha256:{digest}", write=True):
             if self.atomic_put:
-                self.fs.pipe_file(key, data)
+                send(key)
             else:
                 tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
-                self.fs.pipe_file(tmp, data)
+                send(tmp)
                 self._move(tmp, key)
-        return digest
 
     def put_stream(self, chunks: Iterable[bytes]) -> str:
         """Spool to a local temp file while hashing, then upload the whole file at once."""
@@ -197,14 +202,7 @@ class FsspecObjectStore:
             digest = h.hexdigest()
             if self.has(digest):
                 return digest
-            key = self._key(digest)
-            with self._io(f"upload of sha256:{digest}", write=True):
-                if self.atomic_put:
-                    self.fs.put_file(name, key)
-                else:
-                    tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
-                    self.fs.put_file(name, tmp)
-                    self._move(tmp, key)
+            self._upload(digest, lambda dest: self.fs.put_file(name, dest))
             return digest
         finally:
             with contextlib.suppress(FileNotFoundError):
