@@ -93,7 +93,8 @@ _BUILD = threading.RLock()
 
 class _Lazy(Generic[_C]):
     """A component built on first access, exactly once per registry (then a plain instance
-    attribute: this is a non-data descriptor)."""
+    attribute: this is a non-data descriptor). Not ``functools.cached_property``: since
+    Python 3.12 that takes no lock, and the API builds components from several threads."""
 
     def __init__(self, build: Callable[[Registry], _C]) -> None:
         self.build = build
@@ -164,8 +165,9 @@ class Registry:
         Admin -- importing their modules: ~20-40 ms, none of torch, faiss or SQLAlchemy), so a
         long-lived server (``genreg serve``) pays that once at start-up instead of in the first
         request that needs one. The hot CLI commands never call it."""
-        for name in ("_tokens", "_indexes", "_evals", "_admin"):
-            getattr(self, name)
+        for name, attr in vars(Registry).items():
+            if isinstance(attr, _Lazy):
+                getattr(self, name)
 
     @classmethod
     def init(cls, path: str | Path | None = None) -> Registry:
