@@ -439,3 +439,67 @@ def test_ann_index_units_built_as_ray_tasks_merge_byte_identical_to_local(
             reg.close()
     assert sorted(ran) == [600, 1200, 1200]  # whole 600-row shards, >= 700 a unit: 3 Ray tasks
     assert built["ray"] == built["local"]
+
+
+def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_process(
+    tmp_path: Path, ray_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """engine=ray, an ivfpq index with nothing cached: the driver sends the actors no text
+    -- each block is a (lo, hi) range of the row order, whose texts the actor reads from the
+    chunk-text table stored first -- and the index key, the cache vectors, the row tables and
+    the hits equal the in-process build's (repeated texts embedded once)."""
+    from genreg import Registry
+    from genreg.retrieval import ray_engine
+
+    src = tmp_path / "c.jsonl"
+    with src.open("w", encoding="utf-8") as fh:
+        for i in range(3000):  # doc 2500.. repeat earlier texts: distinct chunks only
+            fh.write(json.dumps({"_id": f"d{i}", "text": f"doc {i % 2500}"}) + "\n")
+    sent: list[dict[str, Any]] = []
+    real = ray_engine._run_blocks
+
+    def recording(settings, emb, options, blocks, total, extra, progress):  # type: ignore[no-untyped-def]
+        sent.extend(blocks)
+        return real(settings, emb, options, blocks, total, extra, progress)
+
+    monkeypatch.setattr(ray_engine, "_run_blocks", recording)
+    # the actors unpickle this module's _TableEmbedder: send it by value (no tests/ on the
+    # workers' path)
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    spec = {"type": "ivfpq", "nlist": 16, "m": 8, "nprobe": 4, "train_size": 1000}
+    built = {}
+    for engine in ("local", "ray"):
+        reg = Registry.init(tmp_path / engine / ".genreg")
+        try:
+            reg.snapshot("kb", src)
+            info = reg.build_index(
+                "kb",
+                model=_TableEmbedder(),
+                chunking="none",
+                index=spec,
+                batch_size=BATCH,
+                engine=engine,
+                ray={"actors": 2, "address": ray_cluster},
+            )
+            assert info.embedded == 2500 and info.n_chunks == 3000
+            emb = _TableEmbedder()
+            digests = [text_digest(f"doc {i % 2500}") for i in range(3000)]
+            vecs = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim).matrix(digests)
+            meta = reg.derived.get(info.key).meta
+            r = reg.open_retriever("kb", model=_TableEmbedder(), chunking="none", index=spec)
+            hits = r.search_vectors(emb.table[:20], 3)
+            built[engine] = (
+                info.key,
+                _bits(vecs).tobytes(),
+                # the shards differ (Ray: one a block), so the row map and lists do too
+                [meta[t] for t in ("text_table", "rowids", "digests")],
+                [[(h.doc_id, h.score) for h in q] for q in hits],
+            )
+        finally:
+            reg.close()
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert built["ray"] == built["local"]
+    assert sent and all(set(b) == {"block", "lo", "hi"} for b in sent)  # no text, no digest
+    assert sum(b["hi"] - b["lo"] for b in sent) == 2500 and len(sent) == -(-2500 // (BATCH * 32))

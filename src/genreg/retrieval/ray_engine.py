@@ -8,6 +8,10 @@ hands the chunks whose vectors are not cached to :func:`embed_missing`:
   (longest first, ties in first-seen order) and cut into *blocks* of ``batch_size x 32``
   texts -- the in-process path's own blocks, so a deterministic model gives the same vectors
   bit for bit -- and only blocks with a missing chunk are sent (only their missing chunks);
+- for an on-disk index (``ivfpq`` / ``ivf_hnsw``, :func:`embed_rows`) the driver holds no
+  chunk text: the chunk-text table is stored first, the rows in embedding order go once into
+  Ray's object store (8 bytes a row) and a block is a ``(lo, hi)`` range of them, whose texts
+  the actor reads from the table in the registry's object store;
 - ``ray.data.from_items(blocks).map_batches(EmbedActor, concurrency=actors, ...)``: each actor
   loads the model once (``num_cpus``/``num_gpus`` per actor configurable), embeds a block,
   checks every text against its digest and writes the block as one cache shard
@@ -107,13 +111,36 @@ def plan_blocks(
     for d, t in zip(digests, texts, strict=True):
         seen.setdefault(d, t)
     items = list(seen.items())
-    order = sorted(range(len(items)), key=lambda i: -len(items[i][1]))
+    order = embed_order([len(t) for _, t in items])
     out = []
     for b, start in enumerate(range(0, len(order), block)):
         rows = [items[i] for i in order[start : start + block] if items[i][0] in missing]
         if rows:
             out.append({"block": b, "digests": [d for d, _ in rows], "texts": [t for _, t in rows]})
     return out
+
+
+def embed_order(lengths: Any) -> list[int]:
+    """The in-process embedder's order of texts of these ``lengths`` (characters): longest
+    first, ties in first-seen order."""
+    import numpy as np
+
+    n = np.asarray(lengths, dtype=np.int64)
+    return np.argsort(-n, kind="stable").tolist() if len(n) else []
+
+
+def row_blocks(rows: Any, lengths: Any, block: int) -> tuple[Any, list[dict[str, int]]]:
+    """:func:`plan_blocks` for chunks that are all missing and distinct, given as table rows
+    (``rows``, first-seen order) and their text ``lengths``: the rows in embedding order
+    (``int64``, 8 bytes a row) and each block as a ``(lo, hi)`` range of it."""
+    import numpy as np
+
+    order = np.asarray(rows, dtype=np.int64)[np.asarray(embed_order(lengths), dtype=np.int64)]
+    ranges = [
+        {"block": b, "lo": lo, "hi": min(lo + block, len(order))}
+        for b, lo in enumerate(range(0, len(order), block))
+    ]
+    return order, ranges
 
 
 def check_address(address: str) -> None:
@@ -143,6 +170,8 @@ class EmbedActor:
         digest: str,
         batch_size: int,
         threads: int | None,
+        table: str | None = None,
+        order: list[Any] | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -169,6 +198,15 @@ class EmbedActor:
         self.emb = embedder
         self.digest = digest
         self.batch_size = batch_size
+        self.texts: Any = None
+        self.order: Any = None
+        if table is not None and order is not None:  # blocks are ranges of table rows
+            import ray
+
+            from genreg.retrieval.texttable import open_texts
+
+            self.texts = open_texts(self.objects, table, settings.home / "cache" / "ann" / "texts")
+            self.order = ray.get(order[0])  # the rows in embedding order (8 bytes a row)
         if hasattr(embedder, "model") and not hasattr(embedder, "session"):
             _ = embedder.model  # load the weights once, here
         elif hasattr(embedder, "session"):
@@ -182,8 +220,7 @@ class EmbedActor:
         from genreg.store.objects import ensure_stored
 
         shards, counts, blocks = [], [], []
-        for b, ds, ts in zip(batch["block"], batch["digests"], batch["texts"]):
-            ds, ts = [str(d) for d in ds], [str(t) for t in ts]
+        for b, ds, ts in self._blocks(batch):
             for d, t in zip(ds, ts, strict=True):
                 if text_digest(t) != d:
                     raise IntegrityError(f"ray actor: chunk text does not match sha256:{d}")
@@ -202,6 +239,20 @@ class EmbedActor:
             counts.append(len(ds))
             blocks.append(int(b))
         return {"block": blocks, "shard": shards, "count": counts}
+
+    def _blocks(self, batch: dict[str, Any]) -> Iterator[tuple[Any, list[str], list[str]]]:
+        """(block, digests, texts) of each block: sent inline, or a ``(lo, hi)`` range of
+        the row order whose texts are read here from the stored chunk-text table (their
+        digests computed from the texts read)."""
+        from genreg.retrieval.chunking import text_digest
+
+        if "lo" in batch:
+            for b, lo, hi in zip(batch["block"], batch["lo"], batch["hi"]):
+                ts = [self.texts[int(r)] for r in self.order[int(lo) : int(hi)]]
+                yield b, [text_digest(t) for t in ts], ts
+            return
+        for b, ds, ts in zip(batch["block"], batch["digests"], batch["texts"]):
+            yield b, [str(d) for d in ds], [str(t) for t in ts]
 
 
 def embedder_spec(emb: Any) -> dict[str, Any] | None:
@@ -247,6 +298,46 @@ def embed_missing(
     cluster before anything is written."""
     preflight(options)  # before planning: one line, nothing written
     blocks = plan_blocks(digests, texts, set(missing), options.batch_size * 32)
+    total = sum(len(b["digests"]) for b in blocks)
+    return _run_blocks(settings, emb, options, blocks, total, {}, progress)
+
+
+def embed_rows(
+    settings: Settings,
+    emb: Any,
+    table: str,
+    rows: Any,
+    lengths: Any,
+    options: RayOptions,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """:func:`embed_missing` for an on-disk index's build: the chunks at ``rows`` (distinct,
+    all missing, first-seen order; ``lengths``: their texts' lengths in characters) of the
+    stored chunk-text table ``table`` (:mod:`genreg.retrieval.texttable`). The same blocks
+    as :func:`plan_blocks` would plan for them, but the driver holds no text: the row order
+    (8 bytes a row) goes once into Ray's object store, each block is a ``(lo, hi)`` range
+    of it, and each actor reads its blocks' texts from the table in the registry's object
+    store (copied once per worker when the store has no local files, such as S3)."""
+    preflight(options)
+    order, ranges = row_blocks(rows, lengths, options.batch_size * 32)
+    if not ranges:
+        return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
+    with ray_session(options) as ray:  # one session for the put and the job
+        extra = {"table": table, "order": [ray.put(order)]}  # in a list: not resolved early
+        return _run_blocks(settings, emb, options, ranges, len(order), extra, progress)
+
+
+def _run_blocks(
+    settings: Settings,
+    emb: Any,
+    options: RayOptions,
+    blocks: list[dict[str, Any]],
+    total: int,
+    extra: dict[str, Any],
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """``blocks`` through a pool of :class:`EmbedActor` (``extra``: more constructor
+    arguments); returns ``{"shards", "embedded", "seconds", "actors"}``."""
     if not blocks:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
     spec = embedder_spec(emb)
@@ -271,13 +362,13 @@ def embed_missing(
                 "digest": emb.digest,
                 "batch_size": options.batch_size,
                 "threads": threads,
+                **extra,
             },
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=options.actors),
             num_cpus=options.num_cpus,
             num_gpus=options.num_gpus or None,
         )
-        total = sum(len(b["digests"]) for b in blocks)
         done = shards = 0
         if progress is not None:
             progress("embedding", 0, total)

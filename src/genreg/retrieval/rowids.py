@@ -37,23 +37,14 @@ _HEAD = struct.Struct("<8sQQQ")  # magic, rows, docs, name bytes
 
 
 def encode_rowids(doc_ids: Sequence[str], chunk_index: Sequence[int]) -> bytes:
-    """The table of ``doc_ids`` / ``chunk_index`` (one each per row)."""
-    import numpy as np
-
-    n = len(doc_ids)
-    if len(chunk_index) != n:
+    """The table of ``doc_ids`` / ``chunk_index`` (one each per row), in memory
+    (:class:`RowIdsWriter` writes the same bytes row by row)."""
+    if len(chunk_index) != len(doc_ids):
         raise ValueError("rowids: doc_ids and chunk_index differ in length")
-    number: dict[str, int] = {}
-    doc_of = np.fromiter((number.setdefault(d, len(number)) for d in doc_ids), dtype="<i4", count=n)
-    chunks = np.asarray(chunk_index, dtype=np.int64)
-    if n and (int(chunks.min()) < 0 or int(chunks.max()) >= 2**31):
-        raise ValueError("rowids: a chunk index does not fit in int32")
-    names = [d.encode("utf-8") for d in number]
-    offsets = np.zeros(len(names) + 1, dtype="<u8")
-    np.cumsum([len(b) for b in names], out=offsets[1:])
-    blob = b"".join(names)
-    head = _HEAD.pack(MAGIC, n, len(names), len(blob))
-    return head + doc_of.tobytes() + chunks.astype("<i4").tobytes() + offsets.tobytes() + blob
+    w = RowIdsWriter()
+    for d, c in zip(doc_ids, chunk_index, strict=True):
+        w.add(d, c)
+    return b"".join(w.chunks())
 
 
 class RowIds:
@@ -164,3 +155,90 @@ def map_object(objects: ObjectStore, digest: str, spill_dir: Path, where: str) -
     if path.stat().st_size == 0:
         raise IntegrityError(f"{where}: empty")
     return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+# ---- writing a table row by row (the on-disk index build's one pass over the chunks) ----------
+class RowIdsWriter:
+    """A table written one row at a time in compact arrays (8 bytes a row, each document id
+    once, plus an 8-byte hash a document), no Python object per row. :meth:`chunks` yields
+    exactly :func:`encode_rowids`' bytes for the same rows (for ``ObjectStore.put_stream``).
+
+    Documents are numbered in order of first appearance. A snapshot's chunks come document by
+    document, each id once, so a row whose id differs from the previous row's starts a new
+    document; that is checked when the table is finished (the ids' hashes, sorted): should an
+    id come back after another document, the rows are renumbered exactly as
+    :func:`encode_rowids` would (a dict over the document ids: only then Python objects per
+    document)."""
+
+    _FIRST = object()
+
+    def __init__(self) -> None:
+        import array
+
+        self._doc_of = array.array("i")
+        self._chunks = array.array("i")
+        self._names = bytearray()
+        self._name_ends = array.array("Q")
+        self._keys = array.array("Q")  # a hash of each document id, to check they are unique
+        self._last: object = self._FIRST
+        self._checked = False
+
+    def __len__(self) -> int:
+        return len(self._doc_of)
+
+    def add(self, doc_id: str, chunk_index: int) -> None:
+        import hashlib
+
+        if not 0 <= chunk_index < 2**31:
+            raise ValueError("rowids: a chunk index does not fit in int32")
+        if doc_id != self._last:
+            blob = doc_id.encode("utf-8")
+            self._names += blob
+            self._name_ends.append(len(self._names))
+            key = hashlib.blake2b(blob, digest_size=8).digest()
+            self._keys.append(int.from_bytes(key, "little"))
+            self._last = doc_id
+            self._checked = False
+        self._doc_of.append(len(self._name_ends) - 1)
+        self._chunks.append(chunk_index)
+
+    def _check_unique(self) -> None:
+        """Renumber (as :func:`encode_rowids`) when a document id came back later."""
+        import array
+
+        import numpy as np
+
+        if self._checked:
+            return
+        self._checked = True
+        keys = np.sort(np.frombuffer(self._keys, dtype=np.uint64))
+        if not len(keys) or not (keys[1:] == keys[:-1]).any():
+            return  # every document id once: the numbering is first appearance already
+        ends = [0, *self._name_ends]
+        number: dict[bytes, int] = {}
+        remap = [
+            number.setdefault(bytes(self._names[ends[i] : ends[i + 1]]), len(number))
+            for i in range(len(ends) - 1)
+        ]
+        if len(number) == len(remap):
+            return  # a hash collision, not a repeated id
+        doc_of = np.asarray(remap, dtype=np.int32)[np.frombuffer(self._doc_of, dtype=np.int32)]
+        self._doc_of = array.array("i", doc_of.tobytes())
+        self._names = bytearray(b"".join(number))
+        self._name_ends = array.array("Q", np.cumsum([len(b) for b in number], dtype=np.uint64))
+        self._keys = array.array("Q", range(len(number)))  # distinct: checked
+        self._last = self._FIRST
+
+    def chunks(self) -> Iterator[bytes]:
+        import numpy as np
+
+        self._check_unique()
+        n, docs = len(self._doc_of), len(self._name_ends)
+        yield _HEAD.pack(MAGIC, n, docs, len(self._names))
+        for col in (self._doc_of, self._chunks):
+            if n:
+                yield np.frombuffer(col, dtype=np.int32).astype("<i4").tobytes()
+        yield bytes(8)  # name offsets[0]
+        if docs:
+            yield np.frombuffer(self._name_ends, dtype=np.uint64).astype("<u8").tobytes()
+        yield bytes(self._names)

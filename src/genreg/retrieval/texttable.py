@@ -18,8 +18,10 @@ JSON, no line splitting). ANN indexes stored before this table keep their JSON l
 
 from __future__ import annotations
 
+import io
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,15 +36,12 @@ _HEAD = struct.Struct("<8sQQ")  # magic, rows, text bytes
 
 
 def encode_texts(texts: Sequence[str]) -> bytes:
-    """The table of ``texts`` (one per row, in row order)."""
-    import numpy as np
-
-    blobs = [t.encode("utf-8") for t in texts]
-    offsets = np.zeros(len(blobs) + 1, dtype="<u8")
-    if blobs:
-        np.cumsum([len(b) for b in blobs], out=offsets[1:])
-    body = b"".join(blobs)
-    return _HEAD.pack(MAGIC, len(blobs), len(body)) + offsets.tobytes() + body
+    """The table of ``texts`` (one per row, in row order), in memory (:class:`TextTableWriter`
+    writes the same bytes row by row)."""
+    w = TextTableWriter()
+    for t in texts:
+        w.add(t)
+    return b"".join(w.chunks())
 
 
 class TextTable(LazyRows[str]):
@@ -86,3 +85,65 @@ def open_texts(objects: ObjectStore, digest: str, spill_dir: Path) -> TextTable:
 
     where = f"chunk texts {digest}"
     return TextTable(map_object(objects, digest, spill_dir, where), where)
+
+
+# ---- writing a table row by row (the on-disk index build's one pass over the chunks) ----------
+class TextTableWriter:
+    """A table written one text at a time, never holding the texts: each text's utf-8 goes to
+    ``path`` (the table's text part, a side file; ``None``: in memory, for
+    :func:`encode_texts`) and only its end offset is kept (8 bytes a row). :meth:`chunks`
+    yields the whole table (header | offsets | text: exactly :func:`encode_texts`' bytes for
+    the same texts), reading the side file back in blocks, for ``ObjectStore.put_stream``
+    (as often as needed); :meth:`texts` reads rows back."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        import array
+
+        self._fh: Any = open(path, "w+b") if path is not None else io.BytesIO()  # noqa: SIM115
+        self._ends = array.array("Q")
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def add(self, text: str) -> None:
+        blob = text.encode("utf-8")
+        self._fh.write(blob)
+        self.size += len(blob)
+        self._ends.append(self.size)
+
+    def _read(self, lo: int, hi: int) -> bytes:
+        if isinstance(self._fh, io.BytesIO):
+            return self._fh.getbuffer()[lo:hi].tobytes()
+        self._fh.flush()
+        out = os.pread(self._fh.fileno(), hi - lo, lo)
+        while len(out) < hi - lo:  # a short read
+            more = os.pread(self._fh.fileno(), hi - lo - len(out), lo + len(out))
+            if not more:
+                raise IntegrityError(f"chunk texts: side file ends at {lo + len(out)}")
+            out += more
+        return out
+
+    def text(self, row: int) -> str:
+        """Row ``row``'s text, read back from the side file."""
+        lo = self._ends[row - 1] if row else 0
+        return self._read(lo, self._ends[row]).decode("utf-8")
+
+    def texts(self, rows: Iterable[int]) -> list[str]:
+        return [self.text(int(r)) for r in rows]
+
+    def chunks(self, block: int = 1 << 20) -> Iterator[bytes]:
+        import numpy as np
+
+        yield _HEAD.pack(MAGIC, len(self._ends), self.size)
+        yield bytes(8)  # offsets[0]
+        ends = np.frombuffer(self._ends, dtype=np.uint64) if len(self._ends) else None
+        step = block // 8
+        for lo in range(0, len(self._ends), step):
+            assert ends is not None
+            yield ends[lo : lo + step].astype("<u8").tobytes()
+        for lo in range(0, self.size, block):
+            yield self._read(lo, min(lo + block, self.size))
+
+    def close(self) -> None:
+        self._fh.close()

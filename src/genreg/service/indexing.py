@@ -21,22 +21,25 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genreg.core.hashing import canonical_json, digest_json
-from genreg.errors import ConfigError
+from genreg.errors import ConfigError, IntegrityError
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
-from genreg.store.objects import ensure_stored
+from genreg.store.objects import ensure_stored, ensure_stored_stream
 
 if TYPE_CHECKING:
     import numpy as np
 
     from genreg.core.refs import Ref
     from genreg.core.types import VersionInfo
+    from genreg.retrieval.rowids import RowIdsWriter
+    from genreg.retrieval.texttable import TextTableWriter
     from genreg.service.artifacts import Artifacts
     from genreg.service.corpus import Corpora
     from genreg.service.store import Store
@@ -456,75 +459,77 @@ class Indexes:
                 ray_stack.enter_context(ray_session(ray_opts))
                 connected.append(True)
 
+        import tempfile
+
+        import numpy as np
+
         from genreg.retrieval import ann
         from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
         from genreg.retrieval.index import encode_envelope
-        from genreg.retrieval.rowids import encode_rowids
-        from genreg.retrieval.texttable import encode_texts
 
         if ray_opts is not None:  # an unreachable cluster or no extra: before any work
             from genreg.retrieval.ray_engine import preflight
 
             preflight(ray_opts)
-        doc_ids, chunk_index, hex_digests, texts, n_docs = _chunk_rows(
-            docs, cspec, emb, progress, total
-        )
-        dim = emb.dim
-        ann.check_trainable(ispec, dim, len(doc_ids))
-        rows = ann.digests_array(hex_digests)
-        plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
-        missing_rows = plan.missing()
-        embedded = 0
-        if len(missing_rows):
-            cache = EmbeddingCache(self.objects, self.derived, emb.digest, dim)
-            todo: list[int] = []
-            seen: set[str] = set()
-            for r in missing_rows.tolist():
-                if hex_digests[r] not in seen:
-                    seen.add(hex_digests[r])
-                    todo.append(r)
-            if ray_opts is not None:  # the same cache shards, written by Ray actors
-                from genreg.retrieval.ray_engine import embed_missing
-
-                ray_up()
-                embed_missing(
-                    self.settings,
-                    emb,
-                    [hex_digests[r] for r in todo],
-                    [texts[r] for r in todo],
-                    [hex_digests[r] for r in todo],
-                    ray_opts,
-                    progress,
-                )
-                todo_local: list[int] = []
-            else:
-                todo_local = todo
-            for lo in range(0, len(todo_local), SHARD_MAX):  # one shard at a time in memory
-                part = todo_local[lo : lo + SHARD_MAX]
-                vecs = emb.encode(
-                    [texts[r] for r in part], batch_size=batch_size, progress=progress
-                )
-                cache.add([hex_digests[r] for r in part], vecs)
-            embedded = len(todo)
-            plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
-
-        positions = ann.sample_positions(ispec, len(rows))
-        sample_blob = rows[positions].tobytes()
-        train_sample = ann.sample_digest(sample_blob)
-        key = index_key(snapshot, emb.digest, cspec, ispec, train_sample)
-        existing = self.derived.get(key)
-        if existing is not None:  # a concurrent build finished first
-            return key, existing, embedded
-        if progress is not None:
-            progress("training", 0, None)
-        trained = ann.train(ispec, ann.gather(self.objects, plan, positions, dim))
-
         tmp_root = self.settings.home / "cache" / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
-        import tempfile
-
         workdir = Path(tempfile.mkdtemp(prefix="ann-", dir=tmp_root))
+        tables: _RowTables | None = None
         try:
+            # one pass over the chunks: the texts to a side file, nothing kept per chunk
+            # but its digest and a few numbers (no Python object per chunk)
+            tables = _write_rows(docs, cspec, emb, progress, total, workdir)
+            rows, texts, rowids = tables.rows, tables.texts, tables.rowids
+            dim = emb.dim
+            ann.check_trainable(ispec, dim, len(rows))  # before anything is embedded or stored
+            plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
+            missing_rows = plan.missing()
+            embedded = 0
+            texts_obj: str | None = None
+            if len(missing_rows):
+                # distinct digests, in first-seen (row) order
+                _, first = np.unique(rows[missing_rows], return_index=True)
+                todo = missing_rows[np.sort(first)]
+                if ray_opts is not None:  # the same cache shards, written by Ray actors
+                    from genreg.retrieval.ray_engine import embed_rows
+
+                    # the actors read their blocks' texts from the stored table
+                    texts_obj = self.objects.put_stream(texts.chunks())
+                    ray_up()
+                    embed_rows(
+                        self.settings,
+                        emb,
+                        texts_obj,
+                        todo,
+                        tables.lengths[todo],
+                        ray_opts,
+                        progress,
+                    )
+                else:
+                    cache = EmbeddingCache(self.objects, self.derived, emb.digest, dim)
+                    for lo in range(0, len(todo), SHARD_MAX):  # one shard's texts in memory
+                        part = todo[lo : lo + SHARD_MAX]
+                        vecs = emb.encode(
+                            texts.texts(part), batch_size=batch_size, progress=progress
+                        )
+                        cache.add(_hex_digests(rows[part]), vecs)
+                embedded = len(todo)
+                plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
+                left = len(plan.missing())
+                if left:
+                    raise IntegrityError(f"index build: {left} chunks still have no cached vector")
+
+            positions = ann.sample_positions(ispec, len(rows))
+            sample_blob = rows[positions].tobytes()
+            train_sample = ann.sample_digest(sample_blob)
+            key = index_key(snapshot, emb.digest, cspec, ispec, train_sample)
+            existing = self.derived.get(key)
+            if existing is not None:  # a concurrent build finished first
+                return key, existing, embedded
+            if progress is not None:
+                progress("training", 0, None)
+            trained = ann.train(ispec, ann.gather(self.objects, plan, positions, dim))
+
             workers = int(os.environ.get("GENREG_INDEX_WORKERS") or 1)
             ray_up()
             ann.build_ondisk(  # engine ray: the build units run as Ray tasks too
@@ -536,16 +541,21 @@ class Indexes:
                 progress=progress,
                 ray=ray_opts,
             )
-            lists_obj = self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
-            digests_blob = rows.tobytes()
-            digests_obj = self.objects.put_bytes(digests_blob)
+
+            def lists_chunks() -> Iterator[bytes]:
+                return _file_chunks(workdir / ann.LISTS)
+
+            def digests_chunks() -> Iterator[bytes]:
+                return _array_chunks(rows)
+
+            lists_obj = self.objects.put_stream(lists_chunks())
+            digests_obj = self.objects.put_stream(digests_chunks())
             rowmap_blob = ann.encode_rowmap(plan)
             rowmap_obj = self.objects.put_bytes(rowmap_blob)
-            rowids_blob = encode_rowids(doc_ids, chunk_index)
-            rowids_obj = self.objects.put_bytes(rowids_blob)
+            rowids_obj = self.objects.put_stream(rowids.chunks())
             sample_obj = self.objects.put_bytes(sample_blob)
-            texts_blob = encode_texts(texts)  # not JSON: read per hit, memory-mapped
-            texts_obj = self.objects.put_bytes(texts_blob)
+            # not JSON: read per hit, memory-mapped
+            texts_obj = texts_obj or self.objects.put_stream(texts.chunks())
             build = {**ispec.build_dict(), "train_sample": train_sample}
             meta = {
                 "key": key,
@@ -568,8 +578,8 @@ class Indexes:
                 "chunking": cspec.to_dict(),
                 "index": build,
                 "train_sample": train_sample,
-                "n_docs": n_docs,
-                "n_chunks": len(doc_ids),
+                "n_docs": tables.n_docs,
+                "n_chunks": len(rows),
                 "embedded": embedded,
                 "text_table": texts_obj,
                 "lists": lists_obj,
@@ -590,14 +600,15 @@ class Indexes:
             )
             if row.object_digest == obj:  # a concurrent gc may have hidden what we wrote
                 ensure_stored(self.objects, sample_obj, sample_blob)
-                ensure_stored(self.objects, texts_obj, texts_blob)
-                ensure_stored(self.objects, digests_obj, digests_blob)
+                ensure_stored_stream(self.objects, texts_obj, texts.chunks)
+                ensure_stored_stream(self.objects, digests_obj, digests_chunks)
                 ensure_stored(self.objects, rowmap_obj, rowmap_blob)
-                ensure_stored(self.objects, rowids_obj, rowids_blob)
+                ensure_stored_stream(self.objects, rowids_obj, rowids.chunks)
                 ensure_stored(self.objects, obj, envelope)
-                if not self.objects.has(lists_obj):
-                    self.objects.put_stream(_file_chunks(workdir / ann.LISTS))
+                ensure_stored_stream(self.objects, lists_obj, lists_chunks)
         finally:
+            if tables is not None:
+                tables.texts.close()
             shutil.rmtree(workdir, ignore_errors=True)
         return key, row, embedded
 
@@ -610,6 +621,37 @@ class Indexes:
         ]
 
 
+class _Chunks:
+    """One pass over every chunk of ``docs`` (with the chunking bar); ``n_docs`` counts the
+    documents seen. Shared by the flat build (lists) and the on-disk one (tables)."""
+
+    def __init__(
+        self,
+        docs: Iterable[Any],
+        cspec: ChunkingSpec,
+        emb: EmbedderLike,
+        progress: Progress | None,
+        total: int | None,
+    ) -> None:
+        self.docs, self.cspec, self.emb = docs, cspec, emb
+        self.progress, self.total = progress, total
+        self.n_docs = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        progress = self.progress
+        tokenizer = self.emb.tokenizer if self.cspec.needs_tokenizer else None
+        if progress is not None:
+            progress("chunking", 0, self.total)
+        for ch in iter_chunks(self.docs, self.cspec, tokenizer=tokenizer):
+            if ch.chunk_index == 0:
+                self.n_docs += 1
+                if progress is not None and self.n_docs % 1000 == 0:
+                    progress("chunking", self.n_docs, self.total)
+            yield ch
+        if progress is not None:
+            progress("chunking", self.n_docs, self.n_docs)  # done: the bar completes
+
+
 def _chunk_rows(
     docs: Iterable[Any],
     cspec: ChunkingSpec,
@@ -617,27 +659,82 @@ def _chunk_rows(
     progress: Progress | None,
     total: int | None,
 ) -> tuple[list[str], list[int], list[str], list[str], int]:
-    """Every chunk of ``docs``: (doc ids, chunk indexes, text digests, texts, documents)."""
+    """Every chunk of ``docs``: (doc ids, chunk indexes, text digests, texts, documents) --
+    the flat build's lists (the on-disk build streams: :func:`_write_rows`)."""
     doc_ids: list[str] = []
     chunk_index: list[int] = []
     digests: list[str] = []
     texts: list[str] = []
-    tokenizer = emb.tokenizer if cspec.needs_tokenizer else None
-    n_docs = 0
-    if progress is not None:
-        progress("chunking", 0, total)
-    for ch in iter_chunks(docs, cspec, tokenizer=tokenizer):
-        if ch.chunk_index == 0:
-            n_docs += 1
-            if progress is not None and n_docs % 1000 == 0:
-                progress("chunking", n_docs, total)
+    chunks = _Chunks(docs, cspec, emb, progress, total)
+    for ch in chunks:
         doc_ids.append(ch.doc_id)
         chunk_index.append(ch.chunk_index)
         digests.append(ch.digest)
         texts.append(ch.text)
-    if progress is not None:
-        progress("chunking", n_docs, n_docs)  # done: the bar completes
-    return doc_ids, chunk_index, digests, texts, n_docs
+    return doc_ids, chunk_index, digests, texts, chunks.n_docs
+
+
+@dataclass
+class _RowTables:
+    """An on-disk build's rows after its one pass over the chunks: the chunk-text table (its
+    text in a side file), the row-id table, each row's text digest (``S32``) and text length
+    in characters (the Ray engine's block order)."""
+
+    texts: TextTableWriter
+    rowids: RowIdsWriter
+    rows: np.ndarray
+    lengths: np.ndarray
+    n_docs: int
+
+
+def _write_rows(
+    docs: Iterable[Any],
+    cspec: ChunkingSpec,
+    emb: EmbedderLike,
+    progress: Progress | None,
+    total: int | None,
+    workdir: Path,
+) -> _RowTables:
+    """Every chunk of ``docs``, written as it comes: its text to the table's side file in
+    ``workdir``, its ids to the row-id table, its digest (32 bytes) and length (4) to arrays
+    -- no Python object per chunk, about 50 bytes a row in memory."""
+    import array
+
+    import numpy as np
+
+    from genreg.retrieval.rowids import RowIdsWriter
+    from genreg.retrieval.texttable import TextTableWriter
+
+    texts = TextTableWriter(workdir / "texts.part")
+    rowids = RowIdsWriter()
+    digests = bytearray()
+    lengths = array.array("i")
+    chunks = _Chunks(docs, cspec, emb, progress, total)
+    try:
+        for ch in chunks:
+            texts.add(ch.text)
+            rowids.add(ch.doc_id, ch.chunk_index)
+            digests += bytes.fromhex(ch.digest)
+            lengths.append(len(ch.text))
+    except BaseException:
+        texts.close()
+        raise
+    rows = np.frombuffer(digests, dtype="S32") if digests else np.zeros(0, dtype="S32")
+    n = np.frombuffer(lengths, dtype=np.int32) if lengths else np.zeros(0, dtype=np.int32)
+    return _RowTables(texts, rowids, rows, n, chunks.n_docs)
+
+
+def _hex_digests(rows: np.ndarray) -> list[str]:
+    """``S32`` digests as hex strings (bytes, not ``np.bytes_``: those drop trailing NULs)."""
+    raw = rows.tobytes()
+    return [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
+
+
+def _array_chunks(arr: np.ndarray, size: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of a contiguous array, in blocks (no whole copy)."""
+    view = arr.data.cast("B")
+    for lo in range(0, len(view), size):
+        yield bytes(view[lo : lo + size])
 
 
 def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:

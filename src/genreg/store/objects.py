@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -68,6 +68,17 @@ def ensure_stored(store: ObjectStore, digest: str, data: bytes) -> None:
     concurrent ``gc`` hid or deleted it between the writer's put and its commit."""
     if not store.has(digest):
         got = store.put_bytes(data)
+        if got != strip_prefix(digest):
+            raise IntegrityError(f"object sha256:{strip_prefix(digest)}: rewritten bytes differ")
+
+
+def ensure_stored_stream(
+    store: ObjectStore, digest: str, chunks: Callable[[], Iterable[bytes]]
+) -> None:
+    """:func:`ensure_stored` for an object written with ``put_stream`` (from a file, never
+    whole in memory): ``chunks()`` yields its bytes again when a concurrent ``gc`` hid it."""
+    if not store.has(digest):
+        got = store.put_stream(chunks())
         if got != strip_prefix(digest):
             raise IntegrityError(f"object sha256:{strip_prefix(digest)}: rewritten bytes differ")
 
