@@ -40,7 +40,9 @@ of 0: the same topics), not in the corpus. Chunk "texts" are ``synthetic N`` (th
    query searched alone (k=10, the fetch of an unchunked eval at k=10) and each hit mapped to
    its document id and chunk number, timed per query, for each ``--settings`` entry. The row
    ids (synthetic: 4 chunks a document, ids ``doc-NNNNNNN``) come from the index's row-id
-   table, memory-mapped (``genreg.retrieval.rowids``).
+   table, read per hit with ``pread`` (``genreg.retrieval.rowids``). The phase also reports its
+   resident set at the end split into anonymous memory and file-backed pages (the mapped
+   inverted lists, shared libraries) from ``/proc/self/status``.
    ``search_json``: the same with the row ids as an index stored them before that table: the
    meta's ``doc_ids``/``chunk_index`` JSON lists parsed into Python lists (and the set of doc
    ids the retriever then built) -- the "before" figure, side by side.
@@ -343,8 +345,7 @@ def phase_rowids(args) -> dict:
 def open_rows(work: Path, how: str) -> tuple[Any, Any]:
     """(doc_ids, chunk_index) as ``open_retriever`` gets them: ``json`` -- the stored JSON
     parsed into two Python lists (the index meta before the row-id table); ``table`` -- the
-    row-id table memory-mapped (``genreg.retrieval.rowids``)."""
-    import numpy as np
+    row-id table read per lookup (``genreg.retrieval.rowids``)."""
 
     from genreg.retrieval.rowids import RowIds
 
@@ -353,7 +354,7 @@ def open_rows(work: Path, how: str) -> tuple[Any, Any]:
         doc_ids = meta["doc_ids"]
         assert len(set(doc_ids)) < len(doc_ids)  # what Retriever computed ("chunked") then
         return doc_ids, meta["chunk_index"]
-    t = RowIds(np.memmap(work / "rowids.bin", dtype=np.uint8, mode="r"))
+    t = RowIds(work / "rowids.bin")
     return t.doc_ids, t.chunk_index
 
 
@@ -399,7 +400,14 @@ def phase_search(args, rows: str = "table") -> dict:
         out["settings"].append(
             {"setting": setting, "wall_s": time.perf_counter() - t, **_summary(lat, found, gt)}
         )
+    out["rss_end"] = rss_parts()  # the index still open: its mapped lists are counted
     return out
+
+
+def rss_parts() -> dict:
+    """This process's resident set now, in MB: anonymous, file-backed, and the peak."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return {k: int(status[k].split()[0]) // 1024 for k in ("RssAnon", "RssFile", "VmHWM")}
 
 
 PHASES = {"prepare": phase_prepare, "flat": phase_flat, "build": phase_build}
@@ -501,6 +509,12 @@ def synthetic_run(args) -> None:
         f"  {kind} build: plan {build['plan_s']:.1f} s, train {build['train_s']:.1f} s, "
         f"add+merge {build['add_merge_s']:.1f} s; search open {search['open_s']:.2f} s"
     )
+    if "rss_end" in search:
+        e = search["rss_end"]
+        print(
+            f"  ivfpq search resident at the end: {e['RssAnon']} MB anonymous + {e['RssFile']} MB"
+            " file-backed (the mapped inverted lists, shared libraries)"
+        )
     print(f"\n{'search (per query)':28}{'p50 ms':>10}{'p99 ms':>10}{'recall@10':>11}")
     name = f"flat (exact, {fsearch['queries']} queries)"
     print(
