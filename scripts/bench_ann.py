@@ -512,7 +512,7 @@ def synthetic_run(args) -> None:
     if "rss_end" in search:
         e = search["rss_end"]
         print(
-            f"  ivfpq search resident at the end: {e['RssAnon']} MB anonymous + {e['RssFile']} MB"
+            f"  {kind} search resident at the end: {e['RssAnon']} MB anonymous + {e['RssFile']} MB"
             " file-backed (the mapped inverted lists, shared libraries)"
         )
     print(f"\n{'search (per query)':28}{'p50 ms':>10}{'p99 ms':>10}{'recall@10':>11}")
