@@ -6,6 +6,7 @@ against exact search. Everything is measured side by side in one run.
 
     flock /work/team/bench.lock .venv/bin/python scripts/bench_ann.py --n 1000000
     flock /work/team/bench.lock .venv/bin/python scripts/bench_ann.py --scifact   # real check
+    flock /work/team/bench.lock .venv/bin/python scripts/bench_ann.py --ray-build # units on Ray
 
 **Synthetic data** (``--n``): deterministic, clustered, L2-normalised 384-d float32 vectors
 (all-MiniLM-L6-v2's dimension) with a low intrinsic dimension, as sentence embeddings have,
@@ -39,10 +40,26 @@ of 0: the same topics), not in the corpus. Chunk "texts" are ``synthetic N`` (th
    query searched alone (k=10, the fetch of an unchunked eval at k=10) and each hit mapped to
    its document id and chunk number, timed per query, for each ``--settings`` entry. The row
    ids (synthetic: 4 chunks a document, ids ``doc-NNNNNNN``) come from the index's row-id
-   table, memory-mapped (``genreg.retrieval.rowids``).
+   table, read per hit with ``pread`` (``genreg.retrieval.rowids``). The phase also reports its
+   resident set at the end split into anonymous memory and file-backed pages (the mapped
+   inverted lists, shared libraries) from ``/proc/self/status``.
    ``search_json``: the same with the row ids as an index stored them before that table: the
    meta's ``doc_ids``/``chunk_index`` JSON lists parsed into Python lists (and the set of doc
    ids the retriever then built) -- the "before" figure, side by side.
+
+``--name NAME`` keeps the index phases (``build``, ``search``, ``search_json``) apart: their
+index, row map and results go to ``--work/NAME`` (the shared inputs linked from ``--work``),
+so another index type is measured beside the default one without touching its files and the
+flat figures are reused, e.g. ``--name ivf_hnsw --phases build,search --spec '{"type":
+"ivf_hnsw"}'``. The summary labels the index by its type.
+
+``--ray-build``: the index built twice, side by side, each in its own process -- in-process
+(``build``) and with its build units as Ray tasks (``build_ray``: ``engine=ray``,
+``ray_engine.build_units``) on a local cluster of ``--ray-workers`` 1-CPU workers started,
+workers up, before the clock -- in ``--work/NAME-inproc`` and ``--work/NAME-ray`` (NAME
+default ``ray-build``); it prints both build times and whether the lists files (and the
+default ``--work/ivfpq``'s) are byte-identical, and fails when they are not. Peak RSS is the
+driver's: Ray's workers are not its children.
 
 Not measured here: query embedding (the model).
 The load average is printed at the start and end of each phase (2 cores shared: figures
@@ -228,7 +245,7 @@ def phase_flat_search(args) -> dict:
     return {"queries": len(found), "open_s": open_s, **_summary(lat, found, gt[: len(found)])}
 
 
-def phase_build(args) -> dict:
+def phase_build(args, ray: Any = None) -> dict:
     from genreg.retrieval import ann
     from genreg.retrieval.index import IndexSpec
 
@@ -250,7 +267,7 @@ def phase_build(args) -> dict:
 
         shutil.rmtree(out)
     out.mkdir()
-    n = ann.build_ondisk(reg.objects, plan, trained, out, workers=1)
+    n = ann.build_ondisk(reg.objects, plan, trained, out, workers=1, ray=ray)
     (work / "rowmap.bin").write_bytes(ann.encode_rowmap(plan))  # stored beside the index
     t3 = time.perf_counter()
     size = sum(p.stat().st_size for p in out.iterdir())
@@ -263,6 +280,43 @@ def phase_build(args) -> dict:
         "bytes": size,
         "trunk_bytes": (out / ann.TRUNK).stat().st_size,
     }
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+def phase_build_ray(args) -> dict:
+    """``build`` with the build units as Ray tasks (``engine=ray``: ``ray_engine.build_units``)
+    on a local cluster of ``--ray-workers`` 1-CPU workers, started before the clock (as an
+    existing ``RAY_ADDRESS`` cluster would be, its workers up: its start-up reported apart) and
+    shut down at the end of the phase."""
+    import shutil
+
+    import ray
+
+    from genreg.retrieval.ray_engine import LOCAL_OBJECT_STORE_BYTES, RayOptions
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    tmp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit 107 bytes
+    t0 = time.perf_counter()
+    ray.init(
+        num_cpus=args.ray_workers,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+        _temp_dir=tmp,
+    )
+    ready = ray.remote(num_cpus=1)(_worker_pid)  # every worker up (and idle) before the clock
+    ray.get([ready.remote() for _ in range(args.ray_workers)])
+    start_s = time.perf_counter() - t0
+    try:
+        out = phase_build(args, ray=RayOptions(actors=args.ray_workers, num_cpus=1.0))
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**out, "ray_start_s": start_s, "ray_workers": args.ray_workers}
 
 
 def doc_of(row: int) -> tuple[str, int]:
@@ -291,8 +345,7 @@ def phase_rowids(args) -> dict:
 def open_rows(work: Path, how: str) -> tuple[Any, Any]:
     """(doc_ids, chunk_index) as ``open_retriever`` gets them: ``json`` -- the stored JSON
     parsed into two Python lists (the index meta before the row-id table); ``table`` -- the
-    row-id table memory-mapped (``genreg.retrieval.rowids``)."""
-    import numpy as np
+    row-id table read per lookup (``genreg.retrieval.rowids``)."""
 
     from genreg.retrieval.rowids import RowIds
 
@@ -301,7 +354,7 @@ def open_rows(work: Path, how: str) -> tuple[Any, Any]:
         doc_ids = meta["doc_ids"]
         assert len(set(doc_ids)) < len(doc_ids)  # what Retriever computed ("chunked") then
         return doc_ids, meta["chunk_index"]
-    t = RowIds(np.memmap(work / "rowids.bin", dtype=np.uint8, mode="r"))
+    t = RowIds(work / "rowids.bin")
     return t.doc_ids, t.chunk_index
 
 
@@ -347,20 +400,47 @@ def phase_search(args, rows: str = "table") -> dict:
         out["settings"].append(
             {"setting": setting, "wall_s": time.perf_counter() - t, **_summary(lat, found, gt)}
         )
+    out["rss_end"] = rss_parts()  # the index still open: its mapped lists are counted
     return out
+
+
+def rss_parts() -> dict:
+    """This process's resident set now, in MB: anonymous, file-backed, and the peak."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return {k: int(status[k].split()[0]) // 1024 for k in ("RssAnon", "RssFile", "VmHWM")}
 
 
 PHASES = {"prepare": phase_prepare, "flat": phase_flat, "build": phase_build}
 PHASES.update({"flat_search": phase_flat_search, "search": phase_search})
 PHASES.update({"rowids": phase_rowids, "search_json": lambda a: phase_search(a, rows="json")})
+PHASES["build_ray"] = phase_build_ray
+INDEX_PHASES = ("build", "build_ray", "search", "search_json")  # the ones --name separates
+SHARED = ("home", "rows.bin", "queries.npy", "gt.npy", "rowids.bin", "rowids.json")
 
 
 # ---- the driver -----------------------------------------------------------------------------
-def run_phase(args, phase: str) -> dict:
+def phase_work(args, phase: str, name: str | None = None) -> Path:
+    """Where ``phase`` runs and keeps its files and result: ``--work``, or for an index phase
+    under ``--name`` (or ``name``) the sub-directory ``--work/NAME`` -- its own index
+    (``NAME/ivfpq``, whatever the index type), row map and results, beside the default ones,
+    the shared inputs (vectors, queries, exact top-10, row ids) linked from ``--work``."""
+    name = name or args.name
+    if not name or phase not in INDEX_PHASES:
+        return args.work
+    sub = args.work / name
+    sub.mkdir(exist_ok=True)
+    for f in SHARED:
+        if not (sub / f).exists() and (args.work / f).exists():
+            (sub / f).symlink_to(args.work / f)
+    return sub
+
+
+def run_phase(args, phase: str, name: str | None = None) -> dict:
+    work = phase_work(args, phase, name)
     cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--phase", phase]
-    cmd += ["--work", str(args.work), "--n", str(args.n), "--queries", str(args.queries)]
+    cmd += ["--work", str(work), "--n", str(args.n), "--queries", str(args.queries)]
     cmd += ["--seed", str(args.seed), "--spec", args.spec, "--settings", args.settings]
-    cmd += ["--flat-queries", str(args.flat_queries)]
+    cmd += ["--flat-queries", str(args.flat_queries), "--ray-workers", str(args.ray_workers)]
     load0 = loadavg()
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
@@ -377,7 +457,7 @@ def run_phase(args, phase: str) -> dict:
         load=f"{load0} -> {loadavg()}",
     )
     print(json.dumps(result), file=sys.stderr, flush=True)
-    (args.work / f"result-{phase}.json").write_text(json.dumps(result), encoding="utf-8")
+    (work / f"result-{phase}.json").write_text(json.dumps(result), encoding="utf-8")
     return result
 
 
@@ -385,19 +465,24 @@ def synthetic_run(args) -> None:
     if not (args.work / "gt.npy").exists():
         run_phase(args, "prepare")
     got = {}
-    run_phase(args, "rowids")
+    if not args.name or not all((args.work / f).exists() for f in ("rowids.bin", "rowids.json")):
+        run_phase(args, "rowids")
+    phases = args.phases.split(",")
     for phase in ("flat", "flat_search", "build", "search_json", "search"):
-        saved = args.work / f"result-{phase}.json"
-        if phase in args.phases.split(",") or not saved.exists():
+        saved = phase_work(args, phase) / f"result-{phase}.json"
+        if phase == "search_json" and args.name and phase not in phases:
+            continue  # the row-id storage comparison: the default index's only
+        if phase in phases or not saved.exists():
             got[phase] = run_phase(args, phase)
         else:  # --phases: this phase's figures from the previous run in --work
             got[phase] = json.loads(saved.read_text(encoding="utf-8"))
     flat, fsearch, build, search = (got[p] for p in ("flat", "flat_search", "build", "search"))
-    sjson = got["search_json"]
+    sjson = got.get("search_json")
+    kind = json.loads(args.spec).get("type", "ivfpq")
     mb = 1 << 20
     print(f"\n{args.n:,} synthetic clustered 384-d vectors, {args.queries} queries, k={K}")
-    print(f"ivfpq spec {args.spec}; one process per phase (peak RSS from /usr/bin/time -v)")
-    print(f"{'':28}{'flat':>12}{'ivfpq':>12}{'ratio':>9}")
+    print(f"{kind} spec {args.spec}; one process per phase (peak RSS from /usr/bin/time -v)")
+    print(f"{'':28}{'flat':>12}{kind:>12}{'ratio':>9}")
     print(
         f"{'build time (s)':28}{flat['build_s']:>12.1f}{build['build_s']:>12.1f}"
         f"{build['build_s'] / flat['build_s']:>9.2f}"
@@ -410,28 +495,76 @@ def synthetic_run(args) -> None:
         f"{'search peak RSS (MB)':28}{fsearch['peak_rss_mb']:>12.0f}{search['peak_rss_mb']:>12.0f}"
         f"{search['peak_rss_mb'] / fsearch['peak_rss_mb']:>9.3f}"
     )
-    print(
-        f"{'  row ids as JSON lists':28}{fsearch['peak_rss_mb']:>12.0f}{sjson['peak_rss_mb']:>12.0f}"
-        f"{sjson['peak_rss_mb'] / fsearch['peak_rss_mb']:>9.3f}"
-        f"   (before the row-id table; {search['peak_rss_mb'] / sjson['peak_rss_mb']:.3f}x)"
-    )
+    if sjson is not None:
+        print(
+            f"{'  row ids as JSON lists':28}{fsearch['peak_rss_mb']:>12.0f}"
+            f"{sjson['peak_rss_mb']:>12.0f}{sjson['peak_rss_mb'] / fsearch['peak_rss_mb']:>9.3f}"
+            f"   (before the row-id table; {search['peak_rss_mb'] / sjson['peak_rss_mb']:.3f}x)"
+        )
     print(
         f"{'index size (MB)':28}{flat['bytes'] / mb:>12.1f}{build['bytes'] / mb:>12.1f}"
         f"{build['bytes'] / flat['bytes']:>9.3f}"
     )
     print(
-        f"  ivfpq build: plan {build['plan_s']:.1f} s, train {build['train_s']:.1f} s, "
+        f"  {kind} build: plan {build['plan_s']:.1f} s, train {build['train_s']:.1f} s, "
         f"add+merge {build['add_merge_s']:.1f} s; search open {search['open_s']:.2f} s"
     )
+    if "rss_end" in search:
+        e = search["rss_end"]
+        print(
+            f"  {kind} search resident at the end: {e['RssAnon']} MB anonymous + {e['RssFile']} MB"
+            " file-backed (the mapped inverted lists, shared libraries)"
+        )
     print(f"\n{'search (per query)':28}{'p50 ms':>10}{'p99 ms':>10}{'recall@10':>11}")
     name = f"flat (exact, {fsearch['queries']} queries)"
     print(
         f"{name:28}{fsearch['p50_ms']:>10.2f}{fsearch['p99_ms']:>10.2f}{fsearch['recall10']:>11.3f}"
     )
     for s in search["settings"]:
-        name = "ivfpq " + s["setting"]
+        name = f"{kind} " + s["setting"]
         print(f"{name:28}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['recall10']:>11.3f}")
     print("\nload: " + "; ".join(f"{r['phase']} {r['load']}" for r in got.values()))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ray_build_run(args) -> None:
+    """``--ray-build``: the same index built twice side by side, in this machine's one process
+    (``build``, in ``--work/NAME-inproc``) and with its build units as Ray tasks on a local
+    ``--ray-workers``-worker cluster (``build_ray``, in ``--work/NAME-ray``; NAME: ``--name``,
+    default ``ray-build``), each in its own process; then whether the two (and the default
+    ``--work/ivfpq``, when it was built from the same spec) are byte-identical."""
+    name = args.name or "ray-build"
+    local = run_phase(args, "build", f"{name}-inproc")
+    remote = run_phase(args, "build_ray", f"{name}-ray")
+    dirs = {"in-process": args.work / f"{name}-inproc" / "ivfpq"}
+    dirs["ray"] = args.work / f"{name}-ray" / "ivfpq"
+    if (args.work / "ivfpq" / "lists.ivfdata").exists():
+        dirs["default --work/ivfpq"] = args.work / "ivfpq"
+    sums = {k: (_sha256(d / "lists.ivfdata"), _sha256(d / "index.faiss")) for k, d in dirs.items()}
+    print(f"\n{args.n:,} vectors, spec {args.spec}; build units as Ray tasks vs in-process")
+    print(f"{'':28}{'in-process':>12}{'ray':>12}{'ratio':>9}")
+    for label, key in (("build time (s)", "build_s"), ("  train (s)", "train_s")):
+        a, b = local[key], remote[key]
+        print(f"{label:28}{a:>12.1f}{b:>12.1f}{b / a:>9.2f}")
+    a, b = local["add_merge_s"], remote["add_merge_s"]
+    print(f"{'  add + merge (s)':28}{a:>12.1f}{b:>12.1f}{b / a:>9.2f}")
+    a, b = local["peak_rss_mb"], remote["peak_rss_mb"]
+    print(f"{'driver peak RSS (MB)':28}{a:>12.0f}{b:>12.0f}{b / a:>9.2f}")
+    print(f"  Ray cluster start-up (not in the build time): {remote['ray_start_s']:.1f} s")
+    for k, (lists, trunk) in sums.items():
+        print(f"  {k:22} lists sha256 {lists[:16]}  trunk sha256 {trunk[:16]}")
+    same = len({v[0] for v in sums.values()}) == 1
+    print(f"  lists file byte-identical: {'yes' if same else 'NO'}")
+    print(f"load: build {local['load']}; build_ray {remote['load']}")
+    if not same:
+        raise SystemExit("the Ray build's lists file differs from the in-process build's")
 
 
 # ---- SciFact ----------------------------------------------------------------------------------
@@ -517,6 +650,17 @@ def main() -> None:
         default="flat,flat_search,build,search_json,search",
         help="phases to (re)run; the others' figures come from the previous run in --work",
     )
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="keep the index phases' index and results in --work/NAME (shared inputs linked)",
+    )
+    ap.add_argument(
+        "--ray-build",
+        action="store_true",
+        help="build the index in-process and as Ray tasks side by side instead",
+    )
+    ap.add_argument("--ray-workers", type=int, default=2, help="local Ray cluster CPUs")
     ap.add_argument("--scifact", action="store_true", help="the SciFact eval check instead")
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/scifact"))
     ap.add_argument(
@@ -535,6 +679,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.scifact:
         scifact_run(args)
+    elif args.ray_build:
+        ray_build_run(args)
     else:
         synthetic_run(args)
 

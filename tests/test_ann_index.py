@@ -310,6 +310,8 @@ def test_refined_search_opens_the_stored_row_map_not_every_digest(registry, tmp_
     assert stored.shards == planned.shards
     assert np.array_equal(stored.shard_of, planned.shard_of)
     assert np.array_equal(stored.pos_of, planned.pos_of)
+    for col in (stored.shard_of, stored.pos_of):  # views of the stored bytes: 8 B a row in RAM
+        assert col.dtype == np.int32 and col.base is not None and not col.flags.writeable
 
     def no_plan(*a, **k):
         raise AssertionError("plan_rows called on open")
@@ -565,7 +567,12 @@ def test_gc_reclaims_index_cache_copies_nothing_references(registry, tmp_path, g
     assert registry.gc(dry_run=True, grace_seconds=0).caches == []
 
 
-# ---- the compact, memory-mapped row-id table ----------------------------------------------------
+def _mapped(path: Path) -> bool:
+    """``path`` is memory-mapped into this process (Linux: /proc/self/maps)."""
+    return str(path) in Path("/proc/self/maps").read_text(encoding="utf-8")
+
+
+# ---- the compact row-id table, read per lookup ----------------------------------------------------
 def test_rowids_round_trip_keeps_every_row_and_stores_each_document_once():
     from genreg.retrieval.rowids import RowIds, encode_rowids
 
@@ -612,7 +619,7 @@ def _chunked_corpus(registry, tmp_path: Path, n: int) -> None:
 CHUNKS = {"by": "chars", "size": 12, "overlap": 0}
 
 
-def test_ondisk_index_opens_its_row_ids_memory_mapped_not_as_lists(registry, tmp_path):
+def test_ondisk_index_reads_its_row_ids_per_lookup_not_as_lists(registry, tmp_path):
     from genreg.retrieval.index import decode_envelope
     from genreg.retrieval.rowids import DocIds, open_rowids
 
@@ -625,8 +632,8 @@ def test_ondisk_index_opens_its_row_ids_memory_mapped_not_as_lists(registry, tmp
     r = registry.open_retriever("kb", model=HashEmbedder(500), chunking=CHUNKS, index=spec)
     assert isinstance(r.doc_ids, DocIds) and not isinstance(r.doc_ids, list)
     table = r.doc_ids.table
-    assert isinstance(table.buf, np.memmap) and not table.buf.flags.writeable  # the file, mapped
-    assert np.shares_memory(table.doc_of, table.buf) and np.shares_memory(table.names, table.buf)
+    assert table.src.path == registry.objects.local_path(meta["rowids"])  # read from the file
+    assert list(r.doc_ids[:3]) and not _mapped(table.src.path)  # by pread: no pages mapped
     assert r.chunked and len(r) == info.n_chunks > 300
     docs = list(iter_chunks(registry.iter_documents("corpus:kb@v1"), ChunkingSpec.parse(CHUNKS)))
     assert list(r.doc_ids) == [c.doc_id for c in docs]
@@ -675,7 +682,7 @@ def test_old_indexes_with_json_row_ids_still_open_and_search_identically(
     assert found[0] == found[1]
 
 
-# ---- the chunk texts: a compact, memory-mapped table ---------------------------------------------
+# ---- the chunk texts: a compact table, read per row ---------------------------------------------
 
 TEXTS = [
     "",
@@ -715,7 +722,7 @@ def _text_corpus(registry, tmp_path: Path, n: int) -> list[str]:
     return texts
 
 
-def test_ondisk_index_reads_chunk_texts_per_hit_from_a_mapped_table(
+def test_ondisk_index_reads_chunk_texts_per_hit_from_a_table(
     registry, tmp_path, genreg_home, monkeypatch
 ):
     """New on-disk indexes store their chunk texts as one table object (no JSON list):
@@ -744,8 +751,8 @@ def test_ondisk_index_reads_chunk_texts_per_hit_from_a_mapped_table(
     hits = r.search_vectors(q, 3, with_text=True)
     table = r._texts
     assert isinstance(table, texttable.TextTable) and not isinstance(table, list)
-    assert isinstance(table.buf, np.memmap) and not table.buf.flags.writeable
-    assert np.shares_memory(table.text, table.buf)
+    assert table.src.path == registry.objects.local_path(meta["text_table"])
+    assert not _mapped(table.src.path)  # texts read by pread: nothing memory-mapped
     assert len(decoded) == sum(len(h) for h in hits) <= 18  # the hits' rows, nothing else
     docs = {d.doc_id: d.embed_text() for d in registry.iter_documents("corpus:kb@v1")}
     assert all(h.text == docs[h.doc_id] for qh in hits for h in qh)

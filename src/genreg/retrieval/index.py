@@ -16,7 +16,7 @@ A stored index is one object::
 
 where the meta holds the chunk -> document mapping (``doc_ids`` and ``chunk_index``, one per
 FAISS row) and the digest of the chunk-texts object used for snippets. An on-disk (ANN) index
-stores that mapping instead as its own compact object, memory-mapped on open (``rowids``:
+stores that mapping instead as its own compact object, read per lookup (``rowids``:
 :mod:`genreg.retrieval.rowids`) and its chunk texts as a table instead of a JSON list
 (``text_table``: :mod:`genreg.retrieval.texttable`, decoded per hit); ANN indexes stored
 before them keep the JSON lists (``doc_ids`` / ``chunk_index`` / ``texts``).

@@ -1,5 +1,5 @@
-"""The chunk texts of an on-disk (``ivfpq`` / ``ivf_hnsw``) index, as a compact memory-mapped
-table: the snippet of a hit (and the context the generation stage renders) is decoded for
+"""The chunk texts of an on-disk (``ivfpq`` / ``ivf_hnsw``) index, as a compact table read per
+row: the snippet of a hit (and the context the generation stage renders) is decoded for
 the rows returned, without loading every chunk's text.
 
 A flat index keeps its chunk texts as one JSON list object (``meta["texts"]``), loaded whole
@@ -9,24 +9,24 @@ on-disk index stores them as one object (``meta["text_table"]``)::
     b"GRTEXTS1" | uint64 rows | uint64 text bytes
     | uint64 offsets (rows + 1) | the texts, utf-8, concatenated
 
-(little-endian). :func:`open_texts` memory-maps the object's file read-only
-(:func:`genreg.retrieval.rowids.map_object`: a store without local files is copied, verified,
-once), so opening reads the 24-byte header and the last offset, and ``texts[r]`` touches only
-the pages of row ``r``. Any text round-trips: empty, any code point (U+2028 included: no
+(little-endian). :func:`open_texts` opens the object's file
+(:func:`genreg.retrieval.rowids.object_file`: a store without local files is copied, verified,
+once), so opening reads the 24-byte header and the first and last offsets, and ``texts[r]``
+reads row ``r``'s offsets and text with ``pread`` -- nothing memory-mapped, so the process's
+resident set does not grow with the texts it has returned. Any text round-trips: empty, any code point (U+2028 included: no
 JSON, no line splitting). ANN indexes stored before this table keep their JSON list.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genreg.errors import IntegrityError
-from genreg.retrieval.rowids import LazyRows
+from genreg.retrieval.rowids import LazyRows, ReadAt
 
 if TYPE_CHECKING:
     from genreg.store.objects import ObjectStore
@@ -44,47 +44,52 @@ def encode_texts(texts: Sequence[str]) -> bytes:
     return b"".join(w.chunks())
 
 
+_OFF2 = struct.Struct("<QQ")
+
+
 class TextTable(LazyRows[str]):
-    """The texts over a buffer (a read-only memory map, or bytes), each decoded on access;
-    nothing is decoded (or copied) up front."""
+    """The texts over a :class:`genreg.retrieval.rowids.ReadAt` (a file, read per row, or
+    bytes), each decoded on access; nothing is decoded (or copied) up front."""
 
     def __init__(self, buf: Any, where: str = "texts") -> None:
-        import numpy as np
+        from genreg.retrieval.rowids import as_source
 
-        raw = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
-        self.buf = raw  # offsets and text below are views of it (no copy)
-        self.where = where
-        if len(raw) < _HEAD.size:
+        src = as_source(buf)
+        self.src, self.where = src, where
+        if len(src) < _HEAD.size:
             raise IntegrityError(f"{where}: truncated header")
-        magic, n, size = _HEAD.unpack_from(bytes(raw[: _HEAD.size]))
+        magic, n, size = _HEAD.unpack(src.read(0, _HEAD.size))
         if magic != MAGIC:
             raise IntegrityError(f"{where}: not a genreg chunk-text table")
-        at = _HEAD.size + 8 * (n + 1)
-        if len(raw) != at + size:
+        self._text_at = _HEAD.size + 8 * (n + 1)
+        if len(src) != self._text_at + size:
             raise IntegrityError(f"{where}: truncated or padded (size does not match header)")
-        self.n_rows = int(n)
-        self.offsets = raw[_HEAD.size : at].view("<u8")
-        self.text = raw[at:]
-        if int(self.offsets[0]) != 0 or int(self.offsets[-1]) != size:
+        self.n_rows, self.size = int(n), int(size)
+        first = struct.unpack("<Q", src.read(_HEAD.size, 8))[0]
+        last = struct.unpack("<Q", src.read(_HEAD.size + 8 * self.n_rows, 8))[0]
+        if first != 0 or last != size:
             raise IntegrityError(f"{where}: offsets do not span the text")
 
     def __len__(self) -> int:
         return self.n_rows
 
     def _one(self, row: int) -> str:
-        lo, hi = int(self.offsets[row]), int(self.offsets[row + 1])
-        if not lo <= hi <= len(self.text):
+        lo, hi = _OFF2.unpack(self.src.read(_HEAD.size + 8 * row, 16))
+        if not lo <= hi <= self.size:
             raise IntegrityError(f"{self.where}: row {row} has bad offsets")
-        return self.text[lo:hi].tobytes().decode("utf-8")
+        raw = self.src.read(self._text_at + lo, hi - lo) if hi > lo else b""
+        if len(raw) != hi - lo:
+            raise IntegrityError(f"{self.where}: row {row} is truncated")
+        return raw.decode("utf-8")
 
 
 def open_texts(objects: ObjectStore, digest: str, spill_dir: Path) -> TextTable:
-    """The stored table ``digest``, memory-mapped read-only from the object's file (a store
-    without local files, such as S3: copied, verified, into ``spill_dir`` once)."""
-    from genreg.retrieval.rowids import map_object
+    """The stored table ``digest``, read per row from the object's file (a store without
+    local files, such as S3: copied, verified, into ``spill_dir`` once)."""
+    from genreg.retrieval.rowids import object_file
 
     where = f"chunk texts {digest}"
-    return TextTable(map_object(objects, digest, spill_dir, where), where)
+    return TextTable(object_file(objects, digest, spill_dir, where), where)
 
 
 # ---- writing a table row by row (the on-disk index build's one pass over the chunks) ----------
@@ -99,29 +104,34 @@ class TextTableWriter:
     def __init__(self, path: Path | None = None) -> None:
         import array
 
-        self._fh: Any = open(path, "w+b") if path is not None else io.BytesIO()  # noqa: SIM115
+        self._path = path
+        self._fh: Any = open(path, "wb") if path is not None else io.BytesIO()  # noqa: SIM115
         self._ends = array.array("Q")
+        self._reader: ReadAt | None = None
         self.size = 0
 
     def __len__(self) -> int:
         return len(self._ends)
 
     def add(self, text: str) -> None:
+        if self._reader is not None:  # written to again after a read
+            self._reader.close()
+            self._reader = None
         blob = text.encode("utf-8")
         self._fh.write(blob)
         self.size += len(blob)
         self._ends.append(self.size)
 
     def _read(self, lo: int, hi: int) -> bytes:
-        if isinstance(self._fh, io.BytesIO):
-            return self._fh.getbuffer()[lo:hi].tobytes()
-        self._fh.flush()
-        out = os.pread(self._fh.fileno(), hi - lo, lo)
-        while len(out) < hi - lo:  # a short read
-            more = os.pread(self._fh.fileno(), hi - lo - len(out), lo + len(out))
-            if not more:
-                raise IntegrityError(f"chunk texts: side file ends at {lo + len(out)}")
-            out += more
+        if self._path is None:
+            with self._fh.getbuffer() as view:
+                return bytes(view[lo:hi])
+        if self._reader is None:
+            self._fh.flush()
+            self._reader = ReadAt(self._path)
+        out = self._reader.read(lo, hi - lo)
+        if len(out) != hi - lo:
+            raise IntegrityError(f"chunk texts: side file {self._path} ends at {lo + len(out)}")
         return out
 
     def text(self, row: int) -> str:
@@ -146,4 +156,6 @@ class TextTableWriter:
             yield self._read(lo, min(lo + block, self.size))
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self._fh.close()

@@ -216,7 +216,7 @@ class Indexes:
             reader = ann.VectorReader(exact, spill)
             faiss_index = ann.Refined(faiss_index, reader, ispec.get("refine"))
         texts: Callable[[], Sequence[str]]
-        if "text_table" in meta:  # on-disk index: the compact table, memory-mapped on first use
+        if "text_table" in meta:  # on-disk index: the compact table, opened on first use
             table_digest = meta["text_table"]
 
             def texts() -> Sequence[str]:
@@ -234,7 +234,7 @@ class Indexes:
         doc_ids: Sequence[str] = meta.get("doc_ids", ())
         chunk_index: Sequence[int] = meta.get("chunk_index", ())
         chunked = None
-        if "rowids" in meta:  # on-disk index: the compact table, memory-mapped
+        if "rowids" in meta:  # on-disk index: the compact table, read per lookup
             from genreg.retrieval.rowids import open_rowids
 
             spill = self.settings.home / "cache" / "ann" / "rowids"
