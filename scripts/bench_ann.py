@@ -7,6 +7,7 @@ against exact search. Everything is measured side by side in one run.
     flock /work/team/bench.lock .venv/bin/python scripts/bench_ann.py --n 1000000
     flock /work/team/bench.lock .venv/bin/python scripts/bench_ann.py --scifact   # real check
     flock /work/team/bench.lock .venv/bin/python scripts/bench_ann.py --ray-build # units on Ray
+    flock /work/team/bench.lock .venv/bin/python scripts/bench_ann.py --exact-cache
 
 **Synthetic data** (``--n``): deterministic, clustered, L2-normalised 384-d float32 vectors
 (all-MiniLM-L6-v2's dimension) with a low intrinsic dimension, as sentence embeddings have,
@@ -60,6 +61,12 @@ workers up, before the clock -- in ``--work/NAME-inproc`` and ``--work/NAME-ray`
 default ``ray-build``); it prints both build times and whether the lists files (and the
 default ``--work/ivfpq``'s) are byte-identical, and fails when they are not. Peak RSS is the
 driver's: Ray's workers are not its children.
+
+``--exact-cache``: ``ann_recall@k``'s exact reference, each step its own process in
+``--work/NAME`` (default ``exact-cache``) -- ``exact``: ``ann.ExactSearch`` over every cached
+vector (what every eval run paid); ``exact_cached`` twice: ``ann.ExactCache`` (the answers
+stored in the registry of ``--work``; the first run stores them when they are not there yet,
+the second is an unchanged re-run), checked against ``gt.npy`` and ``exact``'s scores.
 
 Not measured here: query embedding (the model).
 The load average is printed at the start and end of each phase (2 cores shared: figures
@@ -319,6 +326,55 @@ def phase_build_ray(args) -> dict:
     return {**out, "ray_start_s": start_s, "ray_workers": args.ray_workers}
 
 
+def _exact_scope_rows(work: Path) -> str:
+    """The bench's stand-in for an index's row-digests object digest: sha256 of ``rows.bin``
+    (the same bytes: every row's 32-byte text digest, in row order)."""
+    return "sha256:" + _sha256(work / "rows.bin")
+
+
+def phase_exact(args, cached: bool = False) -> dict:
+    """The exact top-10 of every query as an eval's ``ann_recall@k`` computes it: ``exact`` --
+    ``ann.ExactSearch`` streaming every cached vector (what every eval run paid before the
+    cache); ``exact_cached`` -- the same behind ``ann.ExactCache`` (the registry's stored
+    answers: computed and stored when they are not there yet). Both check the rows against
+    ``gt.npy``; ``exact`` keeps its scores for ``exact_cached`` to compare bit for bit."""
+    import numpy as np
+
+    from genreg.retrieval import ann
+
+    work = args.work
+    reg = open_reg(work)
+    q, gt = np.load(work / "queries.npy"), np.load(work / "gt.npy")
+    plain = exact_search(reg, lambda: rows_of(work))
+    search: Any = plain
+    if cached:
+        search = ann.ExactCache(
+            plain,
+            reg.objects,
+            reg.derived,
+            model_digest=MODEL,
+            dim=DIM,
+            rows_digest=_exact_scope_rows(work),
+        )
+    t0 = time.perf_counter()
+    scores, rows = search(q, K)
+    seconds = time.perf_counter() - t0
+    out: dict[str, Any] = {"seconds": seconds, "queries": len(q)}
+    out["rows_equal_gt"] = bool(np.array_equal(rows, gt))
+    if cached:
+        out.update(searched=search.searched, cached=search.cached)
+        ref = work / "exact-scores.npy"
+        if ref.exists():
+            want = np.load(ref)
+            out["scores_bit_identical"] = bool(
+                np.array_equal(scores.view(np.uint32), want.view(np.uint32))
+            )
+    else:
+        np.save(work / "exact-scores.npy", scores)
+    reg.close()
+    return out
+
+
 def doc_of(row: int) -> tuple[str, int]:
     """The synthetic chunk -> document mapping: 4 chunks a document."""
     return f"doc-{row // 4:07d}", row % 4
@@ -414,7 +470,9 @@ PHASES = {"prepare": phase_prepare, "flat": phase_flat, "build": phase_build}
 PHASES.update({"flat_search": phase_flat_search, "search": phase_search})
 PHASES.update({"rowids": phase_rowids, "search_json": lambda a: phase_search(a, rows="json")})
 PHASES["build_ray"] = phase_build_ray
-INDEX_PHASES = ("build", "build_ray", "search", "search_json")  # the ones --name separates
+PHASES.update({"exact": phase_exact, "exact_cached": lambda a: phase_exact(a, cached=True)})
+# the ones --name separates
+INDEX_PHASES = ("build", "build_ray", "search", "search_json", "exact", "exact_cached")
 SHARED = ("home", "rows.bin", "queries.npy", "gt.npy", "rowids.bin", "rowids.json")
 
 
@@ -567,6 +625,34 @@ def ray_build_run(args) -> None:
         raise SystemExit("the Ray build's lists file differs from the in-process build's")
 
 
+def exact_cache_run(args) -> None:
+    """``--exact-cache``: ``ann_recall@k``'s exact reference at ``--n`` rows x ``--queries``,
+    each in its own process, in ``--work/NAME`` (NAME: ``--name``, default ``exact-cache``):
+    ``exact`` (the stream over every cached vector, as every eval run did) then
+    ``exact_cached`` twice -- the first computes and stores the answers when the registry does
+    not have them yet (it says so), the second is an unchanged re-run's cost."""
+    name = args.name or "exact-cache"
+    before = run_phase(args, "exact", name)
+    fill = run_phase(args, "exact_cached", name)
+    after = run_phase(args, "exact_cached", name)
+    print(f"\n{args.n:,} cached vectors, {args.queries} queries, k={K}: ann_recall's exact top-k")
+    print(f"{'':40}{'seconds':>9}{'peak RSS MB':>13}  queries searched / from the cache")
+    rows = (
+        ("ExactSearch (every run, before)", before, "all / -"),
+        ("ExactCache, first run", fill, f"{fill['searched']} / {fill['cached']}"),
+        ("ExactCache, unchanged re-run (after)", after, f"{after['searched']} / {after['cached']}"),
+    )
+    for label, r, how in rows:
+        print(f"{label:40}{r['seconds']:>9.3f}{r['peak_rss_mb']:>13.0f}  {how}")
+    print(f"  re-run / before: {after['seconds'] / before['seconds']:.4f}x")
+    same = all(r["rows_equal_gt"] for r in (before, fill, after))
+    same = same and fill.get("scores_bit_identical") and after.get("scores_bit_identical")
+    print(f"  rows = gt.npy, scores bit-identical to ExactSearch's: {'yes' if same else 'NO'}")
+    print("load: " + "; ".join(f"{r['phase']} {r['load']}" for r in (before, fill, after)))
+    if not same:
+        raise SystemExit("the cached exact results differ from ExactSearch's")
+
+
 # ---- SciFact ----------------------------------------------------------------------------------
 SCIFACT_CFG = """\
 name: scifact-ann
@@ -661,6 +747,11 @@ def main() -> None:
         help="build the index in-process and as Ray tasks side by side instead",
     )
     ap.add_argument("--ray-workers", type=int, default=2, help="local Ray cluster CPUs")
+    ap.add_argument(
+        "--exact-cache",
+        action="store_true",
+        help="ann_recall's exact search, uncached vs ann.ExactCache, instead",
+    )
     ap.add_argument("--scifact", action="store_true", help="the SciFact eval check instead")
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data/scifact"))
     ap.add_argument(
@@ -681,6 +772,8 @@ def main() -> None:
         scifact_run(args)
     elif args.ray_build:
         ray_build_run(args)
+    elif args.exact_cache:
+        exact_cache_run(args)
     else:
         synthetic_run(args)
 

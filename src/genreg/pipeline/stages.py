@@ -152,7 +152,9 @@ class Retrieve:
     ``state.need_text``) and ``latency``; ``lineage`` embedding/chunking/index/index_key/k/
     latency; ``report.latency`` and ``report.index``. For an ANN index (``ivfpq``,
     ``ivf_hnsw``) it also searches the same query vectors exhaustively over the cached chunk
-    vectors (``state.exact_hits``; untimed) so score can report ``ann_recall@k``. ``prepare`` parses the chunking and
+    vectors (``state.exact_hits``; untimed; kept per query in the registry by
+    :class:`genreg.retrieval.ann.ExactCache`, so a re-run reads them) so score can report
+    ``ann_recall@k``. ``prepare`` parses the chunking and
     index parameters (a bad value is a config error before anything is built)."""
 
     name = "retrieve"
@@ -247,6 +249,10 @@ class Retrieve:
                 "index": info.index.get("type"),
                 "exact_seconds": round(time.perf_counter() - t1, 4),
             }
+            cached = getattr(retriever.exact, "cached", None)
+            if cached is not None:  # queries whose exact top-k came from the registry
+                state.report["ann"]["exact_cached"] = cached
+                state.report["ann"]["exact_searched"] = getattr(retriever.exact, "searched", 0)
 
 
 # ---- read run file (eval score: replaces retrieve) ------------------------------------------

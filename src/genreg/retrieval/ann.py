@@ -44,7 +44,9 @@ cosine similarities. ``refine: 0`` searches the codes alone.
 streaming the cached vectors shard by shard in blocks of at most :data:`BLOCK_ROWS` rows (fewer
 when there are many queries: the block's score matrix stays under :data:`SCORE_BUDGET` bytes),
 so its memory is bounded whatever the corpus size -- what an eval compares the index against
-(``ann_recall@k``).
+(``ann_recall@k``). Its answers are kept per query in the registry (:class:`ExactCache`:
+derived ``annexact`` objects scoped by the model and the index's rows, found by each query
+vector's digest), so an unchanged eval re-run reads them instead of streaming every vector.
 """
 
 from __future__ import annotations
@@ -641,6 +643,154 @@ def np_digests(blob: bytes) -> np.ndarray:
     import numpy as np
 
     return np.frombuffer(blob, dtype="S32")
+
+
+# ---- the exact results, cached ----------------------------------------------------------------
+EXACT_KIND = "annexact"
+EXACT_FORMAT = "genreg-ann-exact/1"
+EXACT_MAGIC = b"GREXA001"
+_EXACT_HEAD = struct.Struct("<8s32sII")  # magic, scope digest, fetch, queries
+
+
+def exact_scope(model_digest: str, dim: int, rows_digest: str) -> str:
+    """The derived-row scope of an index's cached exact results: ``sha256:`` of what they
+    depend on besides the query -- the model (its digest and dimension: the vector of every
+    row's text) and the index's rows (the digest of its row-digests object: which texts, in
+    which order, so which row ids), and this format (the search and its tie order)."""
+    from genreg.core.hashing import digest_json
+
+    return digest_json(
+        {"format": EXACT_FORMAT, "model": model_digest, "dim": dim, "rows": rows_digest}
+    )
+
+
+def query_digests(x: np.ndarray) -> list[bytes]:
+    """The sha256 of each query vector's float32 little-endian bytes (what the exact top-k of
+    a query depends on, with the scope)."""
+    import numpy as np
+
+    raw = np.ascontiguousarray(x, dtype="<f4")
+    return [hashlib.sha256(row.tobytes()).digest() for row in raw]
+
+
+def encode_exact(
+    scope: str, fetch: int, qdigests: list[bytes], s: np.ndarray, i: np.ndarray
+) -> bytes:
+    """``GREXA001`` | 32-byte scope | uint32 fetch | uint32 queries | 32-byte query vector
+    digest per query | float32 scores (queries x fetch) | int64 rows (queries x fetch)."""
+    import numpy as np
+
+    scope_raw = bytes.fromhex(scope.removeprefix("sha256:"))
+    head = _EXACT_HEAD.pack(EXACT_MAGIC, scope_raw, fetch, len(qdigests))
+    return (
+        head
+        + b"".join(qdigests)
+        + np.ascontiguousarray(s, dtype="<f4").tobytes()
+        + np.ascontiguousarray(i, dtype="<i8").tobytes()
+    )
+
+
+def decode_exact(
+    data: bytes, scope: str, fetch: int, where: str
+) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """The entries of one cached-exact object; an :class:`IntegrityError` when it is not one,
+    or was made for another scope (index rows, model) or fetch than its row says."""
+    import numpy as np
+
+    if len(data) < _EXACT_HEAD.size:
+        raise IntegrityError(f"{where}: truncated header")
+    magic, got_scope, got_fetch, n = _EXACT_HEAD.unpack_from(data)
+    if magic != EXACT_MAGIC or len(data) != _EXACT_HEAD.size + n * (32 + 12 * got_fetch):
+        raise IntegrityError(f"{where}: not a genreg exact-results object")
+    if got_scope.hex() != scope.removeprefix("sha256:") or got_fetch != fetch:
+        raise IntegrityError(f"{where}: made for another index, model or fetch than its row says")
+    at = _EXACT_HEAD.size
+    qd = [data[at + 32 * j : at + 32 * (j + 1)] for j in range(n)]
+    at += 32 * n
+    scores = np.frombuffer(data, dtype="<f4", count=n * fetch, offset=at).reshape(n, fetch)
+    rows = np.frombuffer(data, dtype="<i8", count=n * fetch, offset=at + 4 * n * fetch)
+    return qd, scores, rows.reshape(n, fetch)
+
+
+class ExactCache:
+    """:class:`ExactSearch` (or any callable like it) with its answers kept per query in the
+    registry, so an eval re-run on the same index, model and queries reads them instead of
+    streaming every cached vector again.
+
+    Each call's queries not answered yet are searched (all together) and stored as one object
+    (:func:`encode_exact`) recorded as ``derived(kind="annexact", scope=exact_scope(...),
+    key=<object digest>, meta={"count", "fetch"})``; a query is found by the digest of its
+    vector's bytes and the ``fetch`` asked for. The scope covers the model and the index's
+    rows exactly (:func:`exact_scope`), and every object names its scope and fetch in its
+    header, checked on read with its digest (a mismatch is an :class:`IntegrityError`), so
+    another index or model can never answer. A changed query set searches only its new
+    queries. ``searched`` / ``cached``: queries searched / answered from the cache so far."""
+
+    def __init__(
+        self,
+        search: Any,
+        objects: ObjectStore,
+        derived: DerivedStore,
+        *,
+        model_digest: str,
+        dim: int,
+        rows_digest: str,
+    ) -> None:
+        self.search, self.objects, self.derived = search, objects, derived
+        self.scope = exact_scope(model_digest, dim, rows_digest)
+        self._known: dict[int, dict[bytes, tuple[np.ndarray, np.ndarray]]] = {}
+        self.searched = self.cached = 0
+
+    def _load(self, fetch: int) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
+        known = self._known.get(fetch)
+        if known is None:
+            known = {}
+            for r in self.derived.list(EXACT_KIND, scope=self.scope):
+                if int(r.meta.get("fetch", -1)) != fetch:
+                    continue
+                where = f"exact results sha256:{r.object_digest}"
+                data = self.objects.get_bytes(r.object_digest)  # digest-verified
+                qd, scores, rows = decode_exact(data, self.scope, fetch, where)
+                for j, d in enumerate(qd):
+                    known.setdefault(d, (scores[j], rows[j]))
+            self._known[fetch] = known
+        return known
+
+    def __call__(self, q: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        from genreg.store.objects import ensure_stored
+
+        x = np.ascontiguousarray(q, dtype=np.float32)
+        qd = query_digests(x)
+        known = self._load(fetch)
+        todo: dict[bytes, int] = {}  # distinct new query -> its first position
+        for j, d in enumerate(qd):
+            if d not in known:
+                todo.setdefault(d, j)
+        self.cached += sum(1 for d in qd if d in known)
+        self.searched += len(todo)
+        if todo:
+            pick = list(todo.values())
+            s, i = self.search(x[pick], fetch)
+            new = list(todo)
+            blob = encode_exact(self.scope, fetch, new, s, i)
+            obj = self.objects.put_bytes(blob)
+            self.derived.put(
+                kind=EXACT_KIND,
+                scope=self.scope,
+                key=obj,
+                object_digest=obj,
+                meta={"count": len(new), "fetch": fetch},
+            )
+            ensure_stored(self.objects, obj, blob)  # a concurrent gc may have hidden it
+            for j, d in enumerate(new):
+                known[d] = (np.array(s[j]), np.array(i[j]))
+        out_s = np.empty((len(qd), fetch), dtype=np.float32)
+        out_i = np.empty((len(qd), fetch), dtype=np.int64)
+        for j, d in enumerate(qd):
+            out_s[j], out_i[j] = known[d]
+        return out_s, out_i
 
 
 # ---- refine: exact re-ranking of the candidates ---------------------------------------------

@@ -195,7 +195,7 @@ class Indexes:
                 ann.materialize(self.objects, bytes(trunk), meta["lists"], where)
             )
             digests_obj, rowmap_obj = meta["digests"], meta.get("rowmap")
-            exact = ann.ExactSearch(
+            exact_search = ann.ExactSearch(
                 self.objects,
                 self.derived,
                 emb.digest,
@@ -208,12 +208,21 @@ class Indexes:
                     else None
                 ),
             )
+            # ann_recall@k's reference, its answers kept per query (a re-run reads them)
+            exact = ann.ExactCache(
+                exact_search,
+                self.objects,
+                self.derived,
+                model_digest=emb.digest,
+                dim=int(meta["dim"]),
+                rows_digest=digests_obj,
+            )
         else:
             faiss_index, meta = decode_index(data, f"index {info.key}")
         apply_search_params(faiss_index, ispec)
         if exact is not None and ispec.get("refine"):  # re-rank candidates by exact vectors
             spill = self.settings.home / "cache" / "ann" / "shards"
-            reader = ann.VectorReader(exact, spill)
+            reader = ann.VectorReader(exact.search, spill)
             faiss_index = ann.Refined(faiss_index, reader, ispec.get("refine"))
         texts: Callable[[], Sequence[str]]
         if "text_table" in meta:  # on-disk index: the compact table, opened on first use
