@@ -307,18 +307,18 @@ def phase_build_ray(args) -> dict:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     tmp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit 107 bytes
     t0 = time.perf_counter()
-    ray.init(
-        num_cpus=args.ray_workers,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-        _temp_dir=tmp,
-    )
-    ready = ray.remote(num_cpus=1)(_worker_pid)  # every worker up (and idle) before the clock
-    ray.get([ready.remote() for _ in range(args.ray_workers)])
-    start_s = time.perf_counter() - t0
-    try:
+    try:  # the cluster is shut down (and its temp dir removed) whatever fails
+        ray.init(
+            num_cpus=args.ray_workers,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            _temp_dir=tmp,
+        )
+        ready = ray.remote(num_cpus=1)(_worker_pid)  # every worker up (idle) before the clock
+        ray.get([ready.remote() for _ in range(args.ray_workers)])
+        start_s = time.perf_counter() - t0
         out = phase_build(args, ray=RayOptions(actors=args.ray_workers, num_cpus=1.0))
     finally:
         ray.shutdown()
