@@ -444,10 +444,12 @@ def test_ann_index_units_built_as_ray_tasks_merge_byte_identical_to_local(
 def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_process(
     tmp_path: Path, ray_cluster: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """engine=ray, an ivfpq index with nothing cached: the driver sends the actors no text
+    """engine=ray, an ivfpq index, its chunks not cached: the driver sends the actors no text
     -- each block is a (lo, hi) range of the row order, whose texts the actor reads from the
     chunk-text table stored first -- and the index key, the cache vectors, the row tables and
-    the hits equal the in-process build's (repeated texts embedded once)."""
+    the hits equal the in-process build's (repeated texts embedded once). With one block
+    cached already (as a killed job leaves it) the job embeds exactly the other planned
+    blocks, one shard each."""
     from genreg import Registry
     from genreg.retrieval import ray_engine
 
@@ -469,11 +471,17 @@ def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_proces
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spec = {"type": "ivfpq", "nlist": 16, "m": 8, "nprobe": 4, "train_size": 1000}
+    distinct = [f"doc {i}" for i in range(2500)]
+    digests = [text_digest(t) for t in distinct]
+    blocks = plan_blocks(digests, distinct, set(digests), BATCH * 32)  # the whole job's
     built = {}
     for engine in ("local", "ray"):
         reg = Registry.init(tmp_path / engine / ".genreg")
         try:
             reg.snapshot("kb", src)
+            emb = _TableEmbedder()
+            cache = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim)
+            cache.add(blocks[1]["digests"], emb.encode(blocks[1]["texts"]))  # a killed job's
             info = reg.build_index(
                 "kb",
                 model=_TableEmbedder(),
@@ -483,10 +491,12 @@ def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_proces
                 engine=engine,
                 ray={"actors": 2, "address": ray_cluster},
             )
-            assert info.embedded == 2500 and info.n_chunks == 3000
-            emb = _TableEmbedder()
-            digests = [text_digest(f"doc {i % 2500}") for i in range(3000)]
-            vecs = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim).matrix(digests)
+            assert info.embedded == 2500 - BATCH * 32 and info.n_chunks == 3000
+            row_digests = [text_digest(f"doc {i % 2500}") for i in range(3000)]
+            vecs = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim).matrix(row_digests)
+            if engine == "ray":  # each new shard one whole planned block: as a re-run's
+                shards = {frozenset(ds) for _, ds in _shards(reg, emb.digest)}
+                assert shards == {frozenset(b["digests"]) for b in blocks}
             meta = reg.derived.get(info.key).meta
             r = reg.open_retriever("kb", model=_TableEmbedder(), chunking="none", index=spec)
             hits = r.search_vectors(emb.table[:20], 3)
@@ -502,4 +512,5 @@ def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_proces
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert built["ray"] == built["local"]
     assert sent and all(set(b) == {"block", "lo", "hi"} for b in sent)  # no text, no digest
-    assert sum(b["hi"] - b["lo"] for b in sent) == 2500 and len(sent) == -(-2500 // (BATCH * 32))
+    assert sum(b["hi"] - b["lo"] for b in sent) == 2500 - BATCH * 32
+    assert [b["block"] for b in sent] == [b["block"] for b in blocks if b["block"] != 1]

@@ -229,18 +229,24 @@ def test_a_gc_hiding_the_streamed_tables_before_the_commit_gets_them_rewritten(
     assert hit.text  # read from the re-put text table
 
 
-def test_ray_row_blocks_are_the_planned_blocks() -> None:
+@pytest.mark.parametrize("share", [1.0, 0.3])
+def test_ray_row_blocks_are_the_planned_blocks(share: float) -> None:
+    """All missing, or some cached (a re-run after a killed job): the same blocks as
+    plan_blocks, each with only its missing chunks."""
     from genreg.retrieval.ray_engine import plan_blocks, row_blocks
 
     rng = np.random.default_rng(3)
     texts = [f"t{i} " + "x" * int(rng.integers(0, 9)) for i in range(1000)]
     rows = np.sort(rng.choice(5000, size=1000, replace=False))
+    missing = rng.random(1000) < share
     digests = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-    planned = plan_blocks(digests, texts, set(digests), 64)
-    order, ranges = row_blocks(rows, [len(t) for t in texts], 64)
+    want = {d for d, m in zip(digests, missing, strict=True) if m}
+    planned = plan_blocks(digests, texts, want, 64)
+    order, ranges = row_blocks(rows, [len(t) for t in texts], missing, 64)
     at = {int(r): i for i, r in enumerate(rows)}
     got = [
         {"block": b["block"], "texts": [texts[at[int(r)]] for r in order[b["lo"] : b["hi"]]]}
         for b in ranges
     ]
     assert got == [{"block": p["block"], "texts": p["texts"]} for p in planned]
+    assert len(order) == int(missing.sum()) and order.dtype == np.int64

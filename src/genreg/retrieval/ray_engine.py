@@ -120,26 +120,35 @@ def plan_blocks(
     return out
 
 
-def embed_order(lengths: Any) -> list[int]:
+def embed_order(lengths: Any) -> Any:
     """The in-process embedder's order of texts of these ``lengths`` (characters): longest
-    first, ties in first-seen order."""
+    first, ties in first-seen order (an ``int64`` array of positions)."""
     import numpy as np
 
     n = np.asarray(lengths, dtype=np.int64)
-    return np.argsort(-n, kind="stable").tolist() if len(n) else []
+    return np.argsort(-n, kind="stable")
 
 
-def row_blocks(rows: Any, lengths: Any, block: int) -> tuple[Any, list[dict[str, int]]]:
-    """:func:`plan_blocks` for chunks that are all missing and distinct, given as table rows
-    (``rows``, first-seen order) and their text ``lengths``: the rows in embedding order
-    (``int64``, 8 bytes a row) and each block as a ``(lo, hi)`` range of it."""
+def row_blocks(
+    rows: Any, lengths: Any, missing: Any, block: int
+) -> tuple[Any, list[dict[str, int]]]:
+    """:func:`plan_blocks` for distinct chunks given as table rows (``rows``, first-seen
+    order), their text ``lengths`` and which are ``missing`` (a bool per row): the missing
+    rows in embedding order (``int64``, 8 bytes a row) and each block that has one as a
+    ``(lo, hi)`` range of them -- the blocks cut over all the distinct chunks, so a re-run
+    after a killed job embeds the same blocks as the first run planned."""
     import numpy as np
 
-    order = np.asarray(rows, dtype=np.int64)[np.asarray(embed_order(lengths), dtype=np.int64)]
-    ranges = [
-        {"block": b, "lo": lo, "hi": min(lo + block, len(order))}
-        for b, lo in enumerate(range(0, len(order), block))
-    ]
+    perm = embed_order(lengths)
+    miss = np.asarray(missing, dtype=bool)[perm]
+    order = np.asarray(rows, dtype=np.int64)[perm][miss]
+    cum = np.zeros(len(miss) + 1, dtype=np.int64)
+    np.cumsum(miss, out=cum[1:])
+    ranges = []
+    for b, start in enumerate(range(0, len(miss), block)):
+        lo, hi = int(cum[start]), int(cum[min(start + block, len(miss))])
+        if hi > lo:
+            ranges.append({"block": b, "lo": lo, "hi": hi})
     return order, ranges
 
 
@@ -308,18 +317,20 @@ def embed_rows(
     table: str,
     rows: Any,
     lengths: Any,
+    missing: Any,
     options: RayOptions,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """:func:`embed_missing` for an on-disk index's build: the chunks at ``rows`` (distinct,
-    all missing, first-seen order; ``lengths``: their texts' lengths in characters) of the
-    stored chunk-text table ``table`` (:mod:`genreg.retrieval.texttable`). The same blocks
-    as :func:`plan_blocks` would plan for them, but the driver holds no text: the row order
-    (8 bytes a row) goes once into Ray's object store, each block is a ``(lo, hi)`` range
-    of it, and each actor reads its blocks' texts from the table in the registry's object
-    store (copied once per worker when the store has no local files, such as S3)."""
+    """:func:`embed_missing` for an on-disk index's build: the ``missing`` ones (a bool per
+    row) of the distinct chunks at ``rows`` (first-seen order; ``lengths``: their texts'
+    lengths in characters) of the stored chunk-text table ``table``
+    (:mod:`genreg.retrieval.texttable`). The blocks :func:`plan_blocks` plans, but the
+    driver holds no text: the missing rows in embedding order (8 bytes a row) go once into
+    Ray's object store, each block is a ``(lo, hi)`` range of them, and each actor reads its
+    blocks' texts from the table in the registry's object store (copied once per worker
+    when the store has no local files, such as S3)."""
     preflight(options)
-    order, ranges = row_blocks(rows, lengths, options.batch_size * 32)
+    order, ranges = row_blocks(rows, lengths, missing, options.batch_size * 32)
     if not ranges:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
     with ray_session(options) as ray:  # one session for the put and the job

@@ -496,9 +496,11 @@ class Indexes:
             embedded = 0
             texts_obj: str | None = None
             if len(missing_rows):
-                # distinct digests, in first-seen (row) order
-                _, first = np.unique(rows[missing_rows], return_index=True)
-                todo = missing_rows[np.sort(first)]
+                # the distinct digests, in first-seen (row) order; todo: the missing ones
+                _, first = np.unique(rows, return_index=True)
+                distinct = np.sort(first)
+                missing = plan.shard_of[distinct] < 0
+                todo = distinct[missing]
                 if ray_opts is not None:  # the same cache shards, written by Ray actors
                     from genreg.retrieval.ray_engine import embed_rows
 
@@ -509,8 +511,9 @@ class Indexes:
                         self.settings,
                         emb,
                         texts_obj,
-                        todo,
-                        tables.lengths[todo],
+                        distinct,
+                        tables.lengths[distinct],
+                        missing,
                         ray_opts,
                         progress,
                     )
