@@ -446,12 +446,14 @@ def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_proces
 ) -> None:
     """engine=ray, an ivfpq index, its chunks not cached: the driver sends the actors no text
     -- each block is a (lo, hi) range of the row order, whose texts the actor reads from the
-    chunk-text table stored first -- and the index key, the cache vectors, the row tables and
-    the hits equal the in-process build's (repeated texts embedded once). With one block
+    chunk-text table stored first -- and the index key, the cache vectors, the row tables, the
+    FAISS index (trunk and inverted lists, byte for byte) and the hits equal the in-process
+    build's (repeated texts embedded once). With one block
     cached already (as a killed job leaves it) the job embeds exactly the other planned
     blocks, one shard each."""
     from genreg import Registry
     from genreg.retrieval import ray_engine
+    from genreg.retrieval.index import decode_envelope
 
     src = tmp_path / "c.jsonl"
     with src.open("w", encoding="utf-8") as fh:
@@ -503,8 +505,10 @@ def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_proces
             built[engine] = (
                 info.key,
                 _bits(vecs).tobytes(),
-                # the shards differ (Ray: one a block), so the row map and lists do too
-                [meta[t] for t in ("text_table", "rowids", "digests")],
+                # the shards differ (Ray: one a block), so the row map does (where each
+                # row's vector is); the FAISS index itself -- trunk and lists -- does not
+                [meta[t] for t in ("text_table", "rowids", "digests", "lists")],
+                bytes(decode_envelope(reg.objects.get_bytes(info.object_digest))[1]),
                 [[(h.doc_id, h.score) for h in q] for q in hits],
             )
         finally:

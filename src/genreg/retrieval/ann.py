@@ -476,7 +476,9 @@ def build_ondisk(
     every row of ``plan`` (all must be cached); returns the number of vectors. The units are
     built here, in ``workers`` local processes, or -- ``ray``: a
     :class:`~genreg.retrieval.ray_engine.RayOptions` -- as Ray tasks; the merge is the same
-    (in unit order), so the files are byte-identical whichever built the units."""
+    (in unit order) and every list is then sorted by row id (:func:`canonical_order`), so the
+    files are byte-identical whichever built the units and whichever cache shards hold the
+    vectors."""
     import faiss
     import numpy as np
     from faiss.contrib.ondisk import merge_ondisk
@@ -519,6 +521,7 @@ def build_ondisk(
         # depends on the content alone
         invlists: Any = faiss.extract_index_ivf(index).invlists
         lists: Any = faiss.downcast_InvertedLists(invlists)
+        canonical_order(lists)
         lists.filename = LISTS  # an OnDiskInvertedLists (merge_ondisk made it)
         faiss.write_index(index, str(workdir / TRUNK))
     n = int(index.ntotal)
@@ -526,6 +529,30 @@ def build_ondisk(
     for p in paths:
         os.unlink(p)
     return n
+
+
+def canonical_order(lists: Any) -> None:
+    """Sort every inverted list's entries by row id, in place. A list holds its vectors in the
+    order they were added, which follows the cache shards (a Ray job writes one shard a block,
+    the in-process path one per 50,000 chunks; a partly cached corpus mixes them): sorted, the
+    lists -- and so the index's trunk and lists file -- depend only on the rows and their
+    vectors, byte for byte, whichever shards hold them."""
+    import faiss
+    import numpy as np
+
+    cs = int(lists.code_size)
+    for lst in range(int(lists.nlist)):
+        n = int(lists.list_size(lst))
+        if n < 2:
+            continue
+        ids = faiss.rev_swig_ptr(lists.get_ids(lst), n).view(np.int64)
+        if bool(np.all(ids[1:] > ids[:-1])):
+            continue
+        order = np.argsort(ids, kind="stable")
+        codes = faiss.rev_swig_ptr(lists.get_codes(lst), n * cs).reshape(n, cs)
+        new_ids = np.ascontiguousarray(ids[order])
+        new_codes = np.ascontiguousarray(codes[order])
+        lists.update_entries(lst, 0, n, faiss.swig_ptr(new_ids), faiss.swig_ptr(new_codes))
 
 
 # ---- open -----------------------------------------------------------------------------------
