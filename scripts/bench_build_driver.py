@@ -22,7 +22,9 @@ that home (objects hard-linked: they are immutable) and ``build`` in its own pro
 ``/usr/bin/time -v`` with ``PYTHONPATH=<tree>``: ``Registry.build_index`` with the synthetic
 embedder and ``--spec`` (default ivfpq nlist 1024, m 48) -- the service call ``genreg corpus
 index`` makes (the CLI cannot take a Python embedder object). Both builds must store the same
-index object (checked). The load average is printed beside each phase.
+index object (checked). The load average is printed beside each phase. ``--flat`` also
+builds a ``flat`` index of the same corpus with the ``--after`` tree, the issue's baseline
+("peak RSS during build under 10% of a flat index's"), side by side.
 """
 
 from __future__ import annotations
@@ -231,6 +233,11 @@ def main() -> None:
     ap.add_argument("--after", type=Path, default=ROOT / "src")
     ap.add_argument("--phase", choices=["prepare", "build"])
     ap.add_argument("--home", type=Path)
+    ap.add_argument(
+        "--flat",
+        action="store_true",
+        help="also build a flat index of the same corpus (--after tree): the issue's baseline",
+    )
     args = ap.parse_args()
     if args.phase:
         fn = phase_prepare if args.phase == "prepare" else phase_build
@@ -240,10 +247,15 @@ def main() -> None:
     print(f"spec {args.spec}; chunking {CHUNKING}; one process per phase (/usr/bin/time -v)")
     prep = run(args, "prepare", args.after)
     results = {}
-    for label, tree in (("before", args.before), ("after", args.after)):
+    builds = [("before", args.before, args.spec), ("after", args.after, args.spec)]
+    if args.flat:
+        builds.append(("flat", args.after, '{"type": "flat"}'))
+    for label, tree, spec in builds:
         home = args.work / label / ".genreg"
         copy_home(args.work / "base" / ".genreg", home)
-        results[label] = run(args, "build", tree, home)
+        results[label] = run(
+            argparse.Namespace(**{**vars(args), "spec": spec}), "build", tree, home
+        )
         shutil.rmtree(home.parent)
     b, a = results["before"], results["after"]
     if a["object"] != b["object"]:
@@ -262,6 +274,13 @@ def main() -> None:
         f"| build time | {b['build_s']} s | {a['build_s']} s | {a['build_s'] / b['build_s']:.2f} |"
     )
     print(f"| load average | {b['load']} | {a['load']} | |")
+    if "flat" in results:
+        f = results["flat"]
+        print(
+            f"\nflat index of the same corpus (after tree): peak RSS {f['peak_rss_mb']:,.0f} MB, "
+            f"build {f['build_s']} s (load {f['load']}); after / flat: peak RSS "
+            f"{a['peak_rss_mb'] / f['peak_rss_mb']:.3f}, time {a['build_s'] / f['build_s']:.2f}"
+        )
 
 
 if __name__ == "__main__":
