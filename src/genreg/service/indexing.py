@@ -11,7 +11,8 @@ the changed chunks (``IndexInfo.embedded`` counts them).
 (:class:`genreg.retrieval.embedders.EmbeddingSpec`; an ONNX export's files are kept in the
 registry, :mod:`genreg.retrieval.onnx_backend`) or an embedder object. ``engine="ray"``
 embeds the missing chunks on Ray (:mod:`genreg.retrieval.ray_engine`) instead of in-process;
-both write the same cache shards, so the index is the same either way.
+both embed the same blocks with the same calls (:mod:`genreg.retrieval.blocks`), so the
+vectors are the same either way (only how they are grouped into cache shards differs).
 """
 
 from __future__ import annotations
@@ -395,13 +396,18 @@ class Indexes:
 
             embed_missing(self.settings, emb, digests, texts, missing, ray_opts, progress)
             cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
-        elif missing:
-            wanted = set(missing)
-            by_digest = {d: t for d, t in zip(digests, texts, strict=True) if d in wanted}
-            vectors = emb.encode(
-                [by_digest[d] for d in missing], batch_size=batch_size, progress=progress
+        elif missing:  # the blocks Ray would embed, one encode call each (retrieval.blocks)
+            from genreg.retrieval.blocks import block_size, embed_blocks, plan_blocks
+
+            blocks = plan_blocks(digests, texts, set(missing), block_size(batch_size))
+            embed_blocks(
+                emb,
+                ((b["digests"], b["texts"]) for b in blocks),
+                len(missing),
+                cache,
+                batch_size,
+                progress,
             )
-            cache.add(missing, vectors)
         matrix = cache.matrix(digests)
         faiss_index = build_faiss(matrix, ispec, progress=progress)
 
@@ -473,7 +479,7 @@ class Indexes:
         import numpy as np
 
         from genreg.retrieval import ann
-        from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
+        from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import encode_envelope
 
         if ray_opts is not None:  # an unreachable cluster or no extra: before any work
@@ -501,7 +507,7 @@ class Indexes:
                 distinct = np.sort(first)
                 missing = plan.shard_of[distinct] < 0
                 todo = distinct[missing]
-                if ray_opts is not None:  # the same cache shards, written by Ray actors
+                if ray_opts is not None:  # the same blocks and vectors, written by Ray actors
                     from genreg.retrieval.ray_engine import embed_rows
 
                     # the actors read their blocks' texts from the stored table
@@ -516,15 +522,27 @@ class Indexes:
                         missing,
                         ray_opts,
                         progress,
+                        digests=rows,
                     )
-                else:
+                else:  # the blocks Ray would embed, each block's texts read back from the
+                    # side file as it is embedded (one block's texts in memory)
+                    from genreg.retrieval.blocks import block_size, embed_blocks, row_blocks
+
+                    order, ranges = row_blocks(
+                        distinct, tables.lengths[distinct], missing, block_size(batch_size)
+                    )
                     cache = EmbeddingCache(self.objects, self.derived, emb.digest, dim)
-                    for lo in range(0, len(todo), SHARD_MAX):  # one shard's texts in memory
-                        part = todo[lo : lo + SHARD_MAX]
-                        vecs = emb.encode(
-                            texts.texts(part), batch_size=batch_size, progress=progress
-                        )
-                        cache.add(_hex_digests(rows[part]), vecs)
+                    embed_blocks(
+                        emb,
+                        (
+                            (_hex_digests(rows[part]), texts.texts(part))
+                            for part in (order[r["lo"] : r["hi"]] for r in ranges)
+                        ),
+                        len(order),
+                        cache,
+                        batch_size,
+                        progress,
+                    )
                 embedded = len(todo)
                 plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
                 left = len(plan.missing())
