@@ -46,9 +46,10 @@ def gc(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """List objects nothing references, stale staging files (temp files of killed writes) and
-    index cache copies (cache/ann in the registry home) of objects no longer referenced; --delete removes
-    those older than --grace, never an object a committed version names."""
+    """List objects nothing references, stale staging files (temp files of killed writes, work
+    directories of killed index builds) and index cache copies (cache/ann in the registry home)
+    of objects no longer referenced; --delete removes those older than --grace (a killed
+    build's directory at any age), never an object a committed version names."""
     with progress(quiet) as cb:
         report = open_registry().gc(dry_run=dry_run, grace_seconds=grace, progress=cb)
     if json_out:

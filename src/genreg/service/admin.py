@@ -30,7 +30,11 @@ version committed while gc runs stays readable. A gc killed between the two step
 hidden objects behind; the next gc restores the referenced ones (``verify`` names them).
 
 gc also reclaims **staging files** (``objects/tmp``, ``<home>/tmp``: the temp files of writes
-and snapshots killed half-way) untouched for longer than the grace period, and **derived
+and snapshots killed half-way) untouched for longer than the grace period, the **work
+directories of builds that are not running** (``<home>/cache/tmp/ann-*/``: an on-disk index
+build's chunk-text side file and units, left by a build killed with ``kill -9``; its
+:class:`~genreg.store.objects.StagingDir` lock tells a running build from a dead one at any
+age, the grace period applies only to a directory without a lock file), and **derived
 local caches** of ``<home>/cache/ann/`` (:meth:`Admin._ann_caches`): the materialised copy of
 an on-disk index (``<index object digest>/``, whose ``lists.ivfdata`` is a hard link to the
 stored lists object, so it keeps the bytes on disk even once that object is deleted) and the
@@ -148,6 +152,23 @@ class GcReport:
             "caches": self.caches,
             "cache_bytes_reclaimable": self.cache_bytes_reclaimable,
         }
+
+
+def _work_dir_entry(path: Path, state: str, now: float, grace: float) -> dict[str, Any] | None:
+    """The gc report entry of a build's work directory, or None when its build is running.
+    A dead one's (lock file, nobody holding it) is stale whatever its age; one whose lock
+    state cannot be told is kept for the grace period after its last write."""
+    if state == "live":
+        return None
+    try:
+        files = [f for f in path.rglob("*") if f.is_file()]
+        st = [f.lstat() for f in files]
+        mtime = max([path.lstat().st_mtime, *(x.st_mtime for x in st)])
+    except FileNotFoundError:  # removed meanwhile (its build finished)
+        return None
+    size = sum(x.st_size for x in st if x.st_nlink <= 1)
+    recent = state == "unknown" and grace > 0 and now - mtime < grace
+    return {"path": str(path), "size": size, "recent": recent, "deleted": False, "dir": True}
 
 
 def _hash_object(store: ObjectStore, digest: str) -> str:
@@ -294,17 +315,28 @@ class Admin:
         return keep | self._embedded_digests(refs, stored)
 
     def _staging_dirs(self) -> list[Path]:
-        dirs = [self.settings.home / "tmp", self.settings.home / "cache" / "packs"]
+        dirs = [
+            self.settings.home / "tmp",
+            self.settings.home / "cache" / "packs",
+            self._work_root(),
+        ]
         staging = self.objects.staging_dir()
         if staging is not None:
             dirs.insert(0, staging)
         return dirs
 
+    def _work_root(self) -> Path:
+        """``<home>/cache/tmp``: the work directories of builds (:class:`StagingDir`)."""
+        return self.settings.home / "cache" / "tmp"
+
     def _staging(self, now: float, grace: float) -> list[dict[str, Any]]:
-        """Temp files of writes that never finished (a killed snapshot's ``pack-*``...)."""
-        from genreg.store.objects import staging_in_use
+        """Temp files of writes that never finished (a killed snapshot's ``pack-*``...) and
+        the work directories of builds that are not running (a killed on-disk index build's
+        ``cache/tmp/ann-*/``, with the corpus's whole chunk text in it)."""
+        from genreg.store.objects import staging_dir_state, staging_in_use
 
         out = []
+        work_root = self._work_root()
         for d in self._staging_dirs():
             if not d.is_dir():
                 continue
@@ -315,6 +347,11 @@ class Admin:
                 try:
                     st = f.lstat()
                 except FileNotFoundError:
+                    continue
+                if d == work_root and stat.S_ISDIR(st.st_mode):
+                    entry = _work_dir_entry(f, staging_dir_state(f), now, grace)
+                    if entry is not None:
+                        out.append(entry)
                     continue
                 if not stat.S_ISREG(st.st_mode) or staging_in_use(f):
                     continue  # a live writer holds it (whatever its age)
@@ -335,7 +372,7 @@ class Admin:
         files. Deletes them only when ``dry_run`` is False, and only those older than
         ``grace_seconds``; the two-phase delete of the module docstring keeps every object
         a concurrently committed row names."""
-        from genreg.store.objects import reclaim_staging
+        from genreg.store.objects import reclaim_staging, reclaim_staging_dir
 
         stored = list(self.objects.iter_digests())  # list first: later writes aren't candidates
         hidden = list(self.objects.iter_hidden())  # left by a gc that was killed
@@ -390,7 +427,9 @@ class Admin:
         if not dry_run:
             for f in staging:
                 if not f["recent"]:
-                    f["deleted"] = reclaim_staging(Path(f["path"]))
+                    p = Path(f["path"])
+                    reclaim = reclaim_staging_dir if f.get("dir") else reclaim_staging
+                    f["deleted"] = reclaim(p)
         if not dry_run:
             for c in caches:
                 if not c["recent"]:

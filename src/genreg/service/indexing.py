@@ -32,7 +32,7 @@ from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
-from genreg.store.objects import ensure_stored, ensure_stored_stream
+from genreg.store.objects import StagingDir, ensure_stored, ensure_stored_stream
 
 if TYPE_CHECKING:
     import numpy as np
@@ -463,7 +463,6 @@ class Indexes:
         ``ray_opts``: the missing chunks are embedded by Ray actors and the index's build
         units run as Ray tasks, in one Ray session (started when first needed, closed by
         ``ray_stack``, which the caller holds for the build)."""
-        import shutil
 
         connected: list[bool] = []
 
@@ -473,8 +472,6 @@ class Indexes:
 
                 ray_stack.enter_context(ray_session(ray_opts))
                 connected.append(True)
-
-        import tempfile
 
         import numpy as np
 
@@ -486,9 +483,9 @@ class Indexes:
             from genreg.retrieval.ray_engine import preflight
 
             preflight(ray_opts)
-        tmp_root = self.settings.home / "cache" / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix="ann-", dir=tmp_root))
+        # locked for the build's lifetime: gc reclaims it once this process is gone (kill -9)
+        work = StagingDir(self.settings.home / "cache" / "tmp", prefix="ann-")
+        workdir = work.path
         tables: _RowTables | None = None
         try:
             # one pass over the chunks: the texts to a side file, nothing kept per chunk
@@ -639,7 +636,7 @@ class Indexes:
         finally:
             if tables is not None:
                 tables.texts.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            work.close()
         return key, row, embedded
 
     def list_indexes(self, corpus_ref: str | Ref | None = None) -> list[dict[str, Any]]:
