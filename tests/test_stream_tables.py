@@ -250,3 +250,17 @@ def test_ray_row_blocks_are_the_planned_blocks(share: float) -> None:
     ]
     assert got == [{"block": p["block"], "texts": p["texts"]} for p in planned]
     assert len(order) == int(missing.sum()) and order.dtype == np.int64
+
+
+def test_rowids_writer_catches_a_repeated_id_added_after_a_renumbering() -> None:
+    """``chunks()`` renumbers a table whose ids came back; rows added afterwards are checked
+    again (the ids' real hashes are kept, not placeholders)."""
+    from genreg.retrieval.rowids import RowIdsWriter, encode_rowids
+
+    w = RowIdsWriter()
+    for d, c in (("a", 0), ("b", 0), ("a", 1)):
+        w.add(d, c)
+    assert b"".join(w.chunks()) == encode_rowids(["a", "b", "a"], [0, 0, 1])
+    w.add("b", 1)
+    w.add("a", 2)
+    assert b"".join(w.chunks()) == encode_rowids(["a", "b", "a", "b", "a"], [0, 0, 1, 1, 2])

@@ -83,6 +83,29 @@ def ensure_stored_stream(
             raise IntegrityError(f"object sha256:{strip_prefix(digest)}: rewritten bytes differ")
 
 
+def local_file(store: ObjectStore, digest: str, spill_dir: Path) -> Path:
+    """A local file holding object ``digest``: the store's own file, or (a store without local
+    files, such as S3) a copy in ``spill_dir`` made once -- verified (``get_bytes`` checks the
+    digest), written under a name unique to this process and thread, then renamed into place,
+    so concurrent readers never see a partial copy. Read by the on-disk index's row-id and
+    chunk-text tables and the refine reader's cache shards."""
+    import threading
+
+    path = store.local_path(digest)
+    if path is not None and path.exists():
+        return path
+    dest = spill_dir / strip_prefix(digest)
+    if not dest.exists():
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            tmp.write_bytes(store.get_bytes(digest))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dest
+
+
 def adopt_by_copy(store: ObjectStore, path: Path, digest: str) -> None:
     """:meth:`ObjectStore.adopt_file` for stores that cannot link: stream the file in."""
 
