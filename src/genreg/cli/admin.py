@@ -70,6 +70,13 @@ def gc(
         if c.get("linked"):  # freed with the stored object it links, counted there
             state += f" (+{_size(c['linked'])} linked to a stored object)"
         echo(f"cache {c['path']}  {_size(c['size']):>10}  {state}")
+    for lease in report.leases:
+        state = "deleted" if lease["deleted"] else ("expired" if lease["expired"] else "live")
+        n = len(lease["objects"])
+        echo(
+            f"lease {lease['key']} ({lease['what']}, {lease['host']} pid {lease['pid']})"
+            f"  {n} object(s)  {state}"
+        )
     for d in report.restored:
         echo(f"{d}  restored (hidden by an interrupted gc, still referenced)")
     verb = "would reclaim" if dry_run else "reclaimed"

@@ -29,6 +29,15 @@ so it finds its object hidden and rewrites it. Readers fall back to ``trash/``, 
 version committed while gc runs stays readable. A gc killed between the two steps leaves
 hidden objects behind; the next gc restores the referenced ones (``verify`` names them).
 
+**Leases** (:mod:`genreg.service.leases`) keep what a *running* job stored before any row
+names it: an on-disk index build with ``engine=ray`` stores the chunk-text table before the
+job (the actors read it) and the index row commits hours later. The build records each object
+it stores in its lease -- a derived row of kind ``lease`` naming them, with an expiry that a
+thread of the build renews -- right after storing it (then checks it is still there, as above)
+and deletes the lease once the index row is committed or the build failed. gc keeps a live
+lease's objects like any row's, ignores an expired one (a killed build's: it keeps nothing)
+and deletes it (``GcReport.leases``).
+
 gc also reclaims **staging files** (``objects/tmp``, ``<home>/tmp``: the temp files of writes
 and snapshots killed half-way) untouched for longer than the grace period, the **work
 directories of builds that are not running** (``<home>/cache/tmp/ann-*/``: an on-disk index
@@ -75,6 +84,7 @@ _HEX64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 # <home>/cache/ann subdirectories of copied objects (from a store without local files)
 _ANN_SPILLS = ("shards", "rowids", "texts")
 _SCAN_LIMIT = 512 << 20  # don't scan manifests larger than this for embedded digests
+_LEASE_OWNER = "derived lease "  # how object_references names a lease row
 
 
 def register_reference_provider(fn: ReferenceProvider) -> ReferenceProvider:
@@ -126,6 +136,9 @@ class GcReport:
     # <home>/cache/ann entries of objects no longer referenced: {path, size, linked, recent,
     # deleted}; ``linked``: bytes hard-linked to a stored object (freed with it, counted there)
     caches: list[dict[str, Any]] = field(default_factory=list)
+    # leases of running (or killed) jobs: {key, what, host, pid, objects, expires, expired,
+    # deleted}; a live one keeps its objects, an expired one is removed
+    leases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def bytes_reclaimable(self) -> int:
@@ -151,6 +164,7 @@ class GcReport:
             "restored": self.restored,
             "caches": self.caches,
             "cache_bytes_reclaimable": self.cache_bytes_reclaimable,
+            "leases": self.leases,
         }
 
 
@@ -203,7 +217,16 @@ class Admin:
 
     # ---- references -------------------------------------------------------------------
     def _row_references(self) -> list[ObjectRef]:
-        return self.metadata.object_references()
+        """What every row names -- except an expired lease (:mod:`genreg.service.leases`):
+        its job is gone, what it named is kept only if another row names it."""
+        from genreg.service.leases import expired
+
+        now = time.time()
+        return [
+            r
+            for r in self.metadata.object_references()
+            if not (r.owner.startswith(_LEASE_OWNER) and expired(r.meta, now))
+        ]
 
     def _provider_references(self) -> list[tuple[str, str]]:
         return [(d, owner) for fn in _PROVIDERS for d, owner in fn(self._store)]
@@ -374,6 +397,7 @@ class Admin:
         a concurrently committed row names."""
         from genreg.store.objects import reclaim_staging, reclaim_staging_dir
 
+        leases = self._leases(dry_run)  # an expired one is removed: it keeps nothing
         stored = list(self.objects.iter_digests())  # list first: later writes aren't candidates
         hidden = list(self.objects.iter_hidden())  # left by a gc that was killed
         stored_set = set(stored) | {d for d, _, _ in hidden}
@@ -434,7 +458,36 @@ class Admin:
             for c in caches:
                 if not c["recent"]:
                     c["deleted"] = _remove_path(Path(c["path"]))
-        return GcReport(dry_run, len(stored), unreferenced, deleted, staging, restored, caches)
+        return GcReport(
+            dry_run, len(stored), unreferenced, deleted, staging, restored, caches, leases
+        )
+
+    def _leases(self, dry_run: bool) -> list[dict[str, Any]]:
+        """Every lease row (a running job's stored-but-not-yet-named objects), live or
+        expired; expired ones are deleted unless ``dry_run``."""
+        from genreg.service.leases import LEASE_KIND, expired
+
+        out = []
+        now = time.time()
+        derived = self._store.derived
+        for row in derived.list(LEASE_KIND):
+            meta = row.meta
+            dead = expired(meta, now)
+            if dead and not dry_run:
+                derived.delete(row.key)
+            out.append(
+                {
+                    "key": row.key,
+                    "what": meta.get("what"),
+                    "host": meta.get("host"),
+                    "pid": meta.get("pid"),
+                    "objects": list(meta.get("objects") or []),
+                    "expires": meta.get("expires"),
+                    "expired": dead,
+                    "deleted": dead and not dry_run,
+                }
+            )
+        return out
 
     def _ann_caches(
         self, keep_now: Callable[[], set[str]], now: float, grace: float

@@ -32,6 +32,7 @@ from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
+from genreg.service.leases import Lease
 from genreg.store.objects import StagingDir, ensure_stored, ensure_stored_stream
 
 if TYPE_CHECKING:
@@ -486,6 +487,8 @@ class Indexes:
         # locked for the build's lifetime: gc reclaims it once this process is gone (kill -9)
         work = StagingDir(self.settings.home / "cache" / "tmp", prefix="ann-")
         workdir = work.path
+        # what the build stores before the index row names it, kept by gc while it runs
+        lease = Lease(self.derived, snapshot, "index build")
         tables: _RowTables | None = None
         try:
             # one pass over the chunks: the texts to a side file, nothing kept per chunk
@@ -509,6 +512,8 @@ class Indexes:
 
                     # the actors read their blocks' texts from the stored table
                     texts_obj = self.objects.put_stream(texts.chunks())
+                    lease.add(texts_obj)  # the job may outlast gc's grace period
+                    ensure_stored_stream(self.objects, texts_obj, texts.chunks)
                     ray_up()
                     embed_rows(
                         self.settings,
@@ -576,6 +581,7 @@ class Indexes:
                 return _array_chunks(rows)
 
             lists_obj = self.objects.put_stream(lists_chunks())
+            lease.add(lists_obj)
             digests_obj = self.objects.put_stream(digests_chunks())
             rowmap_blob = ann.encode_rowmap(plan)
             rowmap_obj = self.objects.put_bytes(rowmap_blob)
@@ -583,6 +589,7 @@ class Indexes:
             sample_obj = self.objects.put_bytes(sample_blob)
             # not JSON: read per hit, memory-mapped
             texts_obj = texts_obj or self.objects.put_stream(texts.chunks())
+            lease.add(digests_obj, rowmap_obj, rowids_obj, sample_obj, texts_obj)
             build = {**ispec.build_dict(), "train_sample": train_sample}
             meta = {
                 "key": key,
@@ -599,6 +606,7 @@ class Indexes:
             }
             envelope = encode_envelope((workdir / ann.TRUNK).read_bytes(), meta)
             obj = self.objects.put_bytes(envelope)
+            lease.add(obj)
             summary = {
                 "model": emb.name,
                 "model_digest": emb.digest,
@@ -634,6 +642,7 @@ class Indexes:
                 ensure_stored(self.objects, obj, envelope)
                 ensure_stored_stream(self.objects, lists_obj, lists_chunks)
         finally:
+            lease.close()  # the index row (committed, or never) names what it kept
             if tables is not None:
                 tables.texts.close()
             work.close()
