@@ -227,6 +227,8 @@ def test_the_text_table_of_a_running_ray_build_survives_gc_and_no_lease_is_left(
         missing: Any,
         options: Any,
         progress: Any = None,
+        *,
+        digests: Any = None,  # the rows' expected text digests (the actors check them)
     ) -> dict[str, Any]:
         # the job, hours in: the table is older than gc's grace, a gc runs
         _backdate_object(registry, table)
