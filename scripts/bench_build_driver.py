@@ -22,7 +22,23 @@ that home (objects hard-linked: they are immutable) and ``build`` in its own pro
 ``/usr/bin/time -v`` with ``PYTHONPATH=<tree>``: ``Registry.build_index`` with the synthetic
 embedder and ``--spec`` (default ivfpq nlist 1024, m 48) -- the service call ``genreg corpus
 index`` makes (the CLI cannot take a Python embedder object). Both builds must store the same
-index object (checked). The load average is printed beside each phase.
+index object (checked). The load average is printed beside each phase. ``--flat`` also
+builds a ``flat`` index of the same corpus with the ``--after`` tree, the issue's baseline
+("peak RSS during build under 10% of a flat index's"), side by side.
+
+**Cold** (``--cold``, e.g. with ``--engine ray``): nothing is cached; both builds embed every
+chunk with ``DigestEmbedder`` (each text's SHAKE-256 digest as its vector: deterministic,
+cheap, sent to the Ray actors by value). ``--engine ray``: ``build_index(engine="ray",
+ray={"actors": 2})`` with no ``RAY_ADDRESS``, so genreg starts a local 2-actor cluster for the
+job and stops it (its files in a temp dir removed afterwards). Ray's processes are not the
+driver: the driver's own peak is its ``VmHWM`` (``time -v`` reports the largest of it and the
+children it reaped); the Ray processes under it are sampled every 0.5 s (each one's
+``VmHWM``, and the peak of their summed ``VmRSS``, which counts shared object-store pages once
+per process). Both homes are then compared (``--phase check``): index key, every cache vector,
+the cache shards, the FAISS trunk, the inverted lists and the row tables.
+
+    flock /work/team/bench.lock .venv/bin/python scripts/bench_build_driver.py --docs 250000 \\
+        --before /work/wt-before/src --after src --engine ray --cold
 """
 
 from __future__ import annotations
@@ -436,7 +452,12 @@ def cold_side_by_side(args: argparse.Namespace, prep: dict[str, Any]) -> None:
     if args.engine == "ray":
         for cls, what in (("worker", "Ray workers"), ("system", "Ray system processes")):
             bw, aw = b["ray"][cls], a["ray"][cls]
-            line(f"largest of the {what}: peak RSS", bw["max_peak_rss_mb"], aw["max_peak_rss_mb"], "MB")
+            line(
+                f"largest of the {what}: peak RSS",
+                bw["max_peak_rss_mb"],
+                aw["max_peak_rss_mb"],
+                "MB",
+            )
             line(f"{what}: summed RSS, peak", bw["peak_sum_rss_mb"], aw["peak_sum_rss_mb"], "MB")
     print(
         f"| build time | {b['build_s']} s | {a['build_s']} s | {a['build_s'] / b['build_s']:.2f} |"
@@ -457,11 +478,18 @@ def main() -> None:
     ap.add_argument("--phase", choices=["prepare", "build", "check"])
     ap.add_argument("--home", type=Path)
     ap.add_argument("--other", type=Path)
+    ap.add_argument(
+        "--flat",
+        action="store_true",
+        help="also build a flat index of the same corpus (--after tree): the issue's baseline",
+    )
     args = ap.parse_args()
     if args.phase:
         fn = {"prepare": phase_prepare, "build": phase_build, "check": phase_check}[args.phase]
         print(json.dumps(fn(args)))
         return
+    if args.flat and args.cold:
+        raise SystemExit("--flat: only without --cold (a cold flat build is not measured)")
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"spec {args.spec}; chunking {CHUNKING}; one process per phase (/usr/bin/time -v)")
     prep = run(args, "prepare", args.after)
@@ -469,10 +497,15 @@ def main() -> None:
         cold_side_by_side(args, prep)
         return
     results = {}
-    for label, tree in (("before", args.before), ("after", args.after)):
+    builds = [("before", args.before, args.spec), ("after", args.after, args.spec)]
+    if args.flat:
+        builds.append(("flat", args.after, '{"type": "flat"}'))
+    for label, tree, spec in builds:
         home = args.work / label / ".genreg"
         copy_home(args.work / "base" / ".genreg", home)
-        results[label] = run(args, "build", tree, home)
+        results[label] = run(
+            argparse.Namespace(**{**vars(args), "spec": spec}), "build", tree, home
+        )
         shutil.rmtree(home.parent)
     b, a = results["before"], results["after"]
     if a["object"] != b["object"]:
@@ -491,6 +524,13 @@ def main() -> None:
         f"| build time | {b['build_s']} s | {a['build_s']} s | {a['build_s'] / b['build_s']:.2f} |"
     )
     print(f"| load average | {b['load']} | {a['load']} | |")
+    if "flat" in results:
+        f = results["flat"]
+        print(
+            f"\nflat index of the same corpus (after tree): peak RSS {f['peak_rss_mb']:,.0f} MB, "
+            f"build {f['build_s']} s (load {f['load']}); after / flat: peak RSS "
+            f"{a['peak_rss_mb'] / f['peak_rss_mb']:.3f}, time {a['build_s'] / f['build_s']:.2f}"
+        )
 
 
 if __name__ == "__main__":
