@@ -216,3 +216,27 @@ def test_retrievers_of_two_indexes_never_share_exact_results(registry, tmp_path,
     assert other.info.key != r1.info.key
     other.exact_search_vectors(q, 10)
     assert exact_calls == [5, 5]
+
+
+def test_exact_cache_counts_each_query_once_across_retries(registry) -> None:
+    """A chunked retriever asks again with a larger fetch for queries short of k documents:
+    ``searched``/``cached`` count distinct queries, so together they never exceed the query
+    set (a retry answered from the cache is not a second cached query)."""
+
+    def search(x, fetch):
+        s = np.sort(x @ np.eye(x.shape[1], dtype=np.float32)[:, :1], axis=0)
+        return np.repeat(s, fetch, axis=1).astype(np.float32), np.tile(
+            np.arange(fetch, dtype=np.int64), (len(x), 1)
+        )
+
+    kw = {"model_digest": "sha256:" + "ab" * 32, "dim": 4, "rows_digest": "sha256:" + "cd" * 32}
+    q = clustered(3, 4, seed=2)
+    first = ann.ExactCache(search, registry.objects, registry.derived, **kw)
+    first(q, 10)
+    first(q[:2], 20)  # the retry: searched again (another fetch), still the same 2 queries
+    first(q, 10)
+    assert (first.searched, first.cached) == (3, 0)
+    again = ann.ExactCache(search, registry.objects, registry.derived, **kw)  # a re-run
+    again(q, 10)
+    again(q[:1], 20)  # the retry, answered from the cache too
+    assert (again.searched, again.cached) == (0, 3)

@@ -683,6 +683,35 @@ def test_ondisk_index_reads_its_row_ids_per_lookup_not_as_lists(registry, tmp_pa
     assert (tmp_path / "spill" / meta["rowids"].removeprefix("sha256:")).exists()
 
 
+def test_dropped_row_id_tables_close_their_files_without_the_cycle_collector(registry, tmp_path):
+    """A table holds an open file; dropping the last reference closes it at once (no
+    reference cycle between the table and its columns), so a server opening a retriever per
+    request does not pile up descriptors until Python's cyclic gc runs."""
+    import gc
+    import os
+
+    from genreg.retrieval.index import decode_envelope
+    from genreg.retrieval.rowids import open_rowids
+
+    _chunked_corpus(registry, tmp_path, 300)
+    spec = {**SPEC, "nlist": 8}
+    info = registry.build_index("kb", model=HashEmbedder(500), chunking=CHUNKS, index=spec)
+    meta, _ = decode_envelope(registry.objects.get_bytes(info.object_digest))
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    gc.collect()
+    gc.disable()
+    try:
+        before = fds()
+        for _ in range(50):
+            t = open_rowids(registry.objects, meta["rowids"], tmp_path / "spill")
+            docs, chunks = t.doc_ids, t.chunk_index
+            assert docs[0] and chunks[0] == 0
+            del t, docs, chunks
+        assert fds() == before
+    finally:
+        gc.enable()
+
+
 def test_old_indexes_with_json_row_ids_still_open_and_search_identically(
     registry, tmp_path, monkeypatch
 ):

@@ -188,6 +188,16 @@ def test_derived_rows(md: Any) -> None:
     assert d.list("index")[0].meta == {"k": [1, 2]}
 
 
+def test_derived_rows_delete(md: Any) -> None:
+    """Only for rows with a lifetime (a build's lease); deleting an absent key is a no-op."""
+    d = md.derived
+    d.put("lease", "s", "lease:a:1", "a" * 64, {"expires": 1.0})
+    d.put("lease", "s", "lease:b:1", "b" * 64)
+    d.delete("lease:a:1")
+    d.delete("never-there")
+    assert d.get("lease:a:1") is None and [r.key for r in d.list("lease")] == ["lease:b:1"]
+
+
 def test_derived_rows_in_one_batch(md: Any) -> None:
     d = md.derived
     d.put("llmresp", "s", "k0", "0" * 64, {"repeat": 0})

@@ -56,7 +56,10 @@ def test_spec_parsing_and_bad_values_are_one_line() -> None:
     assert (s.model, s.backend, s.quantize, s.device) == (DEFAULT_MODEL, "onnx", "int8", "auto")
     assert EmbeddingSpec.parse("m").to_dict()["backend"] == "torch"
     for bad, msg in (
-        ({"backend": "tensorrt"}, "embedding.backend: 'tensorrt' is not one of torch, onnx"),
+        (
+            {"backend": "tensorrt"},
+            "embedding.backend: 'tensorrt' is not one of torch, onnx, openvino",
+        ),
         ({"quantize": "int8"}, "embedding.quantize: int8 needs backend: onnx"),
         ({"device": "tpu"}, "embedding.device: 'tpu' is not one of auto, cpu, cuda"),
         ({"modle": "x"}, "embedding: unknown field 'modle'"),

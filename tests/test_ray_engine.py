@@ -12,6 +12,13 @@
   ``embedding: {engine: ray, ray: {...}}``;
 - an ``ivfpq`` index built with ``engine=ray`` (its build units as Ray tasks, merged by the
   driver) is byte-identical to the local build (trunk envelope and inverted lists).
+- with a test model whose vectors depend on the batch (as all-MiniLM-L6-v2's do, by ~1e-7)
+  and part of the corpus cached, the in-process build and Ray give the same vectors bit for
+  bit, the same FAISS index (flat and ivfpq) and hits -- one block plan, one ``encode`` call
+  per block in both (``genreg.retrieval.blocks``) -- where embedding the missing chunks in
+  one call would not; a killed in-process build resumes to the same bits;
+- an actor checks every text it reads from the chunk-text table against the digest the
+  driver expects for that row: a corrupt table file is an IntegrityError naming the row.
 
 One cluster (``num_cpus=2``, no dashboard, no usage stats) serves the whole module; the
 corpus is a few thousand short one-chunk documents, embedded with ``batch_size=8`` (blocks of
@@ -518,3 +525,232 @@ def test_ann_build_on_ray_reads_texts_from_the_stored_table_and_equals_in_proces
     assert sent and all(set(b) == {"block", "lo", "hi"} for b in sent)  # no text, no digest
     assert sum(b["hi"] - b["lo"] for b in sent) == 2500 - BATCH * 32
     assert [b["block"] for b in sent] == [b["block"] for b in blocks if b["block"] != 1]
+
+
+class _BatchEmbedder:
+    """A model whose vectors depend on the batch, as all-MiniLM-L6-v2's do (padding to the
+    batch's longest text): ``doc N ...`` -> a seeded unit vector for N, plus a small term
+    seeded by the length of the longest text in the same batch (texts sorted longest first
+    and cut every ``batch_size``, as sentence-transformers does inside one ``encode`` call),
+    normalised. A different batching gives different bits."""
+
+    tokenizer = None
+    name, dim, digest = "batchy-32", 32, "sha256:" + "ab" * 32
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(11)
+        x = rng.standard_normal((4000, 32)).astype(np.float32)
+        self.table = x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def encode(self, texts: list[str], batch_size: int = 32, *, progress: Any = None) -> Any:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for lo in range(0, len(order), max(batch_size, 1)):
+            idx = order[lo : lo + max(batch_size, 1)]
+            longest = max(len(texts[i]) for i in idx)
+            pad = np.random.default_rng(longest).standard_normal(self.dim).astype(np.float32)
+            v = self.table[[int(texts[i].split()[1]) for i in idx]] + 1e-3 * pad
+            out[idx] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return out
+
+
+def _batchy_corpus(path: Path, n: int = 3000) -> list[str]:
+    """Texts of many lengths (so the blocks' order matters), a few repeated."""
+    texts = [f"doc {i % 2800} " + "w" * (1 + (i % 2800) * 37 % 53) for i in range(n)]
+    with path.open("w", encoding="utf-8") as fh:
+        for i, t in enumerate(texts):
+            fh.write(json.dumps({"_id": f"d{i}", "text": t}) + "\n")
+    return texts
+
+
+@pytest.mark.parametrize("spec", ["flat", "ivfpq"])
+def test_batch_sensitive_model_gives_the_same_bits_in_process_and_on_ray_when_partly_cached(
+    tmp_path: Path, ray_cluster: str, spec: str
+) -> None:
+    """A model whose vectors depend on the batch, some chunks cached already (one planned
+    block and a few scattered chunks: a new snapshot version's case) and several blocks
+    missing: the in-process build embeds the same blocks with the same calls as the Ray
+    actors, so the cache vectors are equal bit for bit, and so are the FAISS index (flat:
+    the whole index object; ivfpq: trunk and inverted lists) and the hits. Embedding the
+    missing chunks in one call (the in-process path before the shared block plan) would
+    have given different bits."""
+    from ray import cloudpickle
+
+    from genreg import Registry
+    from genreg.retrieval.index import decode_envelope
+
+    index: Any = (
+        "flat"
+        if spec == "flat"
+        else {"type": "ivfpq", "nlist": 16, "m": 8, "nprobe": 4, "train_size": 1000}
+    )
+    _batchy_corpus(tmp_path / "c.jsonl")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    built = {}
+    try:
+        for engine in ("local", "ray"):
+            reg = Registry.init(tmp_path / engine / ".genreg")
+            try:
+                reg.snapshot("kb", tmp_path / "c.jsonl")
+                # the snapshot's distinct chunks, first-seen order
+                chunks = iter_chunks(reg.iter_documents("kb"), ChunkingSpec())
+                distinct = list(dict.fromkeys(c.text for c in chunks))
+                digests = [text_digest(t) for t in distinct]
+                blocks = plan_blocks(digests, distinct, set(digests), BATCH * 32)
+                scattered = [7, 123, 999, 2001, 2777]
+                pre_d = blocks[2]["digests"] + [digests[i] for i in scattered]
+                pre_t = blocks[2]["texts"] + [distinct[i] for i in scattered]
+                missing = [d for d in digests if d not in set(pre_d)]
+                assert len(plan_blocks(digests, distinct, set(missing), BATCH * 32)) > 5
+                emb = _BatchEmbedder()
+                cache = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim)
+                cache.add(pre_d, emb.encode(pre_t, batch_size=BATCH))
+                info = reg.build_index(
+                    "kb",
+                    model=_BatchEmbedder(),
+                    chunking="none",
+                    index=index,
+                    batch_size=BATCH,
+                    engine=engine,
+                    ray={"actors": 2, "address": ray_cluster},
+                )
+                assert info.embedded == len(missing)
+                cache = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim)
+                vecs = cache.matrix(digests)
+                r = reg.open_retriever("kb", model=_BatchEmbedder(), chunking="none", index=index)
+                hits = r.search_vectors(vecs[::97], 3)
+                data = reg.objects.get_bytes(info.object_digest)
+                if spec == "flat":  # the index object (vectors, texts, ids) as stored
+                    faiss_part: Any = data
+                else:
+                    meta = reg.derived.get(info.key).meta
+                    faiss_part = (
+                        bytes(decode_envelope(data)[1]),
+                        reg.objects.get_bytes(meta["lists"]),
+                    )
+                built[engine] = (
+                    info.key,
+                    _bits(vecs).tobytes(),
+                    faiss_part,
+                    [[(h.doc_id, h.score) for h in q] for q in hits],
+                )
+            finally:
+                reg.close()
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert built["ray"] == built["local"]
+    # the old in-process batching (all missing texts in one call) gives other bits
+    at = {d: i for i, d in enumerate(digests)}
+    one_call = _BatchEmbedder().encode([distinct[at[d]] for d in missing], batch_size=BATCH)
+    got = np.frombuffer(built["local"][1], dtype=np.uint32).reshape(len(digests), -1)
+    assert not np.array_equal(_bits(one_call), got[[at[d] for d in missing]])
+
+
+def test_actor_checks_each_text_it_reads_against_the_drivers_digest(
+    tmp_path: Path, ray_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """engine=ray, ivfpq: a chunk-text table whose file is corrupt (one text changed, same
+    length: its offsets still parse) is an IntegrityError naming the row, and nothing of
+    that row's block is cached."""
+    from ray import cloudpickle
+
+    from genreg import Registry
+    from genreg.errors import IntegrityError
+    from genreg.retrieval import ray_engine
+
+    texts = _batchy_corpus(tmp_path / "c.jsonl")
+    bad_row = 1500  # document d1500's text (its only occurrence)
+    assert texts.count(texts[bad_row]) == 1
+    real = ray_engine.embed_rows
+
+    def corrupting(settings, emb, table, *a, **k):  # type: ignore[no-untyped-def]
+        path = reg.objects.local_path(table)
+        assert path is not None
+        data = bytearray(path.read_bytes())
+        at = data.index(texts[bad_row].encode()) + len(f"doc {bad_row} ")
+        assert data[at : at + 1] == b"w"
+        data[at : at + 1] = b"v"
+        path.chmod(0o644)
+        path.write_bytes(bytes(data))
+        return real(settings, emb, table, *a, **k)
+
+    monkeypatch.setattr(ray_engine, "embed_rows", corrupting)
+    spec = {"type": "ivfpq", "nlist": 16, "m": 8, "nprobe": 4, "train_size": 1000}
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    reg = Registry.init(tmp_path / ".genreg")
+    try:
+        reg.snapshot("kb", tmp_path / "c.jsonl")
+        rows = [c.text for c in iter_chunks(reg.iter_documents("kb"), ChunkingSpec())]
+        row = rows.index(texts[bad_row])  # the table's row (documents in the snapshot's order)
+        with pytest.raises(IntegrityError, match=rf"^ray actor: row {row} of chunk-text table"):
+            reg.build_index(
+                "kb",
+                model=_BatchEmbedder(),
+                chunking="none",
+                index=spec,
+                batch_size=BATCH,
+                engine="ray",
+                ray={"actors": 2, "address": ray_cluster},
+            )
+        distinct = list(dict.fromkeys(rows))
+        digests = [text_digest(t) for t in distinct]
+        block = next(
+            b["digests"]
+            for b in plan_blocks(digests, distinct, set(digests), BATCH * 32)
+            if text_digest(texts[bad_row]) in b["digests"]
+        )
+        cached = {d for _, ds in _shards(reg, _BatchEmbedder.digest) for d in ds}
+        assert not cached & set(block)
+    finally:
+        reg.close()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_in_process_build_resumes_with_the_planned_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process (no Ray): a build that dies half-way has cached only whole blocks (shards
+    of at most SHARD_MAX vectors, whole blocks each), and its re-run embeds the remaining
+    planned blocks with the same calls: the vectors equal an uninterrupted build's bit for
+    bit, with a model whose vectors depend on the batch."""
+    from genreg import Registry
+    from genreg.retrieval import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "SHARD_MAX", 600)  # a shard: 2 blocks of 256
+    _batchy_corpus(tmp_path / "c.jsonl")
+
+    class Dying(_BatchEmbedder):
+        calls = 0
+
+        def encode(self, texts: list[str], batch_size: int = 32, *, progress: Any = None) -> Any:
+            Dying.calls += 1
+            if Dying.calls == 6:  # the 6th block: 2 shards (4 blocks) written, the 5th lost
+                raise _Killed
+            return super().encode(texts, batch_size, progress=progress)
+
+    got = {}
+    for run in ("uninterrupted", "resumed"):
+        reg = Registry.init(tmp_path / run / ".genreg")
+        try:
+            reg.snapshot("kb", tmp_path / "c.jsonl")
+            if run == "resumed":
+                with pytest.raises(_Killed):
+                    reg.build_index("kb", model=Dying(), chunking="none", batch_size=BATCH)
+                shards = _shards(reg, _BatchEmbedder.digest)
+                assert sorted(r.meta["count"] for r, _ in shards) == [512, 512]
+            info = reg.build_index("kb", model=_BatchEmbedder(), chunking="none", batch_size=BATCH)
+            chunks = list(iter_chunks(reg.iter_documents("kb"), ChunkingSpec()))
+            assert info.embedded == len({c.digest for c in chunks}) - (
+                4 * BATCH * 32 if run == "resumed" else 0
+            )
+            emb = _BatchEmbedder()
+            cache = EmbeddingCache(reg.objects, reg.derived, emb.digest, emb.dim)
+            vecs = cache.matrix([c.digest for c in chunks])
+            got[run] = (_bits(vecs).tobytes(), info.key, info.object_digest)
+        finally:
+            reg.close()
+    assert got["resumed"] == got["uninterrupted"]

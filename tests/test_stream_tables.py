@@ -1,15 +1,16 @@
 """The on-disk (``ivfpq`` / ``ivf_hnsw``) index build streams its rows: one pass over the
 chunks writes the chunk-text table (text to a side file), the row-id table and the digests,
-with no Python object per chunk; the missing chunks are embedded one ``SHARD_MAX`` batch at a
-time, read back from the table.
+with no Python object per chunk; the missing chunks are embedded one planned block at a time
+(:mod:`genreg.retrieval.blocks`, the Ray engine's blocks), read back from the table.
 
 - the streaming writers give byte for byte the tables of the format's reference encoders
   (the whole-list code genreg used before, kept here as the oracle): empty texts, any code
   point (U+2028), a document with many chunks, zero rows, and a document id that comes back
   after another document (renumbered as first appearance);
 - an ivfpq index built by the streaming path stores exactly those tables (the index object
-  is the same for the same corpus) and embeds in batches of at most ``SHARD_MAX`` texts,
-  never going through the flat build's per-chunk lists;
+  is the same for the same corpus), embeds one encode call per planned block and writes
+  cache shards of at most ``SHARD_MAX`` vectors (whole blocks), never going through the
+  flat build's per-chunk lists;
 - the Ray engine's row blocks for an on-disk build are the blocks :func:`plan_blocks` plans
   (longest first, ties in first-seen order).
 """
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from genreg.retrieval.blocks import plan_blocks
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.rowids import RowIds, RowIdsWriter, encode_rowids
 from genreg.retrieval.texttable import TextTable, TextTableWriter, encode_texts
@@ -157,7 +159,7 @@ def _corpus(registry: Any, tmp_path: Path) -> None:
     registry.snapshot("kb", src)
 
 
-def test_streaming_ivfpq_build_stores_the_reference_tables_in_shard_sized_batches(
+def test_streaming_ivfpq_build_stores_the_reference_tables_embedding_planned_blocks(
     registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from genreg.retrieval import cache as cache_mod
@@ -173,16 +175,21 @@ def test_streaming_ivfpq_build_stores_the_reference_tables_in_shard_sized_batche
     monkeypatch.setattr(indexing, "_chunk_rows", no_lists)
     monkeypatch.setattr(cache_mod, "SHARD_MAX", 700)
     emb = ShaEmbedder()
-    info = registry.build_index("kb", model=emb, chunking=CHUNKS, index=SPEC)
+    info = registry.build_index("kb", model=emb, chunking=CHUNKS, index=SPEC, batch_size=8)
 
     chunks = list(iter_chunks(registry.iter_documents("kb"), ChunkingSpec.parse(CHUNKS)))
     texts = [c.text for c in chunks]
     distinct = list(dict.fromkeys(texts))  # first-seen order
     assert info.n_chunks == len(chunks) and info.embedded == len(distinct) > 1400
-    # one SHARD_MAX batch of texts at a time, in first-seen order, each text once
-    assert [len(c) for c in emb.calls][:-1] == [700] * (len(emb.calls) - 1)
-    assert 0 < len(emb.calls[-1]) <= 700
-    assert [t for c in emb.calls for t in c] == distinct
+    # one encode call per planned block (8 x 32 texts, longest first), each text once
+    digests = [c.digest for c in chunks]
+    planned = plan_blocks(digests, texts, set(digests), 8 * 32)
+    assert emb.calls == [b["texts"] for b in planned] and len(planned) > 2
+    assert sorted(t for c in emb.calls for t in c) == sorted(distinct)
+    # cache shards of at most SHARD_MAX vectors, each whole blocks (here 2 blocks of 256)
+    shards = registry.derived.list("embshard", scope=emb.digest)
+    sizes = sorted((int(r.meta["count"]) for r in shards), reverse=True)
+    assert sizes[:-1] == [512] * (len(sizes) - 1) and 0 < sizes[-1] <= 512
     # the cache holds each chunk's own vector
     vecs = EmbeddingCache(registry.objects, registry.derived, emb.digest, 32).matrix(
         [c.digest for c in chunks]
@@ -233,7 +240,7 @@ def test_a_gc_hiding_the_streamed_tables_before_the_commit_gets_them_rewritten(
 def test_ray_row_blocks_are_the_planned_blocks(share: float) -> None:
     """All missing, or some cached (a re-run after a killed job): the same blocks as
     plan_blocks, each with only its missing chunks."""
-    from genreg.retrieval.ray_engine import plan_blocks, row_blocks
+    from genreg.retrieval.blocks import row_blocks
 
     rng = np.random.default_rng(3)
     texts = [f"t{i} " + "x" * int(rng.integers(0, 9)) for i in range(1000)]
@@ -250,3 +257,17 @@ def test_ray_row_blocks_are_the_planned_blocks(share: float) -> None:
     ]
     assert got == [{"block": p["block"], "texts": p["texts"]} for p in planned]
     assert len(order) == int(missing.sum()) and order.dtype == np.int64
+
+
+def test_rowids_writer_catches_a_repeated_id_added_after_a_renumbering() -> None:
+    """``chunks()`` renumbers a table whose ids came back; rows added afterwards are checked
+    again (the ids' real hashes are kept, not placeholders)."""
+    from genreg.retrieval.rowids import RowIdsWriter, encode_rowids
+
+    w = RowIdsWriter()
+    for d, c in (("a", 0), ("b", 0), ("a", 1)):
+        w.add(d, c)
+    assert b"".join(w.chunks()) == encode_rowids(["a", "b", "a"], [0, 0, 1])
+    w.add("b", 1)
+    w.add("a", 2)
+    assert b"".join(w.chunks()) == encode_rowids(["a", "b", "a", "b", "a"], [0, 0, 1, 1, 2])

@@ -46,9 +46,10 @@ def gc(
     json_out: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    """List objects nothing references, stale staging files (temp files of killed writes) and
-    index cache copies (cache/ann in the registry home) of objects no longer referenced; --delete removes
-    those older than --grace, never an object a committed version names."""
+    """List objects nothing references, stale staging files (temp files of killed writes, work
+    directories of killed index builds) and index cache copies (cache/ann in the registry home)
+    of objects no longer referenced; --delete removes those older than --grace (a killed
+    build's directory at any age), never an object a committed version names."""
     with progress(quiet) as cb:
         report = open_registry().gc(dry_run=dry_run, grace_seconds=grace, progress=cb)
     if json_out:
@@ -69,6 +70,13 @@ def gc(
         if c.get("linked"):  # freed with the stored object it links, counted there
             state += f" (+{_size(c['linked'])} linked to a stored object)"
         echo(f"cache {c['path']}  {_size(c['size']):>10}  {state}")
+    for lease in report.leases:
+        state = "deleted" if lease["deleted"] else ("expired" if lease["expired"] else "live")
+        n = len(lease["objects"])
+        echo(
+            f"lease {lease['key']} ({lease['what']}, {lease['host']} pid {lease['pid']})"
+            f"  {n} object(s)  {state}"
+        )
     for d in report.restored:
         echo(f"{d}  restored (hidden by an interrupted gc, still referenced)")
     verb = "would reclaim" if dry_run else "reclaimed"

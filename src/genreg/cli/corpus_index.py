@@ -33,7 +33,8 @@ IndexOpt = typer.Option(
 BackendOpt = typer.Option(
     "torch",
     "--backend",
-    help="Embedding backend: torch (sentence-transformers) | onnx (ONNX Runtime; genreg[onnx]).",
+    help="Embedding backend: torch (sentence-transformers) | onnx (ONNX Runtime; genreg[onnx]) "
+    "| openvino (OpenVINO on the CPU; genreg[openvino]).",
 )
 QuantizeOpt = typer.Option(
     "none", "--quantize", help="none | int8 (onnx backend only: int8 dynamic quantization)."

@@ -12,8 +12,8 @@ documents); a metric cutoff above ``max(k)`` is a config error, and metrics with
 (``map``, ``r-precision``) see the ``max(k)`` retrieved documents. When ``k`` is omitted it
 is the largest metric cutoff (10 if none).
 
-``embedding``: ``model`` plus ``backend`` (torch | onnx), ``quantize`` (none | int8, onnx
-only), ``device`` (auto | cpu | cuda), ``engine`` (local | ray: what embeds chunks missing
+``embedding``: ``model`` plus ``backend`` (torch | onnx | openvino), ``quantize`` (none | int8,
+onnx only), ``device`` (auto | cpu | cuda; openvino: auto | cpu), ``engine`` (local | ray: what embeds chunks missing
 from the cache) and ``ray`` (actors, num_cpus, num_gpus, address). :attr:`EvalConfig.embedding`
 is the model part as a mapping for the indexing service.
 
@@ -65,7 +65,7 @@ class EvalConfig:
     routing: Ref | None = None
     batch_size: int = DEFAULT_BATCH
     latency: str = "per-query"  # how per-query latency is measured (genreg.core.latency)
-    backend: str = "torch"  # embedding backend: torch | onnx
+    backend: str = "torch"  # embedding backend: torch | onnx | openvino
     quantize: str = "none"  # none | int8 (onnx)
     device: str = "auto"  # auto | cpu | cuda
     engine: str = "local"  # local | ray: what embeds chunks missing from the cache
@@ -221,6 +221,10 @@ def parse_config(
     if emb.get("quantize", "none") != "none" and emb.get("backend", "torch") != "onnx":
         raise ConfigError(
             f"{where('embedding')}: embedding.quantize: {emb['quantize']} needs backend: onnx"
+        )
+    if emb.get("device") == "cuda" and emb.get("backend") == "openvino":
+        raise ConfigError(
+            f"{where('embedding')}: embedding.device: cuda is not available with backend: openvino"
         )
     return EvalConfig(
         name=data["name"],

@@ -9,7 +9,7 @@ Stored JSON (``to_dict``/``from_dict``; runs stored by earlier versions load unc
     source                 eval (genreg retrieved) | score (an external run file)
     inputs                 {role: {kind, name, version, digest, split}}  role in INPUT_ROLES
     embedding              {model, digest[, backend, quantize][, device]} | null
-                           backend/quantize only for a non-torch backend (onnx, int8/none);
+                           backend/quantize only for a non-torch backend (onnx/openvino, int8/none);
                            device (cpu | cuda) is where this run embedded; absent or null when
                            every vector came from the cache
     chunking, index        normalised parameters | null

@@ -751,7 +751,10 @@ class ExactCache:
     rows exactly (:func:`exact_scope`), and every object names its scope and fetch in its
     header, checked on read with its digest (a mismatch is an :class:`IntegrityError`), so
     another index or model can never answer. A changed query set searches only its new
-    queries. ``searched`` / ``cached``: queries searched / answered from the cache so far."""
+    queries. ``searched`` / ``cached``: distinct queries searched / answered from the cache so
+    far. A stored answer equals a fresh search's to float32 rounding: BLAS may round a query's
+    dot products differently in a batch of another shape, so a near-tie at the ``fetch``-th
+    place can come out in the other order than a search of the whole query set at once."""
 
     def __init__(
         self,
@@ -766,7 +769,19 @@ class ExactCache:
         self.search, self.objects, self.derived = search, objects, derived
         self.scope = exact_scope(model_digest, dim, rows_digest)
         self._known: dict[int, dict[bytes, tuple[np.ndarray, np.ndarray]]] = {}
-        self.searched = self.cached = 0
+        self._searched: set[bytes] = set()  # distinct query vectors searched exactly
+        self._answered: set[bytes] = set()  # distinct query vectors answered from the cache
+
+    @property
+    def searched(self) -> int:
+        """Distinct queries this object has searched exactly (at any fetch)."""
+        return len(self._searched)
+
+    @property
+    def cached(self) -> int:
+        """Distinct queries answered from the cache and never searched here (a chunked
+        retriever's retry with a larger fetch asks again: counted once)."""
+        return len(self._answered - self._searched)
 
     def _load(self, fetch: int) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
         known = self._known.get(fetch)
@@ -795,8 +810,8 @@ class ExactCache:
         for j, d in enumerate(qd):
             if d not in known:
                 todo.setdefault(d, j)
-        self.cached += sum(1 for d in qd if d in known)
-        self.searched += len(todo)
+        self._answered.update(d for d in qd if d in known)
+        self._searched.update(todo)
         if todo:
             pick = list(todo.values())
             s, i = self.search(x[pick], fetch)
@@ -912,13 +927,9 @@ class VectorReader:
             return path
         if self.spill_dir is None:
             raise IntegrityError(f"embedding shard sha256:{digest}: no local copy to read")
-        dest = self.spill_dir / digest.removeprefix("sha256:")
-        if not dest.exists():
-            self.spill_dir.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-            tmp.write_bytes(objects.get_bytes(digest))  # get_bytes verifies the digest
-            os.replace(tmp, dest)
-        return dest
+        from genreg.store.objects import local_file
+
+        return local_file(objects, digest, self.spill_dir)
 
     def get(self, rows: np.ndarray) -> np.ndarray:
         """The vectors of ``rows`` (int64 row ids), in the order given."""

@@ -12,10 +12,11 @@ The model itself loads lazily: computing the digest, chunking by tokens (tokeniz
 reusing a built index never load the weights.
 
 An :class:`EmbeddingSpec` says how a model is run: ``backend`` ``torch`` (sentence-transformers,
-the default) or ``onnx`` (an ONNX export run by ONNX Runtime, :mod:`genreg.retrieval.onnx_backend`,
-optionally ``quantize: int8``), and ``device`` ``auto`` (a CUDA GPU when one is present, else
-the CPU), ``cpu`` or ``cuda``. An ONNX export is a different model with its own digest; the
-device is where it runs (environment), not part of any digest.
+the default), ``onnx`` (an ONNX export run by ONNX Runtime, :mod:`genreg.retrieval.onnx_backend`,
+optionally ``quantize: int8``) or ``openvino`` (the same export run by OpenVINO on the CPU,
+:mod:`genreg.retrieval.openvino_backend`), and ``device`` ``auto`` (a CUDA GPU when one is
+present, else the CPU), ``cpu`` or ``cuda``. An export is a different model with its own digest
+(per backend); the device is where it runs (environment), not part of any digest.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _offline() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
 QUANTIZE = ("none", "int8")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -93,8 +94,10 @@ class EmbeddingSpec:
             if v not in allowed:
                 raise ConfigError(f"{where}.{fld}: {v!r} is not one of {', '.join(allowed)}")
             out[fld] = v
-        if out["quantize"] != "none" and out["backend"] == "torch":
+        if out["quantize"] != "none" and out["backend"] != "onnx":
             raise ConfigError(f"{where}.quantize: {out['quantize']} needs backend: onnx")
+        if out["device"] == "cuda" and out["backend"] == "openvino":
+            raise ConfigError(f"{where}.device: cuda is not available with backend: openvino")
         return cls(model=model.strip(), **out)
 
     def to_dict(self) -> dict[str, str]:
@@ -339,4 +342,8 @@ def load_embedder(
         return OnnxEmbedder(
             display, path, digest, quantize=spec.quantize, device=spec.device, exports=exports
         )
+    if spec.backend == "openvino":
+        from genreg.retrieval.openvino_backend import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(display, path, digest, device=spec.device, exports=exports)
     return Embedder(display, path, digest, device=spec.device)

@@ -329,15 +329,25 @@ class OnnxEmbedder:
         self.quantize = quantize
         self.device = device
         self.threads = threads
-        self.settings = export_settings(self.path, quantize)
-        self.digest = export_digest(source_digest, self.settings)
-        suffix = "onnx-int8" if quantize == "int8" else "onnx"
+        # the ONNX file this backend runs (``backend: openvino`` runs the same export)
+        self.export_settings = export_settings(self.path, quantize)
+        self.export_digest = export_digest(source_digest, self.export_settings)
+        # the model's identity: the export plus whatever else decides its vectors (runtime)
+        self.settings = self._identity_settings()
+        self.digest = digest_json(
+            {"source": source_digest, "backend": self.backend, **self.settings}
+        )
+        suffix = self.backend + ("-int8" if quantize == "int8" else "")
         self.name = f"{name} [{suffix}]"
         self.exports = exports
         self.device_used: str | None = None
 
+    def _identity_settings(self) -> dict[str, Any]:
+        """The settings the digest is computed from (besides source and backend)."""
+        return self.export_settings
+
     def __repr__(self) -> str:
-        return f"OnnxEmbedder({self.name!r}, {self.digest[:19]})"
+        return f"{type(self).__name__}({self.name!r}, {self.digest[:19]})"
 
     @cached_property
     def dim(self) -> int:
@@ -363,7 +373,7 @@ class OnnxEmbedder:
         pad = pad.get("content") if isinstance(pad, dict) else pad
         pad = pad or "[PAD]"
         pad_id = tok.token_to_id(pad)
-        tok.enable_truncation(max_length=self.settings["max_seq_length"])
+        tok.enable_truncation(max_length=self.export_settings["max_seq_length"])
         tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad)
         return tok
 
@@ -378,40 +388,54 @@ class OnnxEmbedder:
     def model_file(self) -> Path:
         """The exported model file (exported once; afterwards fetched)."""
         store = self.exports or ExportStore(None, None, Path(tempfile.gettempdir()) / "genreg-onnx")
-        found = store.get(self.digest)
-        return found or store.make(self.path, self.source_digest, self.digest, self.settings)
+        found = store.get(self.export_digest)
+        return found or store.make(
+            self.path, self.source_digest, self.export_digest, self.export_settings
+        )
 
     @property
     def session(self) -> Any:
+        """The loaded runtime (made once per model, device and thread count, process-wide)."""
         with _lock:
             key = self._session_key
             if key not in _sessions:
-                ort = require_onnx()
-                providers = ["CPUExecutionProvider"]
-                available = ort.get_available_providers()
-                if self.device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
-                    providers.insert(0, "CUDAExecutionProvider")
-                elif self.device == "cuda":
-                    raise ConfigError(
-                        "embedding.device: cuda requested but onnxruntime has no CUDA provider "
-                        "(install onnxruntime-gpu)"
-                    )
-                opts = ort.SessionOptions()
-                if self.threads:
-                    opts.intra_op_num_threads = self.threads
-                    opts.inter_op_num_threads = 1
-                opts.log_severity_level = 3
-                _sessions[key] = ort.InferenceSession(
-                    str(self.model_file()), opts, providers=providers
-                )
+                _sessions[key] = self._open()
             sess = _sessions[key]
-            self.device_used = "cuda" if sess.get_providers()[0].startswith("CUDA") else "cpu"
+            self.device_used = self._device_of(sess)
             return sess
+
+    # -- the runtime: ONNX Runtime here; a subclass runs the same export on another one ----
+    def _open(self) -> Any:
+        ort = require_onnx()
+        providers = ["CPUExecutionProvider"]
+        available = ort.get_available_providers()
+        if self.device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        elif self.device == "cuda":
+            raise ConfigError(
+                "embedding.device: cuda requested but onnxruntime has no CUDA provider "
+                "(install onnxruntime-gpu)"
+            )
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        return ort.InferenceSession(str(self.model_file()), opts, providers=providers)
+
+    def _device_of(self, sess: Any) -> str:
+        return "cuda" if sess.get_providers()[0].startswith("CUDA") else "cpu"
+
+    def _input_names(self, sess: Any) -> set[str]:
+        return {i.name for i in sess.get_inputs()}
+
+    def _infer(self, sess: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return sess.run(None, feed)[0]
 
     def _run(self, texts: list[str]) -> np.ndarray:
         import numpy as np
 
-        if self.settings["lowercase"]:
+        if self.export_settings["lowercase"]:
             texts = [t.lower() for t in texts]
         enc = self._fast.encode_batch(texts)
         feed = {
@@ -419,8 +443,9 @@ class OnnxEmbedder:
             "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
         }
-        names = {i.name for i in self.session.get_inputs()}
-        return self.session.run(None, {k: v for k, v in feed.items() if k in names})[0]
+        sess = self.session
+        names = self._input_names(sess)
+        return self._infer(sess, {k: v for k, v in feed.items() if k in names})
 
     def encode(
         self, texts: list[str], batch_size: int = 32, *, progress: Progress | None = None

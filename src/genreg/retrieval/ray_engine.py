@@ -4,17 +4,21 @@ Data actors, each writing its finished shards straight into the registry.
 ``genreg corpus index REF --engine ray`` (or ``embedding: {engine: ray}`` in an eval config)
 hands the chunks whose vectors are not cached to :func:`embed_missing`:
 
-- the distinct chunk texts are ordered exactly as the in-process embedder orders them
-  (longest first, ties in first-seen order) and cut into *blocks* of ``batch_size x 32``
-  texts -- the in-process path's own blocks, so a deterministic model gives the same vectors
-  bit for bit -- and only blocks with a missing chunk are sent (only their missing chunks);
+- the blocks are the in-process path's own (:mod:`genreg.retrieval.blocks`: all the distinct
+  chunks, cached or not, longest first, ties in first-seen order, cut every ``batch_size x
+  32`` texts; one ``encode`` call per block over exactly its missing texts, the same call
+  in-process and here), so a deterministic model gives the same vectors bit for bit even
+  when its vectors depend on the batch; only blocks with a missing chunk are sent;
 - for an on-disk index (``ivfpq`` / ``ivf_hnsw``, :func:`embed_rows`) the driver holds no
-  chunk text: the chunk-text table is stored first, the rows in embedding order go once into
-  Ray's object store (8 bytes a row) and a block is a ``(lo, hi)`` range of them, whose texts
-  the actor reads from the table in the registry's object store;
+  chunk text: the chunk-text table is stored first, the rows in embedding order (8 bytes a
+  row) and their expected text digests (32 bytes a row) go once into Ray's object store and
+  a block is a ``(lo, hi)`` range of them, whose texts the actor reads from the table in the
+  registry's object store;
 - ``ray.data.from_items(blocks).map_batches(EmbedActor, concurrency=actors, ...)``: each actor
   loads the model once (``num_cpus``/``num_gpus`` per actor configurable), embeds a block,
-  checks every text against its digest and writes the block as one cache shard
+  checks every text against the digest the driver expects for it (a wrong table range or a
+  corrupt local table file is an :class:`IntegrityError` naming the row, before anything of
+  that block is written) and writes the block as one cache shard
   (:mod:`genreg.retrieval.cache` format, ``derived(kind="embshard")`` row after the object)
   to the registry's object store and database -- S3 and PostgreSQL in a team setup, which
   every worker must reach (``GENREG_OBJECTS_URL``, ``GENREG_DATABASE_URL``);
@@ -47,6 +51,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from genreg.errors import ConfigError, IntegrityError
+from genreg.retrieval.blocks import block_size, embed_order, plan_blocks, row_blocks
+
+__all__ = ["RayOptions", "embed_missing", "embed_order", "embed_rows", "plan_blocks", "row_blocks"]
 
 if TYPE_CHECKING:
     from genreg.settings import Settings
@@ -101,57 +108,6 @@ def require_ray() -> Any:
     return ray
 
 
-def plan_blocks(
-    digests: list[str], texts: list[str], missing: set[str], block: int
-) -> list[dict[str, Any]]:
-    """The blocks to embed: distinct chunks in the in-process embedder's order (longest
-    first, ties first-seen), cut every ``block`` texts; of each block only its missing
-    chunks, and only blocks that have one."""
-    seen: dict[str, str] = {}
-    for d, t in zip(digests, texts, strict=True):
-        seen.setdefault(d, t)
-    items = list(seen.items())
-    order = embed_order([len(t) for _, t in items])
-    out = []
-    for b, start in enumerate(range(0, len(order), block)):
-        rows = [items[i] for i in order[start : start + block] if items[i][0] in missing]
-        if rows:
-            out.append({"block": b, "digests": [d for d, _ in rows], "texts": [t for _, t in rows]})
-    return out
-
-
-def embed_order(lengths: Any) -> Any:
-    """The in-process embedder's order of texts of these ``lengths`` (characters): longest
-    first, ties in first-seen order (an ``int64`` array of positions)."""
-    import numpy as np
-
-    n = np.asarray(lengths, dtype=np.int64)
-    return np.argsort(-n, kind="stable")
-
-
-def row_blocks(
-    rows: Any, lengths: Any, missing: Any, block: int
-) -> tuple[Any, list[dict[str, int]]]:
-    """:func:`plan_blocks` for distinct chunks given as table rows (``rows``, first-seen
-    order), their text ``lengths`` and which are ``missing`` (a bool per row): the missing
-    rows in embedding order (``int64``, 8 bytes a row) and each block that has one as a
-    ``(lo, hi)`` range of them -- the blocks cut over all the distinct chunks, so a re-run
-    after a killed job embeds the same blocks as the first run planned."""
-    import numpy as np
-
-    perm = embed_order(lengths)
-    miss = np.asarray(missing, dtype=bool)[perm]
-    order = np.asarray(rows, dtype=np.int64)[perm][miss]
-    cum = np.zeros(len(miss) + 1, dtype=np.int64)
-    np.cumsum(miss, out=cum[1:])
-    ranges = []
-    for b, start in enumerate(range(0, len(miss), block)):
-        lo, hi = int(cum[start]), int(cum[min(start + block, len(miss))])
-        if hi > lo:
-            ranges.append({"block": b, "lo": lo, "hi": hi})
-    return order, ranges
-
-
 def check_address(address: str) -> None:
     """One clear line when a ``host:port`` cluster address does not accept connections."""
     if address == "auto":
@@ -182,6 +138,8 @@ class EmbedActor:
         table: str | None = None,
         order: list[Any] | None = None,
     ) -> None:
+        """``order``: for blocks given as row ranges, ``[rows, digests]`` object refs (the
+        rows in embedding order and their expected ``S32`` text digests)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from genreg.store.metadata import open_metadata
@@ -209,6 +167,8 @@ class EmbedActor:
         self.batch_size = batch_size
         self.texts: Any = None
         self.order: Any = None
+        self.expected: Any = None
+        self.table = table
         if table is not None and order is not None:  # blocks are ranges of table rows
             import ray
 
@@ -216,6 +176,7 @@ class EmbedActor:
 
             self.texts = open_texts(self.objects, table, settings.home / "cache" / "ann" / "texts")
             self.order = ray.get(order[0])  # the rows in embedding order (8 bytes a row)
+            self.expected = ray.get(order[1])  # their text digests (S32, 32 bytes a row)
         if hasattr(embedder, "model") and not hasattr(embedder, "session"):
             _ = embedder.model  # load the weights once, here
         elif hasattr(embedder, "session"):
@@ -233,6 +194,7 @@ class EmbedActor:
             for d, t in zip(ds, ts, strict=True):
                 if text_digest(t) != d:
                     raise IntegrityError(f"ray actor: chunk text does not match sha256:{d}")
+            # the same call the in-process path makes for this block (genreg.retrieval.blocks)
             vecs = np.asarray(self.emb.encode(ts, batch_size=self.batch_size), dtype=np.float32)
             blob = encode_shard(ds, vecs)
             obj = self.objects.put_bytes(blob)
@@ -251,14 +213,24 @@ class EmbedActor:
 
     def _blocks(self, batch: dict[str, Any]) -> Iterator[tuple[Any, list[str], list[str]]]:
         """(block, digests, texts) of each block: sent inline, or a ``(lo, hi)`` range of
-        the row order whose texts are read here from the stored chunk-text table (their
-        digests computed from the texts read)."""
+        the row order whose texts are read here from the stored chunk-text table, each
+        checked against the digest the driver expects for its row (an :class:`IntegrityError`
+        naming the row, before the block is embedded)."""
         from genreg.retrieval.chunking import text_digest
 
         if "lo" in batch:
             for b, lo, hi in zip(batch["block"], batch["lo"], batch["hi"]):
-                ts = [self.texts[int(r)] for r in self.order[int(lo) : int(hi)]]
-                yield b, [text_digest(t) for t in ts], ts
+                rows = self.order[int(lo) : int(hi)]
+                want = self.expected[int(lo) : int(hi)].tobytes()
+                ts = [self.texts[int(r)] for r in rows]
+                ds = [want[32 * i : 32 * (i + 1)].hex() for i in range(len(ts))]
+                for r, d, t in zip(rows, ds, ts, strict=True):
+                    if text_digest(t) != d:
+                        raise IntegrityError(
+                            f"ray actor: row {int(r)} of chunk-text table sha256:{self.table} "
+                            f"does not match its chunk's digest sha256:{d}"
+                        )
+                yield b, ds, ts
             return
         for b, ds, ts in zip(batch["block"], batch["digests"], batch["texts"]):
             yield b, [str(d) for d in ds], [str(t) for t in ts]
@@ -306,7 +278,7 @@ def embed_missing(
     "seconds", "actors"}``. Raises :class:`ConfigError` for a missing extra or an unreachable
     cluster before anything is written."""
     preflight(options)  # before planning: one line, nothing written
-    blocks = plan_blocks(digests, texts, set(missing), options.batch_size * 32)
+    blocks = plan_blocks(digests, texts, set(missing), block_size(options.batch_size))
     total = sum(len(b["digests"]) for b in blocks)
     return _run_blocks(settings, emb, options, blocks, total, {}, progress)
 
@@ -320,21 +292,28 @@ def embed_rows(
     missing: Any,
     options: RayOptions,
     progress: Progress | None = None,
+    *,
+    digests: Any,
 ) -> dict[str, Any]:
     """:func:`embed_missing` for an on-disk index's build: the ``missing`` ones (a bool per
     row) of the distinct chunks at ``rows`` (first-seen order; ``lengths``: their texts'
     lengths in characters) of the stored chunk-text table ``table``
-    (:mod:`genreg.retrieval.texttable`). The blocks :func:`plan_blocks` plans, but the
-    driver holds no text: the missing rows in embedding order (8 bytes a row) go once into
+    (:mod:`genreg.retrieval.texttable`; ``digests``: every table row's text digest, ``S32``).
+    The blocks :func:`plan_blocks` plans, but the driver holds no text: the missing rows in
+    embedding order (8 bytes a row) and their expected digests (32 bytes a row) go once into
     Ray's object store, each block is a ``(lo, hi)`` range of them, and each actor reads its
     blocks' texts from the table in the registry's object store (copied once per worker
-    when the store has no local files, such as S3)."""
+    when the store has no local files, such as S3) and checks each against its digest."""
+    import numpy as np
+
     preflight(options)
-    order, ranges = row_blocks(rows, lengths, missing, options.batch_size * 32)
+    order, ranges = row_blocks(rows, lengths, missing, block_size(options.batch_size))
     if not ranges:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
-    with ray_session(options) as ray:  # one session for the put and the job
-        extra = {"table": table, "order": [ray.put(order)]}  # in a list: not resolved early
+    expected = np.ascontiguousarray(np.asarray(digests, dtype="S32")[order])
+    with ray_session(options) as ray:  # one session for the puts and the job
+        # in a list: not resolved early
+        extra = {"table": table, "order": [ray.put(order), ray.put(expected)]}
         return _run_blocks(settings, emb, options, ranges, len(order), extra, progress)
 
 
@@ -383,17 +362,44 @@ def _run_blocks(
         done = shards = 0
         if progress is not None:
             progress("embedding", 0, total)
-        for row in out.iter_rows():
-            done += int(row["count"])
-            shards += 1
-            if progress is not None:
-                progress("embedding", done, total)
+        try:
+            for row in out.iter_rows():
+                done += int(row["count"])
+                shards += 1
+                if progress is not None:
+                    progress("embedding", done, total)
+        except Exception as exc:  # an actor's IntegrityError arrives wrapped by Ray Data
+            bad = _integrity_error(exc)
+            if bad is None:
+                raise
+            raise IntegrityError(bad) from None
     return {
         "shards": shards,
         "embedded": done,
         "seconds": round(time.perf_counter() - t0, 3),
         "actors": options.actors,
     }
+
+
+def _integrity_error(exc: BaseException) -> str | None:
+    """The message of the :class:`IntegrityError` an actor raised, found in what Ray Data
+    raised (the error itself, or the remote traceback text of a ``RayTaskError``)."""
+    import re
+
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    found: str | None = None
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e) is IntegrityError:
+            return str(e)
+        hits = re.findall(r"genreg\.errors\.IntegrityError: ([^\n]+)", str(e))
+        found = found or (hits[-1].strip() if hits else None)
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return found
 
 
 @contextlib.contextmanager

@@ -36,7 +36,9 @@ class IndexInfo:
     reused: bool  # the index already existed: nothing was embedded or built
     seconds: float
     object_digest: str = ""
-    backend: str = "torch"  # embedding backend (torch | onnx) and quantization (none | int8)
+    backend: str = (
+        "torch"  # embedding backend (torch | onnx | openvino) and quantization (none | int8)
+    )
     quantize: str = "none"
     device: str | None = None  # where this call embedded chunks (None: nothing embedded)
     engine: str = "local"  # local | ray: what embedded the missing chunks

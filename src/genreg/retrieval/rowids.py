@@ -122,8 +122,16 @@ class RowIds:
         self._chunk_at = self._doc_at + 4 * self.n_rows  # int32 chunk index per row
         self._off_at = self._chunk_at + 4 * self.n_rows  # uint64 name offsets
         self._names_at = self._off_at + 8 * (self.n_docs + 1)
-        self.doc_ids = DocIds(self)
-        self.chunk_index = ChunkIndex(self)
+
+    # the columns are made on access and point at the table, never the other way round: no
+    # reference cycle, so the table's file is closed as soon as the last user drops it
+    @property
+    def doc_ids(self) -> DocIds:
+        return DocIds(self)
+
+    @property
+    def chunk_index(self) -> ChunkIndex:
+        return ChunkIndex(self)
 
     @property
     def chunked(self) -> bool:
@@ -212,19 +220,20 @@ def object_file(objects: ObjectStore, digest: str, spill_dir: Path, where: str) 
     """The object ``digest``'s local file opened for reads by offset (a store without local
     files, such as S3: copied, verified, into ``spill_dir`` once). Shared by the row-id and
     chunk-text tables (:mod:`genreg.retrieval.texttable`)."""
-    path = objects.local_path(digest)
-    if path is None or not path.exists():
-        path = spill_dir / digest.removeprefix("sha256:")
-        if not path.exists():
-            spill_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-            tmp.write_bytes(objects.get_bytes(digest))  # get_bytes verifies the digest
-            os.replace(tmp, path)
-    src = ReadAt(path)
+    from genreg.store.objects import local_file
+
+    src = ReadAt(local_file(objects, digest, spill_dir))
     if len(src) == 0:
         src.close()
         raise IntegrityError(f"{where}: empty")
     return src
+
+
+def _name_key(blob: bytes) -> int:
+    """An 8-byte hash of a document id (:class:`RowIdsWriter`'s uniqueness check)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little")
 
 
 # ---- writing a table row by row (the on-disk index build's one pass over the chunks) ----------
@@ -257,16 +266,13 @@ class RowIdsWriter:
         return len(self._doc_of)
 
     def add(self, doc_id: str, chunk_index: int) -> None:
-        import hashlib
-
         if not 0 <= chunk_index < 2**31:
             raise ValueError("rowids: a chunk index does not fit in int32")
         if doc_id != self._last:
             blob = doc_id.encode("utf-8")
             self._names += blob
             self._name_ends.append(len(self._names))
-            key = hashlib.blake2b(blob, digest_size=8).digest()
-            self._keys.append(int.from_bytes(key, "little"))
+            self._keys.append(_name_key(blob))
             self._last = doc_id
             self._checked = False
         self._doc_of.append(len(self._name_ends) - 1)
@@ -296,7 +302,8 @@ class RowIdsWriter:
         self._doc_of = array.array("i", doc_of.tobytes())
         self._names = bytearray(b"".join(number))
         self._name_ends = array.array("Q", np.cumsum([len(b) for b in number], dtype=np.uint64))
-        self._keys = array.array("Q", range(len(number)))  # distinct: checked
+        # the ids' own hashes again (distinct now), so a later add of a repeated id is caught
+        self._keys = array.array("Q", (_name_key(b) for b in number))
         self._last = self._FIRST
 
     def chunks(self) -> Iterator[bytes]:

@@ -29,8 +29,21 @@ so it finds its object hidden and rewrites it. Readers fall back to ``trash/``, 
 version committed while gc runs stays readable. A gc killed between the two steps leaves
 hidden objects behind; the next gc restores the referenced ones (``verify`` names them).
 
+**Leases** (:mod:`genreg.service.leases`) keep what a *running* job stored before any row
+names it: an on-disk index build with ``engine=ray`` stores the chunk-text table before the
+job (the actors read it) and the index row commits hours later. The build records each object
+it stores in its lease -- a derived row of kind ``lease`` naming them, with an expiry that a
+thread of the build renews -- right after storing it (then checks it is still there, as above)
+and deletes the lease once the index row is committed or the build failed. gc keeps a live
+lease's objects like any row's, ignores an expired one (a killed build's: it keeps nothing)
+and deletes it (``GcReport.leases``).
+
 gc also reclaims **staging files** (``objects/tmp``, ``<home>/tmp``: the temp files of writes
-and snapshots killed half-way) untouched for longer than the grace period, and **derived
+and snapshots killed half-way) untouched for longer than the grace period, the **work
+directories of builds that are not running** (``<home>/cache/tmp/ann-*/``: an on-disk index
+build's chunk-text side file and units, left by a build killed with ``kill -9``; its
+:class:`~genreg.store.objects.StagingDir` lock tells a running build from a dead one at any
+age, the grace period applies only to a directory without a lock file), and **derived
 local caches** of ``<home>/cache/ann/`` (:meth:`Admin._ann_caches`): the materialised copy of
 an on-disk index (``<index object digest>/``, whose ``lists.ivfdata`` is a hard link to the
 stored lists object, so it keeps the bytes on disk even once that object is deleted) and the
@@ -71,6 +84,7 @@ _HEX64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 # <home>/cache/ann subdirectories of copied objects (from a store without local files)
 _ANN_SPILLS = ("shards", "rowids", "texts")
 _SCAN_LIMIT = 512 << 20  # don't scan manifests larger than this for embedded digests
+_LEASE_OWNER = "derived lease "  # how object_references names a lease row
 
 
 def register_reference_provider(fn: ReferenceProvider) -> ReferenceProvider:
@@ -122,6 +136,9 @@ class GcReport:
     # <home>/cache/ann entries of objects no longer referenced: {path, size, linked, recent,
     # deleted}; ``linked``: bytes hard-linked to a stored object (freed with it, counted there)
     caches: list[dict[str, Any]] = field(default_factory=list)
+    # leases of running (or killed) jobs: {key, what, host, pid, objects, expires, expired,
+    # deleted}; a live one keeps its objects, an expired one is removed
+    leases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def bytes_reclaimable(self) -> int:
@@ -147,7 +164,25 @@ class GcReport:
             "restored": self.restored,
             "caches": self.caches,
             "cache_bytes_reclaimable": self.cache_bytes_reclaimable,
+            "leases": self.leases,
         }
+
+
+def _work_dir_entry(path: Path, state: str, now: float, grace: float) -> dict[str, Any] | None:
+    """The gc report entry of a build's work directory, or None when its build is running.
+    A dead one's (lock file, nobody holding it) is stale whatever its age; one whose lock
+    state cannot be told is kept for the grace period after its last write."""
+    if state == "live":
+        return None
+    try:
+        files = [f for f in path.rglob("*") if f.is_file()]
+        st = [f.lstat() for f in files]
+        mtime = max([path.lstat().st_mtime, *(x.st_mtime for x in st)])
+    except FileNotFoundError:  # removed meanwhile (its build finished)
+        return None
+    size = sum(x.st_size for x in st if x.st_nlink <= 1)
+    recent = state == "unknown" and grace > 0 and now - mtime < grace
+    return {"path": str(path), "size": size, "recent": recent, "deleted": False, "dir": True}
 
 
 def _hash_object(store: ObjectStore, digest: str) -> str:
@@ -182,7 +217,16 @@ class Admin:
 
     # ---- references -------------------------------------------------------------------
     def _row_references(self) -> list[ObjectRef]:
-        return self.metadata.object_references()
+        """What every row names -- except an expired lease (:mod:`genreg.service.leases`):
+        its job is gone, what it named is kept only if another row names it."""
+        from genreg.service.leases import expired
+
+        now = time.time()
+        return [
+            r
+            for r in self.metadata.object_references()
+            if not (r.owner.startswith(_LEASE_OWNER) and expired(r.meta, now))
+        ]
 
     def _provider_references(self) -> list[tuple[str, str]]:
         return [(d, owner) for fn in _PROVIDERS for d, owner in fn(self._store)]
@@ -294,17 +338,28 @@ class Admin:
         return keep | self._embedded_digests(refs, stored)
 
     def _staging_dirs(self) -> list[Path]:
-        dirs = [self.settings.home / "tmp", self.settings.home / "cache" / "packs"]
+        dirs = [
+            self.settings.home / "tmp",
+            self.settings.home / "cache" / "packs",
+            self._work_root(),
+        ]
         staging = self.objects.staging_dir()
         if staging is not None:
             dirs.insert(0, staging)
         return dirs
 
+    def _work_root(self) -> Path:
+        """``<home>/cache/tmp``: the work directories of builds (:class:`StagingDir`)."""
+        return self.settings.home / "cache" / "tmp"
+
     def _staging(self, now: float, grace: float) -> list[dict[str, Any]]:
-        """Temp files of writes that never finished (a killed snapshot's ``pack-*``...)."""
-        from genreg.store.objects import staging_in_use
+        """Temp files of writes that never finished (a killed snapshot's ``pack-*``...) and
+        the work directories of builds that are not running (a killed on-disk index build's
+        ``cache/tmp/ann-*/``, with the corpus's whole chunk text in it)."""
+        from genreg.store.objects import staging_dir_state, staging_in_use
 
         out = []
+        work_root = self._work_root()
         for d in self._staging_dirs():
             if not d.is_dir():
                 continue
@@ -315,6 +370,11 @@ class Admin:
                 try:
                     st = f.lstat()
                 except FileNotFoundError:
+                    continue
+                if d == work_root and stat.S_ISDIR(st.st_mode):
+                    entry = _work_dir_entry(f, staging_dir_state(f), now, grace)
+                    if entry is not None:
+                        out.append(entry)
                     continue
                 if not stat.S_ISREG(st.st_mode) or staging_in_use(f):
                     continue  # a live writer holds it (whatever its age)
@@ -335,8 +395,9 @@ class Admin:
         files. Deletes them only when ``dry_run`` is False, and only those older than
         ``grace_seconds``; the two-phase delete of the module docstring keeps every object
         a concurrently committed row names."""
-        from genreg.store.objects import reclaim_staging
+        from genreg.store.objects import reclaim_staging, reclaim_staging_dir
 
+        leases = self._leases(dry_run)  # an expired one is removed: it keeps nothing
         stored = list(self.objects.iter_digests())  # list first: later writes aren't candidates
         hidden = list(self.objects.iter_hidden())  # left by a gc that was killed
         stored_set = set(stored) | {d for d, _, _ in hidden}
@@ -390,12 +451,43 @@ class Admin:
         if not dry_run:
             for f in staging:
                 if not f["recent"]:
-                    f["deleted"] = reclaim_staging(Path(f["path"]))
+                    p = Path(f["path"])
+                    reclaim = reclaim_staging_dir if f.get("dir") else reclaim_staging
+                    f["deleted"] = reclaim(p)
         if not dry_run:
             for c in caches:
                 if not c["recent"]:
                     c["deleted"] = _remove_path(Path(c["path"]))
-        return GcReport(dry_run, len(stored), unreferenced, deleted, staging, restored, caches)
+        return GcReport(
+            dry_run, len(stored), unreferenced, deleted, staging, restored, caches, leases
+        )
+
+    def _leases(self, dry_run: bool) -> list[dict[str, Any]]:
+        """Every lease row (a running job's stored-but-not-yet-named objects), live or
+        expired; expired ones are deleted unless ``dry_run``."""
+        from genreg.service.leases import LEASE_KIND, expired
+
+        out = []
+        now = time.time()
+        derived = self._store.derived
+        for row in derived.list(LEASE_KIND):
+            meta = row.meta
+            dead = expired(meta, now)
+            if dead and not dry_run:
+                derived.delete(row.key)
+            out.append(
+                {
+                    "key": row.key,
+                    "what": meta.get("what"),
+                    "host": meta.get("host"),
+                    "pid": meta.get("pid"),
+                    "objects": list(meta.get("objects") or []),
+                    "expires": meta.get("expires"),
+                    "expired": dead,
+                    "deleted": dead and not dry_run,
+                }
+            )
+        return out
 
     def _ann_caches(
         self, keep_now: Callable[[], set[str]], now: float, grace: float

@@ -11,7 +11,8 @@ the changed chunks (``IndexInfo.embedded`` counts them).
 (:class:`genreg.retrieval.embedders.EmbeddingSpec`; an ONNX export's files are kept in the
 registry, :mod:`genreg.retrieval.onnx_backend`) or an embedder object. ``engine="ray"``
 embeds the missing chunks on Ray (:mod:`genreg.retrieval.ray_engine`) instead of in-process;
-both write the same cache shards, so the index is the same either way.
+both embed the same blocks with the same calls (:mod:`genreg.retrieval.blocks`), so the
+vectors are the same either way (only how they are grouped into cache shards differs).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.index import IndexSpec
 from genreg.retrieval.retriever import Hit, IndexInfo, Retriever
-from genreg.store.objects import ensure_stored, ensure_stored_stream
+from genreg.service.leases import Lease
+from genreg.store.objects import StagingDir, ensure_stored, ensure_stored_stream
 
 if TYPE_CHECKING:
     import numpy as np
@@ -395,13 +397,18 @@ class Indexes:
 
             embed_missing(self.settings, emb, digests, texts, missing, ray_opts, progress)
             cache = EmbeddingCache(self.objects, self.derived, emb.digest, emb.dim)
-        elif missing:
-            wanted = set(missing)
-            by_digest = {d: t for d, t in zip(digests, texts, strict=True) if d in wanted}
-            vectors = emb.encode(
-                [by_digest[d] for d in missing], batch_size=batch_size, progress=progress
+        elif missing:  # the blocks Ray would embed, one encode call each (retrieval.blocks)
+            from genreg.retrieval.blocks import block_size, embed_blocks, plan_blocks
+
+            blocks = plan_blocks(digests, texts, set(missing), block_size(batch_size))
+            embed_blocks(
+                emb,
+                ((b["digests"], b["texts"]) for b in blocks),
+                len(missing),
+                cache,
+                batch_size,
+                progress,
             )
-            cache.add(missing, vectors)
         matrix = cache.matrix(digests)
         faiss_index = build_faiss(matrix, ispec, progress=progress)
 
@@ -457,7 +464,6 @@ class Indexes:
         ``ray_opts``: the missing chunks are embedded by Ray actors and the index's build
         units run as Ray tasks, in one Ray session (started when first needed, closed by
         ``ray_stack``, which the caller holds for the build)."""
-        import shutil
 
         connected: list[bool] = []
 
@@ -468,21 +474,21 @@ class Indexes:
                 ray_stack.enter_context(ray_session(ray_opts))
                 connected.append(True)
 
-        import tempfile
-
         import numpy as np
 
         from genreg.retrieval import ann
-        from genreg.retrieval.cache import SHARD_MAX, EmbeddingCache
+        from genreg.retrieval.cache import EmbeddingCache
         from genreg.retrieval.index import encode_envelope
 
         if ray_opts is not None:  # an unreachable cluster or no extra: before any work
             from genreg.retrieval.ray_engine import preflight
 
             preflight(ray_opts)
-        tmp_root = self.settings.home / "cache" / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix="ann-", dir=tmp_root))
+        # locked for the build's lifetime: gc reclaims it once this process is gone (kill -9)
+        work = StagingDir(self.settings.home / "cache" / "tmp", prefix="ann-")
+        workdir = work.path
+        # what the build stores before the index row names it, kept by gc while it runs
+        lease = Lease(self.derived, snapshot, "index build")
         tables: _RowTables | None = None
         try:
             # one pass over the chunks: the texts to a side file, nothing kept per chunk
@@ -501,11 +507,13 @@ class Indexes:
                 distinct = np.sort(first)
                 missing = plan.shard_of[distinct] < 0
                 todo = distinct[missing]
-                if ray_opts is not None:  # the same cache shards, written by Ray actors
+                if ray_opts is not None:  # the same blocks and vectors, written by Ray actors
                     from genreg.retrieval.ray_engine import embed_rows
 
                     # the actors read their blocks' texts from the stored table
                     texts_obj = self.objects.put_stream(texts.chunks())
+                    lease.add(texts_obj)  # the job may outlast gc's grace period
+                    ensure_stored_stream(self.objects, texts_obj, texts.chunks)
                     ray_up()
                     embed_rows(
                         self.settings,
@@ -516,15 +524,27 @@ class Indexes:
                         missing,
                         ray_opts,
                         progress,
+                        digests=rows,
                     )
-                else:
+                else:  # the blocks Ray would embed, each block's texts read back from the
+                    # side file as it is embedded (one block's texts in memory)
+                    from genreg.retrieval.blocks import block_size, embed_blocks, row_blocks
+
+                    order, ranges = row_blocks(
+                        distinct, tables.lengths[distinct], missing, block_size(batch_size)
+                    )
                     cache = EmbeddingCache(self.objects, self.derived, emb.digest, dim)
-                    for lo in range(0, len(todo), SHARD_MAX):  # one shard's texts in memory
-                        part = todo[lo : lo + SHARD_MAX]
-                        vecs = emb.encode(
-                            texts.texts(part), batch_size=batch_size, progress=progress
-                        )
-                        cache.add(_hex_digests(rows[part]), vecs)
+                    embed_blocks(
+                        emb,
+                        (
+                            (_hex_digests(rows[part]), texts.texts(part))
+                            for part in (order[r["lo"] : r["hi"]] for r in ranges)
+                        ),
+                        len(order),
+                        cache,
+                        batch_size,
+                        progress,
+                    )
                 embedded = len(todo)
                 plan = ann.plan_rows(self.objects, self.derived, emb.digest, dim, rows)
                 left = len(plan.missing())
@@ -561,6 +581,7 @@ class Indexes:
                 return _array_chunks(rows)
 
             lists_obj = self.objects.put_stream(lists_chunks())
+            lease.add(lists_obj)
             digests_obj = self.objects.put_stream(digests_chunks())
             rowmap_blob = ann.encode_rowmap(plan)
             rowmap_obj = self.objects.put_bytes(rowmap_blob)
@@ -568,6 +589,7 @@ class Indexes:
             sample_obj = self.objects.put_bytes(sample_blob)
             # not JSON: read per hit, memory-mapped
             texts_obj = texts_obj or self.objects.put_stream(texts.chunks())
+            lease.add(digests_obj, rowmap_obj, rowids_obj, sample_obj, texts_obj)
             build = {**ispec.build_dict(), "train_sample": train_sample}
             meta = {
                 "key": key,
@@ -584,6 +606,7 @@ class Indexes:
             }
             envelope = encode_envelope((workdir / ann.TRUNK).read_bytes(), meta)
             obj = self.objects.put_bytes(envelope)
+            lease.add(obj)
             summary = {
                 "model": emb.name,
                 "model_digest": emb.digest,
@@ -619,9 +642,10 @@ class Indexes:
                 ensure_stored(self.objects, obj, envelope)
                 ensure_stored_stream(self.objects, lists_obj, lists_chunks)
         finally:
+            lease.close()  # the index row (committed, or never) names what it kept
             if tables is not None:
                 tables.texts.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            work.close()
         return key, row, embedded
 
     def list_indexes(self, corpus_ref: str | Ref | None = None) -> list[dict[str, Any]]:

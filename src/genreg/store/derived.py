@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -95,6 +96,10 @@ class DerivedRepo:
             for r in uniq.values():
                 self.put(*r)
             return len(uniq)
+
+    def delete(self, key: str) -> None:
+        with write_session(self.engine) as s:
+            s.execute(sa_delete(DerivedRow).where(col(DerivedRow.key) == key))
 
     def list(self, kind: str, scope: str | None = None) -> list[Derived]:
         with read_session(self.engine) as s:

@@ -83,6 +83,12 @@ class DerivedStore(Protocol):
         """Rows of ``kind`` (and ``scope``), oldest first."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove the row ``key`` (absent: nothing happens). Only for rows that are not
+        derived objects but references with a lifetime: a build's lease
+        (:mod:`genreg.service.leases`)."""
+        ...
+
 
 class Metadata(Protocol):
     """The registry's metadata store. Timestamps are :func:`genreg.core.timestamps.now`."""

@@ -83,6 +83,29 @@ def ensure_stored_stream(
             raise IntegrityError(f"object sha256:{strip_prefix(digest)}: rewritten bytes differ")
 
 
+def local_file(store: ObjectStore, digest: str, spill_dir: Path) -> Path:
+    """A local file holding object ``digest``: the store's own file, or (a store without local
+    files, such as S3) a copy in ``spill_dir`` made once -- verified (``get_bytes`` checks the
+    digest), written under a name unique to this process and thread, then renamed into place,
+    so concurrent readers never see a partial copy. Read by the on-disk index's row-id and
+    chunk-text tables and the refine reader's cache shards."""
+    import threading
+
+    path = store.local_path(digest)
+    if path is not None and path.exists():
+        return path
+    dest = spill_dir / strip_prefix(digest)
+    if not dest.exists():
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            tmp.write_bytes(store.get_bytes(digest))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dest
+
+
 def adopt_by_copy(store: ObjectStore, path: Path, digest: str) -> None:
     """:meth:`ObjectStore.adopt_file` for stores that cannot link: stream the file in."""
 
@@ -326,6 +349,92 @@ def staging_in_use(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+WORKDIR_LOCK = ".lock"
+
+
+class StagingDir:
+    """A new work directory in ``directory`` for one process (a build's temp files), locked
+    as in use for its lifetime the way :func:`staging_file` locks a file: the process holds
+    an exclusive ``flock`` on ``<dir>/.lock``, so gc reclaims the directory of a killed
+    process (the lock dies with it, kill -9 included) and never a live one's, whatever its
+    age (:func:`staging_dir_state`, :func:`reclaim_staging_dir`). :meth:`close` removes it."""
+
+    def __init__(self, directory: Path, prefix: str = "") -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            path = Path(tempfile.mkdtemp(dir=directory, prefix=prefix))
+            try:
+                fd = os.open(path / WORKDIR_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+            except FileNotFoundError:
+                continue  # a gc reclaimed it (no lock yet, past a zero grace): again
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - not POSIX: gc relies on the grace period
+                break
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits while a gc holds it...
+            if os.fstat(fd).st_nlink > 0:
+                break
+            os.close(fd)  # ...which reclaimed the directory before we locked it: again
+        self.path = path
+        self._fd: int | None = fd
+
+    def close(self) -> None:
+        """Remove the directory, then release its lock."""
+        import shutil
+
+        if self._fd is None:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def staging_dir_state(path: Path) -> str:
+    """``"live"`` when a live process holds the work directory's lock (:class:`StagingDir`),
+    ``"dead"`` when its lock file is there but nobody holds it (a killed process's), else
+    ``"unknown"`` (no lock file: being created, or made by other code; not POSIX): then only
+    its age can tell."""
+    lock = path / WORKDIR_LOCK
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return "unknown"
+    if not lock.is_file():
+        return "unknown"
+    return "live" if staging_in_use(lock) else "dead"
+
+
+def reclaim_staging_dir(path: Path) -> bool:
+    """Remove a work directory unless a live process holds its lock (True when removed).
+    gc takes the lock itself (creating the lock file if there is none) while it removes the
+    directory, so a process creating it meanwhile sees its lock file gone and starts over."""
+    import shutil
+
+    try:
+        fd = os.open(path / WORKDIR_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return False  # already gone
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover
+            pass
+        except OSError:
+            return False  # in use
+        shutil.rmtree(path, ignore_errors=True)
+        return not path.exists()
+    finally:
+        os.close(fd)
 
 
 def _touch(path: Path) -> None:

@@ -142,6 +142,12 @@ class SqliteDerived:
 
         return self._md._write(tx)
 
+    def delete(self, key: str) -> None:
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM derived WHERE key=?", (key,))
+
+        self._md._write(tx)
+
     def list(self, kind: str, scope: str | None = None) -> list[Derived]:
         q = f"SELECT {_DERIVED_COLS} FROM derived WHERE kind=?"
         args: tuple[str, ...] = (kind,)
