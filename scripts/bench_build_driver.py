@@ -25,6 +25,20 @@ index`` makes (the CLI cannot take a Python embedder object). Both builds must s
 index object (checked). The load average is printed beside each phase. ``--flat`` also
 builds a ``flat`` index of the same corpus with the ``--after`` tree, the issue's baseline
 ("peak RSS during build under 10% of a flat index's"), side by side.
+
+**Cold** (``--cold``, e.g. with ``--engine ray``): nothing is cached; both builds embed every
+chunk with ``DigestEmbedder`` (each text's SHAKE-256 digest as its vector: deterministic,
+cheap, sent to the Ray actors by value). ``--engine ray``: ``build_index(engine="ray",
+ray={"actors": 2})`` with no ``RAY_ADDRESS``, so genreg starts a local 2-actor cluster for the
+job and stops it (its files in a temp dir removed afterwards). Ray's processes are not the
+driver: the driver's own peak is its ``VmHWM`` (``time -v`` reports the largest of it and the
+children it reaped); the Ray processes under it are sampled every 0.5 s (each one's
+``VmHWM``, and the peak of their summed ``VmRSS``, which counts shared object-store pages once
+per process). Both homes are then compared (``--phase check``): index key, every cache vector,
+the cache shards, the FAISS trunk, the inverted lists and the row tables.
+
+    flock /work/team/bench.lock .venv/bin/python scripts/bench_build_driver.py --docs 250000 \\
+        --before /work/wt-before/src --after src --engine ray --cold
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DIM = 384
 BLOCK = 50_000
 MODEL = "sha256:" + hashlib.sha256(b"bench_build_driver synthetic vectors").hexdigest()
+COLD_MODEL = "sha256:" + hashlib.sha256(b"bench_build_driver shake256 vectors").hexdigest()
 CHUNKING = "chars:700"
 SPEC = '{"type": "ivfpq", "nlist": 1024, "m": 48}'
 WORDS = [
@@ -104,6 +120,24 @@ class SyntheticEmbedder:
         raise SystemExit(f"bench: {len(texts)} chunks were not cached (nothing should embed)")
 
 
+class DigestEmbedder:
+    """``--cold``: embeds for real, cheaply and deterministically -- each text's vector is its
+    SHAKE-256 digest (384 bytes as int8), L2-normalised. Defined in ``__main__``, so Ray's
+    cloudpickle sends it to the actors by value (nothing of this script on their path)."""
+
+    tokenizer = None
+    name = "bench-digest-384"
+    digest = COLD_MODEL
+    dim = DIM
+
+    def encode(self, texts: list[str], batch_size: int = 32, *, progress: Any = None) -> Any:
+        import numpy as np
+
+        raw = b"".join(hashlib.shake_256(t.encode("utf-8")).digest(DIM) for t in texts)
+        x = np.frombuffer(raw, dtype=np.int8).reshape(len(texts), DIM).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -141,6 +175,9 @@ def phase_prepare(args: argparse.Namespace) -> dict[str, Any]:
         pending: list[str] = []
 
         def flush() -> None:
+            if args.cold:  # --cold: the build embeds every chunk itself
+                pending.clear()
+                return
             rng = np.random.default_rng([args.seed, 1, n])
             x = rng.standard_normal((len(pending), DIM)).astype(np.float32)
             cache.add(pending, x / np.linalg.norm(x, axis=1, keepdims=True))
@@ -176,13 +213,70 @@ def phase_build(args: argparse.Namespace) -> dict[str, Any]:
     try:
         t0 = time.perf_counter()
         info = reg.build_index(
-            "bench", model=SyntheticEmbedder(), chunking=CHUNKING, index=json.loads(args.spec)
+            "bench",
+            model=DigestEmbedder() if args.cold else SyntheticEmbedder(),
+            chunking=CHUNKING,
+            index=json.loads(args.spec),
+            engine=args.engine,
+            ray={"actors": 2} if args.engine == "ray" else None,
         )
         seconds = time.perf_counter() - t0
     finally:
         reg.close()
-    assert not info.reused and info.embedded == 0, info
-    return {"object": info.object_digest, "chunks": info.n_chunks, "build_s": round(seconds, 1)}
+    assert not info.reused and (info.embedded > 0) == args.cold, info
+    return {
+        "object": info.object_digest,
+        "key": info.key,
+        "chunks": info.n_chunks,
+        "embedded": info.embedded,
+        "build_s": round(seconds, 1),
+        # this process alone (``time -v`` reports the largest of it and every process it
+        # and its children reaped: with engine ray, the Ray processes it started too)
+        "driver_hwm_mb": round(_status_kb("self", "VmHWM") / 1024, 1),
+    }
+
+
+def phase_check(args: argparse.Namespace) -> dict[str, Any]:
+    """What two ``--keep``-ed cold builds (``--home`` and ``--other``) stored, compared: the
+    index key, every cache vector in the index's row order (SHA-256 of their bytes, read
+    50,000 rows at a time), the cache shards (their object digests), the FAISS trunk, the
+    inverted lists and the row tables."""
+    import numpy as np
+
+    from genreg import Registry
+    from genreg.retrieval.cache import KIND, EmbeddingCache
+    from genreg.retrieval.index import decode_envelope
+
+    out: dict[str, Any] = {}
+    for label, home in (("a", args.home), ("b", args.other)):
+        reg = Registry(home)
+        try:
+            (row,) = reg.derived.list("index")
+            meta, trunk = decode_envelope(reg.objects.get_bytes(row.object_digest))
+            rows = np.frombuffer(reg.objects.get_bytes(meta["digests"]), dtype="S32")
+            cache = EmbeddingCache(reg.objects, reg.derived, meta["model_digest"], meta["dim"])
+            h = hashlib.sha256()
+            raw = rows.tobytes()
+            for lo in range(0, len(rows), BLOCK):
+                part = raw[lo * 32 : (lo + BLOCK) * 32]
+                ds = [part[i : i + 32].hex() for i in range(0, len(part), 32)]
+                h.update(np.ascontiguousarray(cache.matrix(ds), dtype=np.float32).tobytes())
+            shards = sorted(
+                r.object_digest for r in reg.derived.list(KIND, scope=meta["model_digest"])
+            )
+            out[label] = {
+                "key": row.key,
+                "vectors": h.hexdigest(),
+                "shards": hashlib.sha256("".join(shards).encode()).hexdigest(),
+                "n_shards": len(shards),
+                "trunk": hashlib.sha256(trunk).hexdigest(),
+                **{t: meta[t] for t in ("lists", "text_table", "rowids", "digests", "rowmap")},
+                "object": row.object_digest,
+            }
+        finally:
+            reg.close()
+    a, b = out["a"], out["b"]
+    return {"same": {k: a[k] == b[k] for k in a}, "n_shards": a["n_shards"], "rows": len(rows)}
 
 
 def copy_home(base: Path, dest: Path) -> None:
@@ -199,19 +293,117 @@ def copy_home(base: Path, dest: Path) -> None:
     shutil.copytree(base, dest, copy_function=link_or_copy)
 
 
-def run(args: argparse.Namespace, phase: str, tree: Path, home: Path | None = None) -> dict:
+def _status_kb(pid: int | str, field: str) -> int:
+    """A ``/proc/<pid>/status`` field in kB (0 if the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class RayProcesses:
+    """Samples, every ``interval`` seconds, the processes under ``root`` (the ``time -v``
+    process) other than the driver: Ray's workers (``ray::...`` / ``default_worker.py``: the
+    actors and tasks) and its system processes (raylet with the object store, gcs_server,
+    agents). Keeps each process's last ``VmHWM`` (its own peak RSS) and the peak of the
+    summed ``VmRSS`` per class (shared pages, e.g. the object store's, count once per
+    process mapping them: an upper bound)."""
+
+    def __init__(self, root: int, interval: float = 0.5) -> None:
+        import threading
+
+        self.root, self.interval = root, interval
+        self.hwm: dict[int, tuple[str, int]] = {}
+        self.peak_sum = {"worker": 0, "system": 0}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _children(self) -> dict[int, list[int]]:
+        kids: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            kids.setdefault(ppid, []).append(int(d.name))
+        return kids
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.interval):
+            kids = self._children()
+            drivers = kids.get(self.root, [])  # time -v's one child: the driver
+            todo = [k for d in drivers for k in kids.get(d, [])]
+            sums = {"worker": 0, "system": 0}
+            while todo:
+                pid = todo.pop()
+                todo += kids.get(pid, [])
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                except OSError:
+                    continue
+                cls = "worker" if b"ray::" in cmd or b"default_worker.py" in cmd else "system"
+                hwm = _status_kb(pid, "VmHWM")
+                if hwm:
+                    self.hwm[pid] = (cls, hwm)
+                sums[cls] += _status_kb(pid, "VmRSS")
+            for cls, v in sums.items():
+                self.peak_sum[cls] = max(self.peak_sum[cls], v)
+
+    def report(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join()
+        out: dict[str, Any] = {}
+        for cls in ("worker", "system"):
+            hwms = [h for c, h in self.hwm.values() if c == cls]
+            out[cls] = {
+                "processes": len(hwms),
+                "max_peak_rss_mb": round(max(hwms, default=0) / 1024, 1),
+                "peak_sum_rss_mb": round(self.peak_sum[cls] / 1024, 1),
+            }
+        return out
+
+
+def run(
+    args: argparse.Namespace,
+    phase: str,
+    tree: Path,
+    home: Path | None = None,
+    other: Path | None = None,
+) -> dict:
     cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--phase", phase]
     cmd += ["--work", str(args.work), "--docs", str(args.docs), "--seed", str(args.seed)]
-    cmd += ["--spec", args.spec] + (["--home", str(home)] if home else [])
+    cmd += ["--spec", args.spec, "--engine", args.engine] + (["--cold"] if args.cold else [])
+    cmd += (["--home", str(home)] if home else []) + (["--other", str(other)] if other else [])
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    ray_tmp = None
+    if args.engine == "ray" and phase == "build":  # the local cluster's files, removed after
+        ray_tmp = Path(tempfile.mkdtemp(prefix="rbd", dir="/tmp"))  # short: socket paths
+        env.update(RAY_TMPDIR=str(ray_tmp), RAY_USAGE_STATS_ENABLED="0")
+        env.pop("RAY_ADDRESS", None)  # genreg starts (and stops) a local cluster
     load0 = loadavg()
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        sys.stderr.write(p.stdout + p.stderr)
-        raise SystemExit(f"phase {phase} ({tree}) failed (exit {p.returncode})")
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-    out = json.loads(p.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
+        proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True, env=env)
+        mon = RayProcesses(proc.pid) if ray_tmp else None
+        rc = proc.wait()
+        workers = mon.report() if mon else None
+        out_f.seek(0)
+        err_f.seek(0)
+        stdout, stderr = out_f.read(), err_f.read()
+    if ray_tmp:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    if rc != 0:
+        sys.stderr.write(stdout + stderr)
+        raise SystemExit(f"phase {phase} ({tree}) failed (exit {rc})")
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
+    out = json.loads(stdout.strip().splitlines()[-1])
     out.update(
         phase=phase,
         tree=str(tree),
@@ -219,8 +411,58 @@ def run(args: argparse.Namespace, phase: str, tree: Path, home: Path | None = No
         peak_rss_mb=round(int(rss.group(1)) / 1024, 1) if rss else None,
         load=f"{load0} -> {loadavg()}",
     )
+    if workers is not None:
+        out["ray"] = workers
     print(json.dumps(out), file=sys.stderr, flush=True)
     return out
+
+
+def cold_side_by_side(args: argparse.Namespace, prep: dict[str, Any]) -> None:
+    """``--cold``: both builds embed every chunk (``DigestEmbedder``; ``--engine ray``: on a
+    local 2-actor cluster genreg starts and stops, its processes sampled); both homes kept
+    until :func:`phase_check` has compared what they stored."""
+    results, homes = {}, {}
+    for label, tree in (("before", args.before), ("after", args.after)):
+        homes[label] = args.work / label / ".genreg"
+        copy_home(args.work / "base" / ".genreg", homes[label])
+        results[label] = run(args, "build", tree, homes[label])
+    try:
+        check = run(args, "check", args.after, homes["before"], homes["after"])
+    finally:
+        for home in homes.values():
+            shutil.rmtree(home.parent)
+    b, a = results["before"], results["after"]
+    same = check["same"]
+    if not (same["key"] and same["vectors"]):
+        raise SystemExit(f"the two builds differ in index key or cache vectors: {check}")
+    print(
+        f"\n{prep['chunks']:,} chunks ({prep['distinct']:,} distinct, {prep['docs']:,} documents,"
+        f" mean {prep['mean_chunk_chars']} chars), corpus {prep['corpus_mb']} MB, nothing cached;"
+        f" engine {args.engine}; {b['embedded']:,} embedded by each build"
+    )
+    print("same (before vs after): " + ", ".join(f"{k} {v}" for k, v in same.items()))
+    print(f"| cold `corpus index` (ivfpq, engine {args.engine}) | before | after | ratio |")
+    print("|---|---|---|---|")
+
+    def line(name: str, x: float, y: float, unit: str) -> None:
+        print(f"| {name} | {x:,.0f} {unit} | {y:,.0f} {unit} | {y / x:.3f} |")
+
+    line("driver peak RSS (its own VmHWM)", b["driver_hwm_mb"], a["driver_hwm_mb"], "MB")
+    line("`time -v` max RSS (driver or a reaped child)", b["peak_rss_mb"], a["peak_rss_mb"], "MB")
+    if args.engine == "ray":
+        for cls, what in (("worker", "Ray workers"), ("system", "Ray system processes")):
+            bw, aw = b["ray"][cls], a["ray"][cls]
+            line(
+                f"largest of the {what}: peak RSS",
+                bw["max_peak_rss_mb"],
+                aw["max_peak_rss_mb"],
+                "MB",
+            )
+            line(f"{what}: summed RSS, peak", bw["peak_sum_rss_mb"], aw["peak_sum_rss_mb"], "MB")
+    print(
+        f"| build time | {b['build_s']} s | {a['build_s']} s | {a['build_s'] / b['build_s']:.2f} |"
+    )
+    print(f"| load average | {b['load']} | {a['load']} | |")
 
 
 def main() -> None:
@@ -231,8 +473,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/genreg-bench-build-driver"))
     ap.add_argument("--before", type=Path, default=Path("/work/main/src"))
     ap.add_argument("--after", type=Path, default=ROOT / "src")
-    ap.add_argument("--phase", choices=["prepare", "build"])
+    ap.add_argument("--engine", choices=["local", "ray"], default="local")
+    ap.add_argument("--cold", action="store_true", help="nothing cached: the build embeds")
+    ap.add_argument("--phase", choices=["prepare", "build", "check"])
     ap.add_argument("--home", type=Path)
+    ap.add_argument("--other", type=Path)
     ap.add_argument(
         "--flat",
         action="store_true",
@@ -240,12 +485,17 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.phase:
-        fn = phase_prepare if args.phase == "prepare" else phase_build
+        fn = {"prepare": phase_prepare, "build": phase_build, "check": phase_check}[args.phase]
         print(json.dumps(fn(args)))
         return
+    if args.flat and args.cold:
+        raise SystemExit("--flat: only without --cold (a cold flat build is not measured)")
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"spec {args.spec}; chunking {CHUNKING}; one process per phase (/usr/bin/time -v)")
     prep = run(args, "prepare", args.after)
+    if args.cold:
+        cold_side_by_side(args, prep)
+        return
     results = {}
     builds = [("before", args.before, args.spec), ("after", args.after, args.spec)]
     if args.flat:
