@@ -587,7 +587,7 @@ class Indexes:
             rowmap_obj = self.objects.put_bytes(rowmap_blob)
             rowids_obj = self.objects.put_stream(rowids.chunks())
             sample_obj = self.objects.put_bytes(sample_blob)
-            # not JSON: read per hit, memory-mapped
+            # not JSON: read per hit (pread)
             texts_obj = texts_obj or self.objects.put_stream(texts.chunks())
             lease.add(digests_obj, rowmap_obj, rowids_obj, sample_obj, texts_obj)
             build = {**ispec.build_dict(), "train_sample": train_sample}
