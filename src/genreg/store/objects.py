@@ -309,6 +309,20 @@ def staging_file(directory: Path, prefix: str = "", suffix: str = "") -> tuple[i
         os.close(fd)  # ...which reclaimed it in the instant before we locked it: again
 
 
+def _lock_now(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting: False when a live process holds it
+    (no ``fcntl``, as on Windows: True -- nothing to check)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
 def reclaim_staging(path: Path) -> bool:
     """Delete a staging file unless a live writer holds its lock (True when deleted)."""
     try:
@@ -316,13 +330,7 @@ def reclaim_staging(path: Path) -> bool:
     except OSError:
         return False
     try:
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover
-            pass
-        except OSError:
+        if not _lock_now(fd):
             return False  # in use
         os.unlink(path)
         return True
@@ -423,13 +431,7 @@ def reclaim_staging_dir(path: Path) -> bool:
     except OSError:
         return False  # already gone
     try:
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover
-            pass
-        except OSError:
+        if not _lock_now(fd):
             return False  # in use
         shutil.rmtree(path, ignore_errors=True)
         return not path.exists()
