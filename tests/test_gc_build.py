@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from genreg.store.objects import WORKDIR_LOCK, StagingDir
 
 # a real ivfpq build, killed (-9) the moment it starts embedding: its text table is written
@@ -282,7 +284,7 @@ def test_a_killed_builds_lease_expires_then_gc_removes_it_and_its_objects(
 ) -> None:
     from genreg.service.leases import LEASE_KIND
 
-    ttl = 2.0
+    ttl = 6.0
     proc = subprocess.run(
         [sys.executable, "-c", _KILLED_LEASE, str(registry.home), str(ttl)],
         stdout=subprocess.PIPE,
@@ -291,12 +293,13 @@ def test_a_killed_builds_lease_expires_then_gc_removes_it_and_its_objects(
     assert proc.returncode == -9
     digest = proc.stdout.strip()
     _backdate_object(registry, digest)
-    started = time.time()
+    (lease_row,) = registry.derived.list(LEASE_KIND)
+    expires = float(lease_row.meta["expires"])
     report = registry.gc(dry_run=False, grace_seconds=0)  # the lease is not expired yet
-    if time.time() - started < ttl / 2:  # (a very slow machine would have it expire)
-        assert registry.objects.has(digest) and report.deleted == []
-        assert [(x["expired"], x["deleted"]) for x in report.leases] == [(False, False)]
-    while time.time() - started < ttl + 0.5:
+    assert time.time() < expires, "the machine took longer than the lease's ttl to get here"
+    assert registry.objects.has(digest) and report.deleted == []
+    assert [(x["expired"], x["deleted"]) for x in report.leases] == [(False, False)]
+    while time.time() < expires + 0.5:
         time.sleep(0.1)
     r = cli("gc", "--dry-run", "--json")
     out = json.loads(r.output)
@@ -339,3 +342,44 @@ def _renewed_then_closed(registry: Any, Lease: Any, LEASE_KIND: str) -> None:
         lease.close()
     assert registry.derived.list(LEASE_KIND) == []
     assert registry.gc(dry_run=False, grace_seconds=0).deleted == [digest]
+
+
+def test_a_lease_whose_renewals_fail_until_it_runs_out_is_lost_and_stops_the_job(
+    registry: Any, capsys: Any
+) -> None:
+    """The metadata database refuses every renewal: once the lease has run out it is lost --
+    one warning, and ``check``/``add`` raise instead of the job going on with objects gc may
+    have taken."""
+    from genreg.errors import IntegrityError
+    from genreg.service.leases import Lease
+
+    class Failing:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.fail = inner, False
+
+        def put(self, **kw: Any) -> Any:
+            if self.fail:
+                raise OSError("database is gone")
+            return self.inner.put(**kw)
+
+        def delete(self, key: str) -> Any:
+            return self.inner.delete(key)
+
+    derived = Failing(registry.derived)
+    d = registry.objects.put_bytes(b"leased")
+    lease = Lease(derived, "scope", "index build", ttl=0.4)  # type: ignore[arg-type]
+    lease.add(d)
+    lease.check()  # renewed fine so far
+    derived.fail = True
+    deadline = time.time() + 5
+    while not lease.lost and time.time() < deadline:
+        time.sleep(0.05)
+    assert lease.lost
+    with pytest.raises(IntegrityError, match="lease ran out"):
+        lease.check()
+    with pytest.raises(IntegrityError):
+        lease.add(registry.objects.put_bytes(b"more"))
+    derived.fail = False
+    lease.close()
+    err = capsys.readouterr().err
+    assert err.count("lease ran out") == 1 and "database is gone" not in err

@@ -28,8 +28,11 @@ BLOCK_BATCHES = 32  # a block is this many batches
 
 
 def block_size(batch_size: int) -> int:
-    """Texts in a block for this ``batch_size`` (texts per model call)."""
-    return max(int(batch_size), 1) * BLOCK_BATCHES
+    """Texts in a block for this ``batch_size`` (texts per model call): never more than one
+    cache shard holds, so a block is always cached whole."""
+    from genreg.retrieval.cache import SHARD_MAX
+
+    return min(max(int(batch_size), 1) * BLOCK_BATCHES, SHARD_MAX)
 
 
 def embed_order(lengths: Any) -> Any:

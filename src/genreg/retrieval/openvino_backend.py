@@ -66,8 +66,9 @@ class OpenVinoEmbedder(OnnxEmbedder):
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        path = self.model_file()  # export/fetch errors are their own (not compile errors)
         try:
-            return core.compile_model(core.read_model(str(self.model_file())), "CPU", config)
+            return core.compile_model(core.read_model(str(path)), "CPU", config)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - the runtime's errors are one line

@@ -526,6 +526,7 @@ class Indexes:
                         progress,
                         digests=rows,
                     )
+                    lease.check()  # the job outlived a lost lease: its table may be gone
                 else:  # the blocks Ray would embed, each block's texts read back from the
                     # side file as it is embedded (one block's texts in memory)
                     from genreg.retrieval.blocks import block_size, embed_blocks, row_blocks
@@ -642,10 +643,12 @@ class Indexes:
                 ensure_stored(self.objects, obj, envelope)
                 ensure_stored_stream(self.objects, lists_obj, lists_chunks)
         finally:
-            lease.close()  # the index row (committed, or never) names what it kept
-            if tables is not None:
-                tables.texts.close()
-            work.close()
+            # each step runs even when one before it fails (the work dir holds the corpus text)
+            with contextlib.ExitStack() as cleanup:
+                cleanup.callback(work.close)
+                if tables is not None:
+                    cleanup.callback(tables.texts.close)
+                cleanup.callback(lease.close)  # the index row (committed, or never) names it
         return key, row, embedded
 
     def list_indexes(self, corpus_ref: str | Ref | None = None) -> list[dict[str, Any]]:

@@ -8,7 +8,10 @@ expiry (``meta.expires``, Unix seconds), which a thread of the job renews every 
 time to live. gc keeps what a live lease names, like any other row's objects (the module
 docstring of :mod:`genreg.service.admin`: the job stores an object, then records it in the
 lease, then checks it is still there -- ``ensure_stored``), ignores an expired lease (the
-job was killed, or is stuck longer than the lease's time to live) and removes it. The job
+job's process was killed, or its renewals failed for longer than the time to live -- a job
+that is alive but stuck keeps renewing) and removes it. A lease whose renewals failed until
+it ran out is *lost*: one warning on stderr, and :meth:`Lease.check` raises, so the job
+stops instead of failing later on an object gc may have taken. The job
 deletes its lease once the rows that name the objects are committed, or when it fails.
 
 A renewal writes the new row before deleting the old one (keys ``lease:<id>:<n>``), so the
@@ -18,9 +21,9 @@ machine runs gc: clocks must agree to well within :data:`TTL`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -56,12 +59,15 @@ class Lease:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._expires = 0.0  # when the current row runs out (wall clock)
+        self.lost = False  # renewals failed until the lease ran out (see check)
 
     def add(self, *digests: str) -> None:
         """Lease ``digests`` too (stored objects, bare sha256); renews the lease."""
         with self._lock:
             if self._stop.is_set():
                 raise RuntimeError("lease closed")
+            self.check()
             new = [d for d in digests if d not in self._objects]
             if not new:
                 return
@@ -78,7 +84,7 @@ class Lease:
         key = f"lease:{self._id}:{self._seq}"
         meta = {
             "objects": list(self._objects),
-            "expires": time.time() + self.ttl,
+            "expires": (expires := time.time() + self.ttl),
             "what": self._what,
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -86,7 +92,7 @@ class Lease:
         self._derived.put(
             kind=LEASE_KIND, scope=self._scope, key=key, object_digest=self._objects[0], meta=meta
         )
-        old, self.key = self.key, key
+        old, self.key, self._expires = self.key, key, expires
         if old is not None:  # after the new row: the objects are never unreferenced
             self._derived.delete(old)
 
@@ -95,8 +101,25 @@ class Lease:
             with self._lock:
                 if self._stop.is_set():
                     return
-                with contextlib.suppress(Exception):  # a database hiccup: the next tick retries
+                try:
                     self._renew()
+                except Exception as exc:  # a database hiccup: the next tick retries
+                    if not self.lost and time.time() >= self._expires:
+                        self.lost = True  # gc may now take what it named
+                        sys.stderr.write(
+                            f"genreg: warning: {self._what} lease ran out, renewals failing "
+                            f"({type(exc).__name__}); the job will stop\n"
+                        )
+
+    def check(self) -> None:
+        """Raise :class:`IntegrityError` when the lease was lost (see the module doc)."""
+        if self.lost:
+            from genreg.errors import IntegrityError
+
+            raise IntegrityError(
+                f"{self._what}: its lease ran out while renewals failed; objects it named may "
+                "have been collected -- run the job again"
+            )
 
     def close(self) -> None:
         """Stop renewing and delete the lease row (the objects now stand on their own rows,
