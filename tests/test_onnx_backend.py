@@ -207,3 +207,23 @@ def test_eval_run_on_onnx_int8_records_backend_and_device(
     warm = json.loads(cli(*args).output)  # index and query vectors cached: nothing embedded
     assert "device" not in warm["lineage"]["embedding"]
     assert warm["identical_to"] == cold["run_id"]  # the device is not part of the fingerprint
+
+
+def test_a_second_registry_in_the_same_process_records_the_export_too(
+    registry: Any, tmp_path: Path
+) -> None:
+    """The runtime session is process-wide; the export is per registry: a registry whose
+    embedder finds the session already loaded (for another registry) still gets the export
+    recorded (derived row + object), so its other processes fetch it instead of exporting."""
+    from genreg import Registry
+
+    registry.load_embedder({"backend": "onnx"}).encode(["warm the session"])
+    other = Registry.init(tmp_path / "other" / ".genreg")
+    try:
+        emb = other.load_embedder({"backend": "onnx"})
+        emb.encode(["the same model, another registry"])
+        rows = other.derived.list(KIND)
+        assert [r.key for r in rows] == [emb.export_digest]
+        assert other.objects.has(rows[0].object_digest)
+    finally:
+        other.close()

@@ -52,6 +52,7 @@ EXPORT_FORMAT = 1
 OPSET = 17
 KIND = "onnxmodel"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_files: dict[str, Path] = {}  # export digest -> the local file a session was loaded from
 _sessions: dict[str, Any] = {}  # InferenceSession per (export digest, device) (process-wide)
 _lock = threading.Lock()
 
@@ -273,10 +274,20 @@ class ExportStore:
 
     def make(self, root: Path, source_digest: str, digest: str, settings: dict[str, Any]) -> Path:
         """Export, record in the registry, keep the local copy; returns the local file."""
+        return self._keep(
+            source_digest, digest, settings, lambda tmp: export_model(root, settings, tmp)
+        )
+
+    def adopt(self, source_digest: str, digest: str, settings: dict[str, Any], file: Path) -> Path:
+        """Record an export this process already has (``file``, made for another registry)
+        in this registry, as :meth:`make` would have."""
+        return self._keep(source_digest, digest, settings, lambda tmp: shutil.copyfile(file, tmp))
+
+    def _keep(self, source_digest: str, digest: str, settings: dict[str, Any], write: Any) -> Path:
         self.local_dir.mkdir(parents=True, exist_ok=True)
         p = self.local_path(digest)
         tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        export_model(root, settings, tmp)
+        write(tmp)
         try:
             if self.derived is not None and self.objects is not None:
                 from genreg.store.objects import ensure_stored
@@ -389,9 +400,11 @@ class OnnxEmbedder:
         """The exported model file (exported once; afterwards fetched)."""
         store = self.exports or ExportStore(None, None, Path(tempfile.gettempdir()) / "genreg-onnx")
         found = store.get(self.export_digest)
-        return found or store.make(
+        path = found or store.make(
             self.path, self.source_digest, self.export_digest, self.export_settings
         )
+        _files[self.export_digest] = path
+        return path
 
     @property
     def session(self) -> Any:
@@ -400,6 +413,14 @@ class OnnxEmbedder:
             key = self._session_key
             if key not in _sessions:
                 _sessions[key] = self._open()
+            elif self.exports is not None and self.exports.get(self.export_digest) is None:
+                # loaded for another registry in this process: this one records it too
+                # (exported once per registry, not once per process)
+                made = _files.get(self.export_digest)
+                if made is not None and made.is_file():
+                    self.exports.adopt(
+                        self.source_digest, self.export_digest, self.export_settings, made
+                    )
             sess = _sessions[key]
             self.device_used = self._device_of(sess)
             return sess
