@@ -186,14 +186,10 @@ class EmbedActor:
         import numpy as np
 
         from genreg.retrieval.cache import KIND, encode_shard
-        from genreg.retrieval.chunking import text_digest
         from genreg.store.objects import ensure_stored
 
         shards, counts, blocks = [], [], []
-        for b, ds, ts in self._blocks(batch):
-            for d, t in zip(ds, ts, strict=True):
-                if text_digest(t) != d:
-                    raise IntegrityError(f"ray actor: chunk text does not match sha256:{d}")
+        for b, ds, ts in self._blocks(batch):  # every text checked against its digest once
             # the same call the in-process path makes for this block (genreg.retrieval.blocks)
             vecs = np.asarray(self.emb.encode(ts, batch_size=self.batch_size), dtype=np.float32)
             blob = encode_shard(ds, vecs)
@@ -213,9 +209,9 @@ class EmbedActor:
 
     def _blocks(self, batch: dict[str, Any]) -> Iterator[tuple[Any, list[str], list[str]]]:
         """(block, digests, texts) of each block: sent inline, or a ``(lo, hi)`` range of
-        the row order whose texts are read here from the stored chunk-text table, each
-        checked against the digest the driver expects for its row (an :class:`IntegrityError`
-        naming the row, before the block is embedded)."""
+        the row order whose texts are read here from the stored chunk-text table; every text
+        checked against the digest the driver expects for it (an :class:`IntegrityError`,
+        naming the table row in table mode, before the block is embedded)."""
         from genreg.retrieval.chunking import text_digest
 
         if "lo" in batch:
@@ -233,7 +229,11 @@ class EmbedActor:
                 yield b, ds, ts
             return
         for b, ds, ts in zip(batch["block"], batch["digests"], batch["texts"]):
-            yield b, [str(d) for d in ds], [str(t) for t in ts]
+            ds, ts = [str(d) for d in ds], [str(t) for t in ts]
+            for d, t in zip(ds, ts, strict=True):
+                if text_digest(t) != d:
+                    raise IntegrityError(f"ray actor: chunk text does not match sha256:{d}")
+            yield b, ds, ts
 
 
 def embedder_spec(emb: Any) -> dict[str, Any] | None:
