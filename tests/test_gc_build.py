@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from genreg.store.objects import WORKDIR_LOCK, StagingDir
+from test_stream_tables import CHUNKS, SPEC
+from test_stream_tables import ShaEmbedder as _ShaEmbedder
 
 # a real ivfpq build, killed (-9) the moment it starts embedding: its text table is written
 _KILLED_BUILD = """
@@ -174,25 +176,6 @@ def test_a_work_dir_reclaimed_before_its_lock_is_taken_is_made_again(
 
 
 # ---- leases: what a running build stored before its index row names it -------------------------
-class _ShaEmbedder:
-    tokenizer = None
-    name, dim, digest = "sha-32", 32, "sha256:" + "cd" * 32
-
-    def encode(self, texts: list[str], batch_size: int = 32, *, progress: Any = None) -> Any:
-        import hashlib
-
-        import numpy as np
-
-        out = np.stack(
-            [np.frombuffer(hashlib.sha256(t.encode()).digest(), np.uint8) for t in texts]
-        ).astype(np.float32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-CHUNKS = {"by": "chars", "size": 20, "overlap": 4}
-SPEC = {"type": "ivfpq", "nlist": 16, "m": 8, "nprobe": 4, "train_size": 1000}
-
-
 def _backdate_object(registry: Any, digest: str, age: float = 7200.0) -> None:
     path = registry.objects.local_path(digest)
     t = time.time() - age

@@ -175,18 +175,24 @@ def test_device_is_recorded_but_not_fingerprinted_backend_is() -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(
-    not (REPO / "examples" / "corpus").is_dir(), reason="example corpus not present"
-)
-def test_eval_run_on_onnx_int8_records_backend_and_device(
-    registry: Any, cli: Any, tmp_path: Path
-) -> None:
+def push_examples(registry: Any, tmp_path: Path) -> None:
+    """The shipped prompts, routing and eval sets pushed, the example corpus snapshotted as
+    ``docs`` -- what ``evals/baseline.yaml`` runs on (also used by the openvino tests)."""
     import shutil
 
     for sub in ("registry", "evals/sets"):
         shutil.copytree(REPO / sub, tmp_path / sub)
     registry.push([tmp_path / "registry", tmp_path / "evals"])
     registry.snapshot("docs", REPO / "examples" / "corpus")
+
+
+@pytest.mark.skipif(
+    not (REPO / "examples" / "corpus").is_dir(), reason="example corpus not present"
+)
+def test_eval_run_on_onnx_int8_records_backend_and_device(
+    registry: Any, cli: Any, tmp_path: Path
+) -> None:
+    push_examples(registry, tmp_path)
     args = [
         "eval",
         "run",

@@ -16,6 +16,7 @@ import pytest
 from genreg.errors import ConfigError
 from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.onnx_backend import KIND
+from test_onnx_backend import push_examples
 
 TEXTS = [
     "Aspirin lowers the risk of heart attack in adults over fifty.",
@@ -142,12 +143,7 @@ def test_openvino_index_has_its_own_cache_and_reuses_the_onnx_export(
 def test_eval_run_on_openvino_records_backend_in_lineage(
     registry: Any, cli: Any, tmp_path: Path
 ) -> None:
-    import shutil
-
-    for sub in ("registry", "evals/sets"):
-        shutil.copytree(REPO / sub, tmp_path / sub)
-    registry.push([tmp_path / "registry", tmp_path / "evals"])
-    registry.snapshot("docs", REPO / "examples" / "corpus")
+    push_examples(registry, tmp_path)
     base = [
         "eval",
         "run",

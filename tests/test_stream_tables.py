@@ -29,6 +29,7 @@ from genreg.retrieval.blocks import plan_blocks
 from genreg.retrieval.chunking import ChunkingSpec, iter_chunks
 from genreg.retrieval.rowids import RowIds, RowIdsWriter, encode_rowids
 from genreg.retrieval.texttable import TextTable, TextTableWriter, encode_texts
+from test_ann_index import TEXTS  # empty, non-ASCII, U+2028, quotes, a long one
 
 
 # ---- the format's reference encoders (whole lists in memory: genreg's code before) -----------
@@ -52,17 +53,6 @@ def oracle_rowids(doc_ids: list[str], chunk_index: list[int]) -> bytes:
     blob = b"".join(names)
     head = struct.pack("<8sQQQ", b"GRROWIDS", n, len(names), len(blob))
     return head + doc_of.tobytes() + chunks.astype("<i4").tobytes() + offsets.tobytes() + blob
-
-
-TEXTS = [
-    "",
-    "plain",
-    "naïve café — 東京 🚀",
-    "a\u2028b\u2029c\nd\r\n",
-    "",
-    '"{json}"\\',
-    "x" * 5000,
-]
 
 
 @pytest.mark.parametrize(
