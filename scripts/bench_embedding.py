@@ -2,30 +2,37 @@
 """Embedding backends and the Ray engine, side by side in one run over the same texts.
 
 1. Throughput over the same SciFact texts (``title + " " + text``): a bare
-   ``SentenceTransformer.encode`` (torch, the baseline) vs genreg's ``backend: onnx`` (float32)
-   vs ``backend: onnx, quantize: int8`` vs ``backend: openvino`` (the same float32 export run
-   by OpenVINO). ``--models`` picks a subset (torch always runs: it is the baseline);
-   ``openvino-int8`` is a probe of OpenVINO running the int8 export, which genreg does not
-   offer (``EmbeddingSpec`` refuses it) -- measured to show why. Each model is warmed up first
-   (the ONNX export is made once and the runtime loaded, timed apart); the timed call embeds
-   all texts. Target: >= 2x torch.
+   ``SentenceTransformer.encode`` (torch, the baseline) vs genreg's backends -- ``onnx``
+   (float32), ``onnx-int8`` (ONNX Runtime dynamic int8), ``openvino`` (the same float32
+   export run by OpenVINO), ``openvino-bf16`` (``precision: bf16``), ``openvino-int8``
+   (NNCF static int8, ``quantize: int8``) and ``openvino-int8-bf16`` (both). ``--models``
+   picks a subset (torch always runs: it is the baseline). Each model is warmed up first
+   (the ONNX export / NNCF quantization made once and the runtime loaded, timed apart). The
+   texts are cut into ``--slices`` slices and the models take turns on each slice (torch,
+   then every backend, then the next slice), so a change of machine load mid-run hits every
+   model alike instead of whichever ran then; each model's time is the sum of its slices.
+   Target: >= 2x torch.
 2. Quality: nDCG@10 (pytrec_eval) of the 300 SciFact test queries over those same vectors
    (exact inner-product search), for each model. Target: |onnx - torch| and
    |int8 - torch| <= 0.005. ``--docs 0`` is all 5,183 documents (the published setting);
    ``--docs N`` is a subset: every document relevant to a test query, then the corpus in
    order up to N (nDCG on a subset is higher than on the full corpus; the differences
    between the models are what is compared).
-3. Ray vs in-process: a cold ``build_index`` (empty cache, torch, chunking none) of the same
+3. Ray vs in-process: a cold ``build_index`` (empty cache, chunking none) of the same
    documents in-process vs ``engine="ray"`` with ``--actors`` actors on a local cluster
    started before the clock (like an existing ``RAY_ADDRESS`` cluster; its start-up is printed
-   apart). Both include loading the model (the actors load it once each) and end with the
-   same index -- checked bit for bit (``--ray-docs N``: the first N documents only). ``--ray-batch-size`` (default 4) makes blocks of
-   ``batch x 32`` texts, so a few thousand texts are enough blocks to keep every actor busy.
-   Target: ray >= 0.85x in-process.
+   apart), with the torch model or ``--ray-model NAME`` (one of the backends above; its export
+   / quantization is made beforehand in both registries, untimed). Both include loading the
+   model (the actors load it once each) and end with the same index -- checked bit for bit
+   (``--ray-docs N``: the first N documents only). ``--ray-batch-size`` (default 4) makes
+   blocks of ``batch x 32`` texts, so a few thousand texts are enough blocks to keep every
+   actor busy. Target: ray >= 0.85x in-process. The per-actor rate is the README's 10M-chunk
+   arithmetic.
 
     flock /work/team/bench.lock /usr/bin/time -v .venv/bin/python scripts/bench_embedding.py \
         [--data /work/shared/data/scifact] [--docs 1024] [--actors 2] [--no-ray] [--json]
-        [--models onnx,onnx-int8,openvino[,openvino-int8]]
+        [--models onnx,onnx-int8,openvino,openvino-bf16,openvino-int8,openvino-int8-bf16]
+        [--slices 8] [--ray-model openvino-int8-bf16]
 """
 
 from __future__ import annotations
@@ -47,7 +54,9 @@ SPECS: dict[str, dict[str, str]] = {
     "onnx": {"backend": "onnx"},
     "onnx-int8": {"backend": "onnx", "quantize": "int8"},
     "openvino": {"backend": "openvino"},
-    "openvino-int8": {"backend": "openvino", "quantize": "int8"},  # probe (not offered)
+    "openvino-bf16": {"backend": "openvino", "precision": "bf16"},
+    "openvino-int8": {"backend": "openvino", "quantize": "int8"},
+    "openvino-int8-bf16": {"backend": "openvino", "quantize": "int8", "precision": "bf16"},
 }
 
 
@@ -87,16 +96,22 @@ def main() -> int:
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--ray-batch-size", type=int, default=4, help="batch for part 3")
     ap.add_argument("--ray-docs", type=int, default=0, help="first N docs for part 3 (0: all)")
+    ap.add_argument(
+        "--ray-model", default="torch", help="model of part 3: torch or a --models name"
+    )
     ap.add_argument("--no-ray", action="store_true", help="skip part 3")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--slices", type=int, default=8, help="turns the models take (part 1)")
     ap.add_argument(
         "--models",
-        default="onnx,onnx-int8,openvino",
+        default="onnx,onnx-int8,openvino,openvino-bf16,openvino-int8,openvino-int8-bf16",
         help=f"comma list of {', '.join(SPECS)} (torch, the baseline, always runs)",
     )
     args = ap.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip() and m.strip() != "torch"]
     unknown = [m for m in models if m not in SPECS]
+    if args.ray_model != "torch" and args.ray_model not in SPECS:
+        ap.error(f"--ray-model: unknown {args.ray_model!r} (torch or one of {', '.join(SPECS)})")
     if unknown:
         ap.error(f"--models: unknown {unknown[0]!r} (one of {', '.join(SPECS)})")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -140,28 +155,28 @@ def main() -> int:
     runners: dict[str, Any] = {"torch": bare}
     export_s: dict[str, float] = {}
     for name in models:
-        spec = SPECS[name]
-        if name == "openvino-int8":  # EmbeddingSpec refuses it: build the probe directly
-            from genreg.retrieval.openvino_backend import OpenVinoEmbedder
-
-            ov = reg.load_embedder({"backend": "openvino"})
-            model_name = ov.name.rsplit(" [", 1)[0]
-            emb = OpenVinoEmbedder(
-                model_name, ov.path, ov.source_digest, quantize="int8", exports=ov.exports
-            )
-        else:
-            emb = reg.load_embedder(spec)
+        emb = reg.load_embedder(SPECS[name])
         t0 = time.perf_counter()
         _ = emb.session  # export (+ quantize) once if not made yet, then load / compile
         export_s[name] = round(time.perf_counter() - t0, 2)
         runners[name] = lambda batch, e=emb: e.encode(batch, batch_size=args.batch_size)
 
+    for run in runners.values():
+        run(texts[:64])  # warm-up
+    # the models take turns on each slice (module doc): load changes hit all of them alike
+    step = -(-len(texts) // max(args.slices, 1))
+    secs_of = dict.fromkeys(runners, 0.0)
+    parts: dict[str, list[Any]] = {name: [] for name in runners}
+    for lo in range(0, len(texts), step):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            parts[name].append(np.asarray(run(texts[lo : lo + step]), dtype=np.float32))
+            secs_of[name] += time.perf_counter() - t0
+        loads.append(Path("/proc/loadavg").read_text().split()[:3])
     vectors: dict[str, Any] = {}
     for name, run in runners.items():
-        run(texts[:64])  # warm-up
-        t0 = time.perf_counter()
-        dv = np.asarray(run(texts), dtype=np.float32)
-        secs = time.perf_counter() - t0
+        secs = secs_of[name]
+        dv = np.concatenate(parts[name])
         qv = np.asarray(run(qtexts), dtype=np.float32)
         vectors[name] = dv
         score = ndcg10(doc_ids, dv, qids, qv, qrels)
@@ -171,13 +186,14 @@ def main() -> int:
             "ndcg@10": round(score, 4),
             "export_s": export_s.get(name),
         }
-        loads.append(Path("/proc/loadavg").read_text().split()[:3])
         print(
-            f"  {name:10s} {secs:8.1f} s  {len(texts) / secs:7.1f} texts/s  nDCG@10 {score:.4f}"
-            + (f"  (export/load {export_s[name]} s, untimed)" if name in export_s else "")
-            + f"  loadavg {' '.join(loads[-1])}",
+            f"  {name:18s} {secs:8.1f} s  {len(texts) / secs:7.1f} texts/s  nDCG@10 {score:.4f}"
+            + (f"  (export/load {export_s[name]} s, untimed)" if name in export_s else ""),
             flush=True,
         )
+    print(
+        f"  {args.slices} slices, loadavg after each: {' | '.join(' '.join(x) for x in loads[1:])}"
+    )
     base = out["models"]["torch"]
     for name in models:
         m = out["models"][name]
@@ -187,7 +203,7 @@ def main() -> int:
         ok_speed = m["speedup"] >= 2.0
         ok_q = abs(m["ndcg_diff"]) <= 0.005
         print(
-            f"  {name:10s} throughput {m['speedup']:.2f}x torch ({'met' if ok_speed else 'MISSED'}"
+            f"  {name:18s} throughput {m['speedup']:.2f}x torch ({'met' if ok_speed else 'MISSED'}"
             f" >= 2x), nDCG@10 {m['ndcg_diff']:+.4f} ({'met' if ok_q else 'MISSED'} <= 0.005),"
             f" min cosine to torch {m['cos_min']}",
             flush=True,
@@ -204,10 +220,13 @@ def main() -> int:
         with src.open("w", encoding="utf-8") as fh:
             for d in rdocs:
                 fh.write(json.dumps(d) + "\n")
+        rmodel = None if args.ray_model == "torch" else SPECS[args.ray_model]
         local = Registry.init(work / "local" / ".genreg")
         local.snapshot("c", src)
+        if rmodel is not None:
+            local.load_embedder(rmodel).prepare()  # export / quantize: untimed
         t0 = time.perf_counter()
-        a = local.build_index("c", chunking="none", batch_size=args.ray_batch_size)
+        a = local.build_index("c", model=rmodel, chunking="none", batch_size=args.ray_batch_size)
         t_local = time.perf_counter() - t0
         loads.append(Path("/proc/loadavg").read_text().split()[:3])
         local.close()
@@ -225,9 +244,12 @@ def main() -> int:
         try:
             remote = Registry.init(work / "ray" / ".genreg")
             remote.snapshot("c", src)
+            if rmodel is not None:
+                remote.load_embedder(rmodel).prepare()  # export / quantize: untimed
             t0 = time.perf_counter()
             b = remote.build_index(
                 "c",
+                model=rmodel,
                 chunking="none",
                 batch_size=args.ray_batch_size,
                 engine="ray",
@@ -242,6 +264,7 @@ def main() -> int:
         blocks = -(-n // (args.ray_batch_size * 32))
         ratio = t_local / t_ray
         out["ray"] = {
+            "model": args.ray_model,
             "actors": args.actors,
             "batch_size": args.ray_batch_size,
             "docs": n,

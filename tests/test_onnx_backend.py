@@ -60,7 +60,11 @@ def test_spec_parsing_and_bad_values_are_one_line() -> None:
             {"backend": "tensorrt"},
             "embedding.backend: 'tensorrt' is not one of torch, onnx, openvino",
         ),
-        ({"quantize": "int8"}, "embedding.quantize: int8 needs backend: onnx"),
+        ({"quantize": "int8"}, "embedding.quantize: int8 needs backend: onnx or openvino"),
+        (
+            {"backend": "onnx", "precision": "bf16"},
+            "embedding.precision: bf16 needs backend: openvino",
+        ),
         ({"device": "tpu"}, "embedding.device: 'tpu' is not one of auto, cpu, cuda"),
         ({"modle": "x"}, "embedding: unknown field 'modle'"),
     ):

@@ -754,3 +754,34 @@ def test_killed_in_process_build_resumes_with_the_planned_blocks(
         finally:
             reg.close()
     assert got["resumed"] == got["uninterrupted"]
+
+
+def test_openvino_int8_on_ray_is_quantized_once_by_the_driver_and_matches_in_process(
+    registry: Any, corpus_file: Path, ray_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver makes (or fetches) the NNCF model before the job, so the actors all fetch
+    that one object instead of each quantizing; their vectors are the in-process ones."""
+    from genreg.retrieval.openvino_backend import KIND as IR_KIND
+    from genreg.retrieval.openvino_backend import OpenVinoEmbedder
+
+    prepared: list[str] = []
+    real = OpenVinoEmbedder.prepare
+
+    def spy(self: Any) -> Path:
+        prepared.append(self.digest)
+        return real(self)
+
+    monkeypatch.setattr(OpenVinoEmbedder, "prepare", spy)
+    spec = {"backend": "openvino", "quantize": "int8"}
+    registry.snapshot("kb", corpus_file)
+    info = registry.build_index(
+        "kb", model=spec, chunking="none", batch_size=BATCH, engine="ray", ray={"actors": 2}
+    )
+    emb = registry.load_embedder(spec)
+    assert prepared == [emb.digest] and info.embedded == N_DOCS
+    assert [r.key for r in registry.derived.list(IR_KIND)] == [emb.ir_digest]
+    texts = _texts()
+    digests = [text_digest(t) for t in texts]
+    got = EmbeddingCache(registry.objects, registry.derived, emb.digest, emb.dim).matrix(digests)
+    want = emb.encode(texts, batch_size=BATCH)
+    assert float((got * want).sum(1).min()) > 0.9999

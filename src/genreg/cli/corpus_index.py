@@ -37,18 +37,32 @@ BackendOpt = typer.Option(
     "| openvino (OpenVINO on the CPU; genreg[openvino]).",
 )
 QuantizeOpt = typer.Option(
-    "none", "--quantize", help="none | int8 (onnx backend only: int8 dynamic quantization)."
+    "none",
+    "--quantize",
+    help="none | int8 (onnx: ONNX Runtime dynamic quantization; openvino: NNCF static "
+    "quantization).",
+)
+PrecisionOpt = typer.Option(
+    "f32",
+    "--precision",
+    help="f32 | bf16 (openvino backend only: bfloat16 inference on a CPU with AMX/AVX512_BF16).",
 )
 DeviceOpt = typer.Option("auto", "--device", help="auto (a CUDA GPU when present) | cpu | cuda.")
 
 
 def _model(
-    model: str | None, backend: str, quantize: str, device: str
+    model: str | None, backend: str, quantize: str, precision: str, device: str
 ) -> str | dict[str, Any] | None:
     """The model argument: a name, or an embedding spec when a backend option is set."""
-    if (backend, quantize, device) == ("torch", "none", "auto"):
+    if (backend, quantize, precision, device) == ("torch", "none", "f32", "auto"):
         return model
-    return {"model": model, "backend": backend, "quantize": quantize, "device": device}
+    return {
+        "model": model,
+        "backend": backend,
+        "quantize": quantize,
+        "precision": precision,
+        "device": device,
+    }
 
 
 def _snippet(text: str | None, width: int = 100) -> str:
@@ -67,6 +81,7 @@ def register(corpus_app: typer.Typer) -> None:
         index: str = IndexOpt,
         backend: str = BackendOpt,
         quantize: str = QuantizeOpt,
+        precision: str = PrecisionOpt,
         device: str = DeviceOpt,
         engine: str = typer.Option(
             "local",
@@ -87,7 +102,7 @@ def register(corpus_app: typer.Typer) -> None:
         with progress(quiet or as_json) as cb:
             info = reg.build_index(
                 _corpus(ref),
-                model=_model(model, backend, quantize, device),
+                model=_model(model, backend, quantize, precision, device),
                 chunking=chunking,
                 index=index,
                 progress=cb,
@@ -115,6 +130,7 @@ def register(corpus_app: typer.Typer) -> None:
         index: str = IndexOpt,
         backend: str = BackendOpt,
         quantize: str = QuantizeOpt,
+        precision: str = PrecisionOpt,
         device: str = DeviceOpt,
         quiet: bool = QuietOpt,
         as_json: bool = JsonOpt,
@@ -126,7 +142,7 @@ def register(corpus_app: typer.Typer) -> None:
                 _corpus(ref),
                 query,
                 k,
-                model=_model(model, backend, quantize, device),
+                model=_model(model, backend, quantize, precision, device),
                 chunking=chunking,
                 index=index,
                 progress=cb,

@@ -12,9 +12,10 @@ documents); a metric cutoff above ``max(k)`` is a config error, and metrics with
 (``map``, ``r-precision``) see the ``max(k)`` retrieved documents. When ``k`` is omitted it
 is the largest metric cutoff (10 if none).
 
-``embedding``: ``model`` plus ``backend`` (torch | onnx | openvino), ``quantize`` (none | int8,
-onnx only), ``device`` (auto | cpu | cuda; openvino: auto | cpu), ``engine`` (local | ray: what embeds chunks missing
-from the cache) and ``ray`` (actors, num_cpus, num_gpus, address). :attr:`EvalConfig.embedding`
+``embedding``: ``model`` plus ``backend`` (torch | onnx | openvino), ``quantize`` (none | int8:
+onnx or openvino), ``precision`` (f32 | bf16: openvino), ``device`` (auto | cpu | cuda;
+openvino: auto | cpu) -- the combinations of :mod:`genreg.core.embedding` --, ``engine``
+(local | ray: what embeds chunks missing from the cache) and ``ray`` (actors, num_cpus, num_gpus, address). :attr:`EvalConfig.embedding`
 is the model part as a mapping for the indexing service.
 
 ``latency``: ``per-query`` (default: each query embedded and searched alone and timed alone)
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genreg.core.embedding import DEFAULTS, combination_error
 from genreg.core.gates import Gate, parse_gates
 from genreg.core.refs import Ref, parse_ref
 from genreg.core.validation import load_schema, parse_structured, schema_errors
@@ -66,7 +68,8 @@ class EvalConfig:
     batch_size: int = DEFAULT_BATCH
     latency: str = "per-query"  # how per-query latency is measured (genreg.core.latency)
     backend: str = "torch"  # embedding backend: torch | onnx | openvino
-    quantize: str = "none"  # none | int8 (onnx)
+    quantize: str = "none"  # none | int8 (onnx, openvino)
+    precision: str = "f32"  # f32 | bf16 (openvino)
     device: str = "auto"  # auto | cpu | cuda
     engine: str = "local"  # local | ray: what embeds chunks missing from the cache
     ray: dict[str, Any] = field(default_factory=dict)
@@ -84,12 +87,18 @@ class EvalConfig:
     @property
     def embedding(self) -> str | dict[str, Any]:
         """The model argument of the indexing service: the name, or a spec mapping."""
-        if (self.backend, self.quantize, self.device) == ("torch", "none", "auto"):
+        if (self.backend, self.quantize, self.precision, self.device) == (
+            "torch",
+            "none",
+            "f32",
+            "auto",
+        ):
             return self.model
         return {
             "model": self.model,
             "backend": self.backend,
             "quantize": self.quantize,
+            "precision": self.precision,
             "device": self.device,
         }
 
@@ -218,14 +227,9 @@ def parse_config(
         if isinstance(v, str) and not v.strip():
             raise ConfigError(f"{where(fld)}: {fld}: must not be empty")
     gates = parse_gates(data.get("gates"), f"{where('gates')}: gates")
-    if emb.get("quantize", "none") != "none" and emb.get("backend", "torch") != "onnx":
-        raise ConfigError(
-            f"{where('embedding')}: embedding.quantize: {emb['quantize']} needs backend: onnx"
-        )
-    if emb.get("device") == "cuda" and emb.get("backend") == "openvino":
-        raise ConfigError(
-            f"{where('embedding')}: embedding.device: cuda is not available with backend: openvino"
-        )
+    bad = combination_error(**{f: emb.get(f) or DEFAULTS[f] for f in DEFAULTS})
+    if bad:
+        raise ConfigError(f"{where('embedding')}: embedding.{bad}")
     return EvalConfig(
         name=data["name"],
         evalset=ref("evalset", "evalset"),  # type: ignore[arg-type]  # required: schema-checked above
@@ -241,6 +245,7 @@ def parse_config(
         latency=data.get("latency") or "per-query",
         backend=emb.get("backend") or "torch",
         quantize=emb.get("quantize") or "none",
+        precision=emb.get("precision") or "f32",
         device=emb.get("device") or "auto",
         engine=emb.get("engine") or "local",
         ray=dict(emb.get("ray") or {}),

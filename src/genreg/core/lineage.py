@@ -8,8 +8,9 @@ Stored JSON (``to_dict``/``from_dict``; runs stored by earlier versions load unc
 
     source                 eval (genreg retrieved) | score (an external run file)
     inputs                 {role: {kind, name, version, digest, split}}  role in INPUT_ROLES
-    embedding              {model, digest[, backend, quantize][, device]} | null
+    embedding              {model, digest[, backend, quantize][, precision][, device]} | null
                            backend/quantize only for a non-torch backend (onnx/openvino, int8/none);
+                           precision only when not f32 (openvino bf16);
                            device (cpu | cuda) is where this run embedded; absent or null when
                            every vector came from the cache
     chunking, index        normalised parameters | null
@@ -160,6 +161,7 @@ class ModelPin:
     backend: str | None = None
     quantize: str | None = None
     device: str | None = None
+    precision: str | None = None  # openvino inference precision; None/f32 not stored
 
     def identity(self) -> dict[str, Any]:
         """What the model is (the fingerprinted and compared part): no device."""
@@ -167,6 +169,8 @@ class ModelPin:
         if self.backend not in (None, "torch"):
             d["backend"] = self.backend
             d["quantize"] = self.quantize or "none"
+        if self.precision not in (None, "f32"):
+            d["precision"] = self.precision
         return d
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +187,7 @@ class ModelPin:
             d.get("backend"),
             d.get("quantize"),
             d.get("device"),
+            d.get("precision"),
         )
 
 

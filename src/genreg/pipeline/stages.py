@@ -221,6 +221,7 @@ class Retrieve:
                 info.model_digest,
                 backend=info.backend,
                 quantize=info.quantize,
+                precision=info.precision,
                 # where this run embedded (chunks or queries); None: all from the cache
                 device=getattr(retriever.embedder, "device_used", None) or info.device,
             ),

@@ -14,9 +14,11 @@ reusing a built index never load the weights.
 An :class:`EmbeddingSpec` says how a model is run: ``backend`` ``torch`` (sentence-transformers,
 the default), ``onnx`` (an ONNX export run by ONNX Runtime, :mod:`genreg.retrieval.onnx_backend`,
 optionally ``quantize: int8``) or ``openvino`` (the same export run by OpenVINO on the CPU,
-:mod:`genreg.retrieval.openvino_backend`), and ``device`` ``auto`` (a CUDA GPU when one is
-present, else the CPU), ``cpu`` or ``cuda``. An export is a different model with its own digest
-(per backend); the device is where it runs (environment), not part of any digest.
+:mod:`genreg.retrieval.openvino_backend`, optionally ``quantize: int8`` and/or ``precision:
+bf16``), and ``device`` ``auto`` (a CUDA GPU when one is present, else the CPU), ``cpu`` or
+``cuda``; which combinations are offered is :mod:`genreg.core.embedding`'s one table. An export
+is a different model with its own digest (per backend, quantization and precision); the device
+is where it runs (environment), not part of any digest.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genreg.core.embedding import ALLOWED, DEFAULTS, combination_error
 from genreg.core.hashing import digest_json
 from genreg.errors import ConfigError, NotFound
 
@@ -49,24 +52,29 @@ _lock = threading.Lock()
 
 
 def _offline() -> None:
+    """Environment for loading a model, set (unless the user set it) before torch runs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-BACKENDS = ("torch", "onnx", "openvino")
-QUANTIZE = ("none", "int8")
-DEVICES = ("auto", "cpu", "cuda")
+    # MKL's conditional numerical reproducibility: on some CPUs (seen on one with AVX512 and
+    # AMX) torch's float32 vectors otherwise depend on the thread count -- a 1-CPU Ray actor
+    # and a 2-thread in-process run gave vectors 1e-7 apart for the same model digest. STRICT
+    # makes them equal bit for bit (measured: same speed within noise, and the same bits as
+    # the default mode where that was already thread-independent). MKL reads it at its first
+    # call, so this works as long as no MKL routine ran in the process before.
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 
 @dataclass(frozen=True)
 class EmbeddingSpec:
-    """How an embedding model is run (see the module doc). ``parse`` accepts a model name,
-    a mapping ``{model, backend, quantize, device}`` or a spec."""
+    """How an embedding model is run (see the module doc and :mod:`genreg.core.embedding`).
+    ``parse`` accepts a model name, a mapping ``{model, backend, quantize, precision, device}``
+    or a spec."""
 
     model: str = DEFAULT_MODEL
     backend: str = "torch"
     quantize: str = "none"
+    precision: str = "f32"
     device: str = "auto"
 
     @classmethod
@@ -77,27 +85,22 @@ class EmbeddingSpec:
             return cls(model=(value or DEFAULT_MODEL).strip() or DEFAULT_MODEL)
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a model name or a mapping, got {value!r}")
-        unknown = sorted(set(value) - {"model", "backend", "quantize", "device"})
+        unknown = sorted(set(value) - {"model", *ALLOWED})
         if unknown:
             raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
         model = value.get("model") or DEFAULT_MODEL
         if not isinstance(model, str):
             raise ConfigError(f"{where}.model: expected a model name or path, got {model!r}")
         out = {}
-        for fld, allowed, default in (
-            ("backend", BACKENDS, "torch"),
-            ("quantize", QUANTIZE, "none"),
-            ("device", DEVICES, "auto"),
-        ):
+        for fld, allowed in ALLOWED.items():
             v = value.get(fld)
-            v = default if v is None or v is False else str(v).strip().lower()
+            v = DEFAULTS[fld] if v is None or v is False else str(v).strip().lower()
             if v not in allowed:
                 raise ConfigError(f"{where}.{fld}: {v!r} is not one of {', '.join(allowed)}")
             out[fld] = v
-        if out["quantize"] != "none" and out["backend"] != "onnx":
-            raise ConfigError(f"{where}.quantize: {out['quantize']} needs backend: onnx")
-        if out["device"] == "cuda" and out["backend"] == "openvino":
-            raise ConfigError(f"{where}.device: cuda is not available with backend: openvino")
+        bad = combination_error(**out)
+        if bad:
+            raise ConfigError(f"{where}.{bad}")
         return cls(model=model.strip(), **out)
 
     def to_dict(self) -> dict[str, str]:
@@ -105,6 +108,7 @@ class EmbeddingSpec:
             "model": self.model,
             "backend": self.backend,
             "quantize": self.quantize,
+            "precision": self.precision,
             "device": self.device,
         }
 
@@ -211,6 +215,7 @@ class Embedder:
 
     backend = "torch"
     quantize = "none"
+    precision = "f32"
 
     def __init__(self, name: str, path: Path, digest: str, device: str = "auto") -> None:
         self.name = name
@@ -345,5 +350,13 @@ def load_embedder(
     if spec.backend == "openvino":
         from genreg.retrieval.openvino_backend import OpenVinoEmbedder
 
-        return OpenVinoEmbedder(display, path, digest, device=spec.device, exports=exports)
+        return OpenVinoEmbedder(
+            display,
+            path,
+            digest,
+            quantize=spec.quantize,
+            precision=spec.precision,
+            device=spec.device,
+            exports=exports,
+        )
     return Embedder(display, path, digest, device=spec.device)

@@ -164,18 +164,20 @@ def export_digest(source_digest: str, settings: dict[str, Any]) -> str:
 
 
 def export_model(root: Path, settings: dict[str, Any], out_file: Path) -> None:
-    """Export (and quantize) the model in ``root`` to ``out_file``; a :class:`ConfigError`
-    when the export fails (nothing is left at ``out_file``)."""
+    """Export (and quantize) the model in ``root`` to ``out_file``, using ``out_file``'s
+    directory for intermediate files (a :class:`~genreg.store.objects.StagingDir` made by
+    :class:`ExportStore`, which gc reclaims if the process is killed); a
+    :class:`ConfigError` when the export fails (nothing is left at ``out_file``)."""
     require_onnx()
-    tmp = Path(tempfile.mkdtemp(prefix="genreg-onnx-", dir=out_file.parent))
+    work = out_file.parent
     try:
-        fp32 = tmp / "model.onnx"
+        fp32 = work / "model.onnx"
         _torch_export(root, settings, fp32)
         if settings["quantize"] == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-            q = tmp / "model.int8.onnx"
+            q = work / "model.int8.onnx"
             quantize_dynamic(
                 str(fp32),
                 str(q),
@@ -188,11 +190,10 @@ def export_model(root: Path, settings: dict[str, Any], out_file: Path) -> None:
     except ConfigError:
         raise
     except Exception as exc:
+        out_file.unlink(missing_ok=True)
         raise ConfigError(
             f"model {root}: ONNX export failed ({type(exc).__name__}: {exc})"
         ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _torch_export(root: Path, settings: dict[str, Any], out: Path) -> None:
@@ -247,75 +248,113 @@ def _torch_export(root: Path, settings: dict[str, Any], out: Path) -> None:
 
 
 class ExportStore:
-    """Exported models kept in the registry (derived objects) with a local file copy."""
+    """Exported (or quantized) models kept in the registry as derived objects, with a local
+    file copy under ``local_dir``. An export is made in a work directory under ``work_dir``
+    (a :class:`~genreg.store.objects.StagingDir`: gc reclaims a killed export's) and moved
+    into place whole, so ``local_dir`` only ever holds finished files."""
 
     def __init__(
-        self, objects: ObjectStore | None, derived: DerivedStore | None, local_dir: Path
+        self,
+        objects: ObjectStore | None,
+        derived: DerivedStore | None,
+        local_dir: Path,
+        work_dir: Path | None = None,
     ) -> None:
         self.objects = objects
         self.derived = derived
         self.local_dir = Path(local_dir)
+        # <home>/cache/tmp beside <home>/cache/onnx: gc's work-directory root
+        self.work_dir = Path(work_dir) if work_dir is not None else self.local_dir.parent / "tmp"
 
-    def local_path(self, digest: str) -> Path:
-        return self.local_dir / f"{digest.split(':', 1)[-1]}.onnx"
+    def local_path(self, digest: str, suffix: str = ".onnx") -> Path:
+        return self.local_dir / f"{digest.split(':', 1)[-1]}{suffix}"
 
-    def get(self, digest: str) -> Path | None:
+    def get(self, digest: str, kind: str = KIND, suffix: str = ".onnx") -> Path | None:
         """The local file of an export (fetched from the registry when only it has it)."""
-        p = self.local_path(digest)
+        p = self.local_path(digest, suffix)
         if p.is_file():
             return p
         if self.derived is None or self.objects is None:
             return None
         row = self.derived.get(digest)
-        if row is None or row.kind != KIND:
+        if row is None or row.kind != kind:
             return None
-        self._write_local(p, self.objects.get_bytes(row.object_digest))
+        data = self.objects.get_bytes(row.object_digest)
+        self._keep_file(p, lambda tmp: tmp.write_bytes(data))
         return p
 
     def make(self, root: Path, source_digest: str, digest: str, settings: dict[str, Any]) -> Path:
         """Export, record in the registry, keep the local copy; returns the local file."""
-        return self._keep(
+        return self.keep(
             source_digest, digest, settings, lambda tmp: export_model(root, settings, tmp)
         )
 
-    def adopt(self, source_digest: str, digest: str, settings: dict[str, Any], file: Path) -> Path:
+    def adopt(
+        self,
+        source_digest: str,
+        digest: str,
+        settings: dict[str, Any],
+        file: Path,
+        kind: str = KIND,
+        suffix: str = ".onnx",
+    ) -> Path:
         """Record an export this process already has (``file``, made for another registry)
         in this registry, as :meth:`make` would have."""
-        return self._keep(source_digest, digest, settings, lambda tmp: shutil.copyfile(file, tmp))
+        return self.keep(
+            source_digest,
+            digest,
+            settings,
+            lambda tmp: shutil.copyfile(file, tmp),
+            kind=kind,
+            suffix=suffix,
+        )
 
-    def _keep(self, source_digest: str, digest: str, settings: dict[str, Any], write: Any) -> Path:
-        self.local_dir.mkdir(parents=True, exist_ok=True)
-        p = self.local_path(digest)
-        tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        write(tmp)
-        try:
-            if self.derived is not None and self.objects is not None:
-                from genreg.store.objects import ensure_stored
+    def keep(
+        self,
+        source_digest: str,
+        digest: str,
+        settings: dict[str, Any],
+        write: Any,
+        *,
+        kind: str = KIND,
+        suffix: str = ".onnx",
+    ) -> Path:
+        """``write(tmp)`` the file of export ``digest`` (``tmp`` lies in a fresh work
+        directory it may use for intermediate files), record it in the registry as a derived
+        object of ``kind`` (scope: the source model), keep the local copy; returns it."""
+        p = self.local_path(digest, suffix)
 
-                data = tmp.read_bytes()
-                obj = self.objects.put_bytes(data)
-                row = self.derived.put(
-                    kind=KIND,
-                    scope=source_digest,
-                    key=digest,
-                    object_digest=obj,
-                    meta={"settings": settings, "bytes": len(data)},
-                )
-                if row.object_digest != obj:  # another process exported first: use theirs
-                    data = self.objects.get_bytes(row.object_digest)
-                    tmp.write_bytes(data)
-                else:
-                    ensure_stored(self.objects, obj, data)
-            os.replace(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
+        def stored(tmp: Path) -> None:
+            write(tmp)
+            if self.derived is None or self.objects is None:
+                return
+            from genreg.store.objects import ensure_stored
+
+            data = tmp.read_bytes()
+            obj = self.objects.put_bytes(data)
+            row = self.derived.put(
+                kind=kind,
+                scope=source_digest,
+                key=digest,
+                object_digest=obj,
+                meta={"settings": settings, "bytes": len(data)},
+            )
+            if row.object_digest != obj:  # another process exported first: use theirs
+                tmp.write_bytes(self.objects.get_bytes(row.object_digest))
+            else:
+                ensure_stored(self.objects, obj, data)
+
+        self._keep_file(p, stored)
         return p
 
-    def _write_local(self, p: Path, data: bytes) -> None:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, p)
+    def _keep_file(self, p: Path, write: Any) -> None:
+        from genreg.store.objects import StagingDir
+
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        with StagingDir(self.work_dir, prefix="export-") as work:
+            tmp = work / p.name
+            write(tmp)
+            os.replace(tmp, p)
 
 
 class OnnxEmbedder:
@@ -331,6 +370,7 @@ class OnnxEmbedder:
         source_digest: str,
         *,
         quantize: str = "none",
+        precision: str = "f32",
         device: str = "auto",
         exports: ExportStore | None = None,
         threads: int | None = None,
@@ -338,20 +378,27 @@ class OnnxEmbedder:
         self.path = Path(path)
         self.source_digest = source_digest
         self.quantize = quantize
+        self.precision = precision
         self.device = device
         self.threads = threads
-        # the ONNX file this backend runs (``backend: openvino`` runs the same export)
-        self.export_settings = export_settings(self.path, quantize)
+        # the ONNX file this backend runs (``backend: openvino`` runs the same float32 export)
+        self.export_settings = export_settings(self.path, self._export_quantize())
         self.export_digest = export_digest(source_digest, self.export_settings)
         # the model's identity: the export plus whatever else decides its vectors (runtime)
         self.settings = self._identity_settings()
         self.digest = digest_json(
             {"source": source_digest, "backend": self.backend, **self.settings}
         )
-        suffix = self.backend + ("-int8" if quantize == "int8" else "")
-        self.name = f"{name} [{suffix}]"
+        self.name = f"{name} [{self._name_suffix()}]"
         self.exports = exports
         self.device_used: str | None = None
+
+    def _export_quantize(self) -> str:
+        """The quantization of the ONNX export this backend runs (here: its own)."""
+        return self.quantize
+
+    def _name_suffix(self) -> str:
+        return self.backend + ("-int8" if self.quantize == "int8" else "")
 
     def _identity_settings(self) -> dict[str, Any]:
         """The settings the digest is computed from (besides source and backend)."""
@@ -398,13 +445,33 @@ class OnnxEmbedder:
 
     def model_file(self) -> Path:
         """The exported model file (exported once; afterwards fetched)."""
-        store = self.exports or ExportStore(None, None, Path(tempfile.gettempdir()) / "genreg-onnx")
+        store = self._store()
         found = store.get(self.export_digest)
         path = found or store.make(
             self.path, self.source_digest, self.export_digest, self.export_settings
         )
         _files[self.export_digest] = path
         return path
+
+    def prepare(self) -> Path:
+        """Make (or fetch) the file this backend runs, without loading a runtime: the Ray
+        driver calls it so that its actors all fetch one export instead of each exporting."""
+        return self.model_file()
+
+    def _store(self) -> ExportStore:
+        if self.exports is not None:
+            return self.exports
+        local = Path(tempfile.gettempdir()) / "genreg-onnx"  # an embedder built without one
+        return ExportStore(None, None, local, local / "tmp")
+
+    def _adopt(self) -> None:
+        """Record in this embedder's registry the export this process loaded for another
+        one (exported once per registry, not once per process)."""
+        if self.exports is None or self.exports.get(self.export_digest) is not None:
+            return
+        made = _files.get(self.export_digest)
+        if made is not None and made.is_file():
+            self.exports.adopt(self.source_digest, self.export_digest, self.export_settings, made)
 
     @property
     def session(self) -> Any:
@@ -413,14 +480,8 @@ class OnnxEmbedder:
             key = self._session_key
             if key not in _sessions:
                 _sessions[key] = self._open()
-            elif self.exports is not None and self.exports.get(self.export_digest) is None:
-                # loaded for another registry in this process: this one records it too
-                # (exported once per registry, not once per process)
-                made = _files.get(self.export_digest)
-                if made is not None and made.is_file():
-                    self.exports.adopt(
-                        self.source_digest, self.export_digest, self.export_settings, made
-                    )
+            else:  # loaded for another registry in this process: this one records it too
+                self._adopt()
             sess = _sessions[key]
             self.device_used = self._device_of(sess)
             return sess

@@ -152,7 +152,8 @@ class EmbedActor:
             from genreg.retrieval.embedders import load_embedder
             from genreg.retrieval.onnx_backend import ExportStore
 
-            exports = ExportStore(self.objects, self.derived, settings.home / "cache" / "onnx")
+            cache = settings.home / "cache"
+            exports = ExportStore(self.objects, self.derived, cache / "onnx", cache / "tmp")
             embedder = load_embedder(
                 dict(spec or {}), cache_dir=settings.home / "cache", exports=exports
             )
@@ -246,6 +247,7 @@ def embedder_spec(emb: Any) -> dict[str, Any] | None:
             "model": str(emb.path),
             "backend": emb.backend,
             "quantize": emb.quantize,
+            "precision": getattr(emb, "precision", "f32"),
             "device": emb.device,
         }
     return None
@@ -331,6 +333,10 @@ def _run_blocks(
     if not blocks:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
     spec = embedder_spec(emb)
+    if spec is not None and hasattr(emb, "prepare"):
+        # an export / int8 quantization is made (or fetched) once, here, into the registry:
+        # every actor then fetches it instead of each making its own
+        emb.prepare()
     t0 = time.perf_counter()
     with ray_session(options) as ray:
         from ray.data import DataContext

@@ -40,6 +40,7 @@ class IndexInfo:
         "torch"  # embedding backend (torch | onnx | openvino) and quantization (none | int8)
     )
     quantize: str = "none"
+    precision: str = "f32"  # inference precision (f32 | bf16: openvino)
     device: str | None = None  # where this call embedded chunks (None: nothing embedded)
     engine: str = "local"  # local | ray: what embedded the missing chunks
 

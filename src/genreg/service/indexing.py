@@ -7,7 +7,7 @@ scope=<snapshot digest>)``; later calls load it. Only chunks whose text digest i
 model's embedding cache are embedded, so re-indexing a slightly changed snapshot embeds only
 the changed chunks (``IndexInfo.embedded`` counts them).
 
-``model`` is a name/path, an embedding-spec mapping ``{model, backend, quantize, device}``
+``model`` is a name/path, an embedding-spec mapping ``{model, backend, quantize, precision, device}``
 (:class:`genreg.retrieval.embedders.EmbeddingSpec`; an ONNX export's files are kept in the
 registry, :mod:`genreg.retrieval.onnx_backend`) or an embedder object. ``engine="ray"``
 embeds the missing chunks on Ray (:mod:`genreg.retrieval.ray_engine`) instead of in-process;
@@ -149,7 +149,7 @@ class Indexes:
 
         cache = self.settings.home / "cache"
         spec = EmbeddingSpec.parse(model)
-        exports = ExportStore(self.objects, self.derived, cache / "onnx")
+        exports = ExportStore(self.objects, self.derived, cache / "onnx", cache / "tmp")
         # load_embedder checks the model directory first: one line, before anything loads
         return load_embedder(spec, cache_dir=cache, exports=exports)
 
@@ -361,6 +361,7 @@ class Indexes:
             object_digest=row.object_digest,
             backend=str(getattr(emb, "backend", "torch")),
             quantize=str(getattr(emb, "quantize", "none")),
+            precision=str(getattr(emb, "precision", "f32")),
             device=getattr(emb, "device_used", None) if embedded > 0 and ray_opts is None else None,
             engine=engine,
         )
