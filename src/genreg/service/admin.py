@@ -305,7 +305,7 @@ class Admin:
         for r in refs:
             meta = r.meta if isinstance(r.meta, dict) else {}
             index = meta.get("index")
-            if r.kind != "derived" or not r.owner.startswith("derived pack ") or not index:
+            if r.kind != "derived" or r.derived_kind != "pack" or not index:
                 continue
             if r.digest not in stored or index not in stored or {r.digest, index} & bad:
                 continue  # already reported as missing or corrupt
