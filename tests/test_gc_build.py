@@ -296,6 +296,45 @@ def test_a_killed_builds_lease_expires_then_gc_removes_it_and_its_objects(
     assert registry.verify().ok
 
 
+def test_gc_recognises_a_lease_by_its_row_kind_not_by_how_its_name_reads(
+    registry: Any,
+) -> None:
+    """Only a derived row of kind ``lease`` stops protecting its objects once its
+    ``meta.expires`` is past: a row of another kind whose kind, scope and key all start with
+    "lease" and whose meta says expired keeps its objects, as does a live lease."""
+    from genreg.service.leases import LEASE_KIND
+
+    put = registry.objects.put_bytes
+    dead, dead_too = put(b"expired lease object"), put(b"expired lease, meta only")
+    live, live_too = put(b"live lease object"), put(b"live lease, meta only")
+    other, other_too = put(b"lookalike row object"), put(b"lookalike row, meta only")
+    for d in (dead, dead_too, live, live_too, other, other_too):
+        _backdate_object(registry, d)
+    past, future = time.time() - 60, time.time() + 3600
+    registry.derived.put(
+        LEASE_KIND, "scope", "lease:dead:1", dead, {"objects": [dead, dead_too], "expires": past}
+    )
+    registry.derived.put(
+        LEASE_KIND, "scope", "lease:live:1", live, {"objects": [live, live_too], "expires": future}
+    )
+    registry.derived.put(
+        "lease-like", "lease", "lease:other:1", other, {"objects": [other_too], "expires": past}
+    )
+    report = registry.gc(dry_run=True, grace_seconds=0)
+    assert sorted(o["digest"] for o in report.unreferenced) == sorted([dead, dead_too])
+    assert sorted((x["key"], x["expired"]) for x in report.leases) == [
+        ("lease:dead:1", True),
+        ("lease:live:1", False),
+    ]
+    report = registry.gc(dry_run=False, grace_seconds=0)
+    assert sorted(report.deleted) == sorted([dead, dead_too])
+    assert [r.key for r in registry.derived.list(LEASE_KIND)] == ["lease:live:1"]
+    assert registry.derived.get("lease:other:1") is not None
+    for d in (live, live_too, other, other_too):
+        assert registry.objects.has(d)
+    assert registry.verify().ok
+
+
 def test_a_live_lease_is_renewed_past_its_ttl_and_closing_it_leaves_no_row(
     db_backend: Any,
 ) -> None:

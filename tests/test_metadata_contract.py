@@ -219,6 +219,9 @@ def test_liveness_and_inventory(md: Any) -> None:
     refs = {(r.digest, r.owner, r.kind) for r in md.object_references()}
     assert (f"{1:064x}", "prompt:qa@v1", "version") in refs
     assert ("b" * 64, "derived pack pack:1 index", "derived-index") in refs
+    kinds = {(r.digest, r.kind, r.derived_kind) for r in md.object_references()}
+    assert {("a" * 64, "derived", "pack"), ("b" * 64, "derived-index", "pack")} <= kinds
+    assert (f"{1:064x}", "version", "") in kinds  # gc tells a lease row by this, not its name
     dv = md.data_version()
     if dv is None:
         return  # no cheap change counter: callers resolve every time

@@ -84,7 +84,6 @@ _HEX64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 # <home>/cache/ann subdirectories of copied objects (from a store without local files)
 _ANN_SPILLS = ("shards", "rowids", "texts")
 _SCAN_LIMIT = 512 << 20  # don't scan manifests larger than this for embedded digests
-_LEASE_OWNER = "derived lease "  # how object_references names a lease row
 
 
 def register_reference_provider(fn: ReferenceProvider) -> ReferenceProvider:
@@ -219,13 +218,13 @@ class Admin:
     def _row_references(self) -> list[ObjectRef]:
         """What every row names -- except an expired lease (:mod:`genreg.service.leases`):
         its job is gone, what it named is kept only if another row names it."""
-        from genreg.service.leases import expired
+        from genreg.service.leases import LEASE_KIND, expired
 
         now = time.time()
         return [
             r
             for r in self.metadata.object_references()
-            if not (r.owner.startswith(_LEASE_OWNER) and expired(r.meta, now))
+            if not (r.kind == "derived" and r.derived_kind == LEASE_KIND and expired(r.meta, now))
         ]
 
     def _provider_references(self) -> list[tuple[str, str]]:
@@ -306,7 +305,7 @@ class Admin:
         for r in refs:
             meta = r.meta if isinstance(r.meta, dict) else {}
             index = meta.get("index")
-            if r.kind != "derived" or not r.owner.startswith("derived pack ") or not index:
+            if r.kind != "derived" or r.derived_kind != "pack" or not index:
                 continue
             if r.digest not in stored or index not in stored or {r.digest, index} & bad:
                 continue  # already reported as missing or corrupt

@@ -48,10 +48,12 @@ def object_references(engine: Engine) -> list[ObjectRef]:
                 out.append(ObjectRef(layout, f"{owner} layout", "layout"))
         for d in s.exec(select(DerivedRow).order_by(col(DerivedRow.id))).all():
             owner = f"derived {d.kind} {d.key[:24]}"
-            out.append(ObjectRef(d.object_digest, owner, "derived", meta=d.meta))
+            out.append(
+                ObjectRef(d.object_digest, owner, "derived", meta=d.meta, derived_kind=d.kind)
+            )
             index = _hex((d.meta or {}).get("index"))
             if index:
-                out.append(ObjectRef(index, f"{owner} index", "derived-index"))
+                out.append(ObjectRef(index, f"{owner} index", "derived-index", derived_kind=d.kind))
         for run_id, obj in s.exec(
             select(RunRow.id, RunRow.results_object).where(col(RunRow.results_object).is_not(None))
         ).all():

@@ -55,6 +55,7 @@ class ObjectRef:
     artifact_kind: str = ""  # for versions: prompt | evalset | corpus | routing
     content_digest: str = ""  # for versions: the version's "sha256:..." digest
     meta: object = None  # for derived rows: their meta map (may name further objects)
+    derived_kind: str = ""  # for derived rows and their indexes: the row's kind (pack, lease...)
 
 
 class DerivedStore(Protocol):
