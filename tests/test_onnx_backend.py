@@ -144,11 +144,17 @@ def test_onnx_vectors_match_sentence_transformers(registry: Any) -> None:
     assert not np.array_equal(int8, fp32)
 
 
-def test_missing_extra_is_one_line_and_writes_nothing(tmp_path: Path, registry: Any) -> None:
-    src = _corpus(tmp_path, 5)
-    code = "import sys; sys.modules['onnxruntime'] = None\nfrom genreg.cli import main; main()\n"
+def cli_without(module: str, corpus: Path) -> list[str]:
+    """The genreg CLI in a subprocess that cannot import ``module`` (a missing extra), with
+    ``corpus`` snapshotted as ``small``: the command prefix to run it again."""
+    code = f"import sys; sys.modules[{module!r}] = None\nfrom genreg.cli import main; main()\n"
     run = [sys.executable, "-c", code]
-    subprocess.run([*run, "corpus", "snapshot", "small", str(src), "-q"], check=True)
+    subprocess.run([*run, "corpus", "snapshot", "small", str(corpus), "-q"], check=True)
+    return run
+
+
+def test_missing_extra_is_one_line_and_writes_nothing(tmp_path: Path, registry: Any) -> None:
+    run = cli_without("onnxruntime", _corpus(tmp_path, 5))
     p = subprocess.run(
         [*run, "corpus", "index", "small", "--backend", "onnx"], capture_output=True, text=True
     )

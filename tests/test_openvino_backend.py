@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from genreg.errors import ConfigError
 from genreg.retrieval.embedders import EmbeddingSpec
 from genreg.retrieval.onnx_backend import KIND
-from test_onnx_backend import push_examples
+from test_onnx_backend import cli_without, push_examples
 
 TEXTS = [
     "Aspirin lowers the risk of heart attack in adults over fifty.",
@@ -193,10 +192,7 @@ def test_eval_run_on_openvino_records_backend_in_lineage(
 
 
 def test_missing_extra_is_one_line_and_writes_nothing(tmp_path: Path, registry: Any) -> None:
-    src = _corpus(tmp_path, 5)
-    code = "import sys; sys.modules['openvino'] = None\nfrom genreg.cli import main; main()\n"
-    run = [sys.executable, "-c", code]
-    subprocess.run([*run, "corpus", "snapshot", "small", str(src), "-q"], check=True)
+    run = cli_without("openvino", _corpus(tmp_path, 5))
     p = subprocess.run(
         [*run, "corpus", "index", "small", "--backend", "openvino"], capture_output=True, text=True
     )
@@ -365,10 +361,7 @@ def test_bf16_vectors_are_close_to_torch_and_not_float32s(registry: Any) -> None
 
 
 def test_missing_nncf_is_one_line_for_int8_only(tmp_path: Path, registry: Any) -> None:
-    src = _corpus(tmp_path, 5)
-    code = "import sys; sys.modules['nncf'] = None\nfrom genreg.cli import main; main()\n"
-    run = [sys.executable, "-c", code]
-    subprocess.run([*run, "corpus", "snapshot", "small", str(src), "-q"], check=True)
+    run = cli_without("nncf", _corpus(tmp_path, 5))
     p = subprocess.run(
         [*run, "corpus", "index", "small", "--backend", "openvino", "--quantize", "int8"],
         capture_output=True,

@@ -514,7 +514,9 @@ class OnnxEmbedder:
     def _infer(self, sess: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
         return sess.run(None, feed)[0]
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def feed(self, texts: list[str], names: set[str]) -> dict[str, np.ndarray]:
+        """The model inputs of one batch (those of ``names`` the graph takes), tokenized
+        as sentence-transformers does (lower-cased first when the model says so)."""
         import numpy as np
 
         if self.export_settings["lowercase"]:
@@ -525,9 +527,11 @@ class OnnxEmbedder:
             "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
         }
+        return {k: v for k, v in feed.items() if k in names}
+
+    def _run(self, texts: list[str]) -> np.ndarray:
         sess = self.session
-        names = self._input_names(sess)
-        return self._infer(sess, {k: v for k, v in feed.items() if k in names})
+        return self._infer(sess, self.feed(texts, self._input_names(sess)))
 
     def encode(
         self, texts: list[str], batch_size: int = 32, *, progress: Progress | None = None

@@ -201,8 +201,6 @@ class OpenVinoEmbedder(OnnxEmbedder):
         """NNCF int8 of the float32 export into ``out`` (an IR pack); one line on failure."""
         import logging
 
-        import numpy as np
-
         ov = require_openvino("int8")
         onnx_file = self.model_file()  # export/fetch errors are their own
         try:
@@ -211,19 +209,12 @@ class OpenVinoEmbedder(OnnxEmbedder):
             nncf.set_log_level(logging.ERROR)
             core = ov.Core()
             model = core.read_model(str(onnx_file))
-            names = {i.get_any_name() for i in model.inputs}
+            names = self._input_names(model)
             texts = list(calibration_texts())
-            if self.export_settings["lowercase"]:
-                texts = [t.lower() for t in texts]
-            batches = []
-            for i in range(0, len(texts), CALIBRATION_BATCH):
-                enc = self._fast.encode_batch(texts[i : i + CALIBRATION_BATCH])
-                feed = {
-                    "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-                    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-                    "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
-                }
-                batches.append({k: v for k, v in feed.items() if k in names})
+            batches = [
+                self.feed(texts[i : i + CALIBRATION_BATCH], names)
+                for i in range(0, len(texts), CALIBRATION_BATCH)
+            ]
             # NNCF draws its own progress bars on stdout (rich), which would corrupt --json
             # output; the caller's progress shows this as part of loading the model
             with contextlib.redirect_stdout(io.StringIO()):
