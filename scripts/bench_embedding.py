@@ -163,6 +163,10 @@ def main() -> int:
 
     for run in runners.values():
         run(texts[:64])  # warm-up
+    # genreg sets MKL_CBWR=AUTO,STRICT before torch first runs (unless set): the torch
+    # baseline runs in that mode when an export was made first in this process -- printed
+    out["mkl_cbwr"] = os.environ.get("MKL_CBWR", "default")
+    print(f"  torch's MKL mode: MKL_CBWR={out['mkl_cbwr']}", flush=True)
     # the models take turns on each slice (module doc): load changes hit all of them alike
     step = -(-len(texts) // max(args.slices, 1))
     secs_of = dict.fromkeys(runners, 0.0)

@@ -318,7 +318,12 @@ def test_gc_recognises_a_lease_by_its_row_kind_not_by_how_its_name_reads(
         LEASE_KIND, "scope", "lease:live:1", live, {"objects": [live, live_too], "expires": future}
     )
     registry.derived.put(
-        "lease-like", "lease", "lease:other:1", other, {"objects": [other_too], "expires": past}
+        # its owner name reads "derived lease copy ...": a name-prefix test would take it
+        "lease copy",
+        "lease",
+        "lease:other:1",
+        other,
+        {"objects": [other_too], "expires": past},
     )
     report = registry.gc(dry_run=True, grace_seconds=0)
     assert sorted(o["digest"] for o in report.unreferenced) == sorted([dead, dead_too])

@@ -102,9 +102,12 @@ def test_onnx_index_has_its_own_cache_and_one_export_reused(
     assert (info["backend"], info["quantize"], info["device"]) == ("onnx", "int8", "cpu")
     assert info["embedded"] == 40 and info["model"].endswith("[onnx-int8]")
     exports = registry.derived.list(KIND)
+    emb = registry.load_embedder({"backend": "onnx", "quantize": "int8"})
     assert [(e.key, e.scope) for e in exports] == [
-        (info["model_digest"], registry.load_embedder(None).digest)
+        (emb.export_digest, registry.load_embedder(None).digest)
     ]
+    # the model is the export run by this CPU class's int8 kernels: its own digest
+    assert info["model_digest"] == emb.digest != emb.export_digest
     shards = registry.derived.list("embshard", scope=info["model_digest"])
     assert sum(s.meta["count"] for s in shards) == 40
     # a fresh process without the local copy fetches the registry's export (no re-export)
@@ -243,3 +246,36 @@ def test_a_second_registry_in_the_same_process_records_the_export_too(
         assert other.objects.has(rows[0].object_digest)
     finally:
         other.close()
+
+
+def test_cpu_isa_classes() -> None:
+    from genreg.retrieval.onnx_backend import cpu_isa, isa_of
+
+    amx = "processor : 0\nflags : fpu avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16\n"
+    assert isa_of("x86_64", amx) == "x86_64:amx"
+    assert isa_of("x86_64", "flags : fpu sse avx2 avx512f avx512_vnni\n") == "x86_64:avx512_vnni"
+    assert isa_of("x86_64", "flags : fpu sse avx2\n") == "x86_64:avx2"
+    assert isa_of("x86_64", "flags : fpu sse\n") == "x86_64:baseline"
+    assert isa_of("aarch64", "Features : fp asimd sve i8mm bf16\n") == "aarch64:bf16+i8mm+sve"
+    assert cpu_isa().split(":", 1)[0]  # this machine's
+
+
+def test_int8_digests_name_the_cpu_class_and_float32_ones_do_not(
+    registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genreg.retrieval import onnx_backend, openvino_backend
+
+    specs = [
+        {"backend": "onnx"},
+        {"backend": "onnx", "quantize": "int8"},
+        {"backend": "openvino"},
+        {"backend": "openvino", "precision": "bf16"},
+        {"backend": "openvino", "quantize": "int8"},
+    ]
+    here = [registry.load_embedder(s).digest for s in specs]
+    monkeypatch.setattr(onnx_backend, "cpu_isa", lambda: "x86_64:other-class")
+    monkeypatch.setattr(openvino_backend, "cpu_isa", lambda: "x86_64:other-class")
+    there = [registry.load_embedder(s).digest for s in specs]
+    assert [a == b for a, b in zip(here, there)] == [True, False, True, False, False]
+    int8 = registry.load_embedder(specs[1])
+    assert int8.settings["runtime"] == {"isa": "x86_64:other-class"}

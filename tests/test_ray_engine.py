@@ -759,8 +759,9 @@ def test_killed_in_process_build_resumes_with_the_planned_blocks(
 def test_openvino_int8_on_ray_is_quantized_once_by_the_driver_and_matches_in_process(
     registry: Any, corpus_file: Path, ray_cluster: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The driver makes (or fetches) the NNCF model before the job, so the actors all fetch
-    that one object instead of each quantizing; their vectors are the in-process ones."""
+    """The driver makes (or fetches) the NNCF model before the job (so the actors find that
+    one object instead of each quantizing); the actors' vectors match the in-process ones to
+    cosine 0.9999 (OpenVINO does not promise the same bits for 1 and 2 threads)."""
     from genreg.retrieval.openvino_backend import KIND as IR_KIND
     from genreg.retrieval.openvino_backend import OpenVinoEmbedder
 
@@ -785,3 +786,40 @@ def test_openvino_int8_on_ray_is_quantized_once_by_the_driver_and_matches_in_pro
     got = EmbeddingCache(registry.objects, registry.derived, emb.digest, emb.dim).matrix(digests)
     want = emb.encode(texts, batch_size=BATCH)
     assert float((got * want).sum(1).min()) > 0.9999
+
+
+def test_a_model_the_driver_cannot_run_is_refused_before_the_job_and_writes_nothing(
+    registry: Any, corpus_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 on a CPU without it: the driver's prepare() refuses in one line, before any
+    export is written or any cluster is started (no RAY_ADDRESS: it would start one)."""
+    from genreg.errors import ConfigError
+    from genreg.retrieval import onnx_backend, openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "cpu_has_bf16", lambda core: False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    registry.snapshot("kb", corpus_file)
+    with pytest.raises(ConfigError) as e:
+        registry.build_index(
+            "kb",
+            model={"backend": "openvino", "precision": "bf16"},
+            chunking="none",
+            engine="ray",
+            ray={"actors": 2},
+        )
+    assert e.value.message.startswith("embedding.precision: bf16 needs a CPU with bfloat16")
+    assert registry.derived.list(onnx_backend.KIND) == [] and registry.derived.list("index") == []
+
+
+def test_an_actors_config_error_reaches_the_user_as_its_one_line() -> None:
+    from genreg.errors import ConfigError
+    from genreg.retrieval.ray_engine import _actor_error
+
+    remote = RuntimeError(
+        "ray::MapWorker(MapBatches(EmbedActor)).__init__() (pid=1, ip=127.0.0.1)\n"
+        "  File ...\ngenreg.errors.ConfigError: model /m: OpenVINO cannot compile x.onnx (E: y)\n"
+    )
+    wrapped = RuntimeError("Ray Data failed")
+    wrapped.__cause__ = remote
+    assert _actor_error(wrapped) == (ConfigError, "model /m: OpenVINO cannot compile x.onnx (E: y)")
+    assert _actor_error(RuntimeError("something else")) is None

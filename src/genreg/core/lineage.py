@@ -43,8 +43,8 @@ fingerprint (stored fingerprints never change meaning, and a replay is not the s
 computation: it makes no call) but is not an input for attribution: it says where the
 answers came from, not what they are -- the response cache key covers endpoint, model,
 messages, parameters and repeat, so a CI ``replay`` of a recorded run compares with it as
-"inputs that differ: none". ``embedding.backend``/``quantize`` are inputs: an ONNX or int8
-export is a different model with its own digest.
+"inputs that differ: none". ``embedding.backend``/``quantize``/``precision`` are inputs: an
+ONNX, int8 or bf16 model is a different model with its own digest.
 
 Left out on purpose (they do not change the numbers): run id, eval name, run name, tags and
 parameters, author, start/end time, host (CPU, cores, RAM, GPU), batch size, how latency was

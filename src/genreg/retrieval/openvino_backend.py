@@ -25,14 +25,18 @@ on what it embeds. It is made once per registry and kept as a derived object
 (``kind="openvinomodel"``, ``scope`` = source model digest, ``key`` = :attr:`ir_digest`) whose
 object is an uncompressed tar of the OpenVINO IR (``model.xml`` + ``model.bin``), plus a local
 copy under ``<home>/cache/onnx/``; later processes (and Ray actors) fetch it instead of
-quantizing (~15 s on 2 cores).
+quantizing (~12-14 s on 2 cores). With ``--engine ray`` the driver makes or fetches it
+(:meth:`OpenVinoEmbedder.prepare`, after the same refusals as in-process) before the job.
 
 Identity: a *different model* from the ONNX Runtime one and from each other. Its digest is
 ``sha256:`` of the canonical JSON of ``{"source": <source model digest>, "backend":
 "openvino", **settings}`` where the settings are the float32 export's (format, opset,
 pooling, sequence length, exporter versions) plus ``runtime: {openvino: <version>, device:
 CPU, precision}`` and, for int8, ``quantize: int8`` and ``int8: {method, preset, nncf
-version, calibration digest and size}``.
+version, calibration digest and size}``. For int8 and bf16 ``runtime.isa`` also names the
+CPU's instruction-set class (:func:`~genreg.retrieval.onnx_backend.cpu_isa`: AMX, AVX512_BF16
+and VNNI kernels round differently), so vectors made on another class of CPU are another
+model's; float32 digests do not name it (unchanged from before it existed).
 
 ``device: cuda`` is refused (:mod:`genreg.core.embedding`: OpenVINO has no CUDA device);
 ``auto`` and ``cpu`` run on the CPU. ``openvino`` and ``nncf`` (plus ``onnxruntime``/``onnx``
@@ -54,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from genreg.core.hashing import digest_json
 from genreg.errors import ConfigError
-from genreg.retrieval.onnx_backend import OnnxEmbedder, _files, _version
+from genreg.retrieval.onnx_backend import OnnxEmbedder, _files, _making, _version, cpu_isa
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,8 +78,9 @@ def require_openvino(quantize: str = "none") -> Any:
 
         if quantize == "int8":
             # NNCF sends usage telemetry (Google Analytics) unless NNCF_CI or NNCF_DEV is set
-            # (its only effect: nncf/telemetry/wrapper.py); genreg runs offline and sends
-            # nothing on its users' behalf
+            # (its only effect in nncf 3.4: nncf/telemetry/wrapper.py, read when nncf is
+            # first imported); genreg runs offline and sends nothing on its users' behalf.
+            # Process-wide, and inherited by child processes, like HF_HUB_OFFLINE.
             os.environ.setdefault("NNCF_CI", "1")
             import nncf  # noqa: F401
     except ImportError:
@@ -133,13 +138,19 @@ def read_ir(core: Any, path: Path) -> Any:
     import numpy as np
     import openvino as ov
 
-    with tarfile.open(path, "r") as tar:
-        parts = {}
-        for name in ("model.xml", "model.bin"):
-            fh = tar.extractfile(name)
-            if fh is None:
-                raise ConfigError(f"{path}: not an OpenVINO IR pack (no {name})")
-            parts[name] = fh.read()
+    parts = {}
+    try:
+        with tarfile.open(path, "r") as tar:
+            for name in ("model.xml", "model.bin"):
+                fh = tar.extractfile(tar.getmember(name))
+                if fh is None:
+                    raise KeyError(name)
+                parts[name] = fh.read()
+    except (KeyError, tarfile.TarError, OSError) as exc:
+        raise ConfigError(
+            f"{path}: not an OpenVINO IR pack ({type(exc).__name__}: {exc}); delete it to "
+            "fetch or make it again"
+        ) from None
     return core.read_model(
         parts["model.xml"], ov.Tensor(np.frombuffer(parts["model.bin"], np.uint8))
     )
@@ -162,7 +173,13 @@ class OpenVinoEmbedder(OnnxEmbedder):
         return "-".join(parts)
 
     def _identity_settings(self) -> dict[str, Any]:
-        runtime = {"openvino": _version("openvino"), "device": "CPU", "precision": self.precision}
+        runtime: dict[str, Any] = {
+            "openvino": _version("openvino"),
+            "device": "CPU",
+            "precision": self.precision,
+        }
+        if self.quantize == "int8" or self.precision != "f32":
+            runtime["isa"] = cpu_isa()  # their kernels round by CPU class (f32: unchanged)
         out = {**self.export_settings, "runtime": runtime}
         if self.quantize == "int8":
             out["quantize"] = "int8"
@@ -181,20 +198,36 @@ class OpenVinoEmbedder(OnnxEmbedder):
 
     def ir_file(self) -> Path:
         """The NNCF-quantized IR pack (quantized once per registry; afterwards fetched)."""
-        store = self._store()
-        found = store.get(self.ir_digest, KIND, SUFFIX)
-        path = found or store.keep(
-            self.source_digest,
-            self.ir_digest,
-            self.ir_settings,
-            self._quantize,
-            kind=KIND,
-            suffix=SUFFIX,
-        )
-        _files[self.ir_digest] = path
-        return path
+        with _making:  # one thread quantizes; the others then find it
+            store = self._store()
+            found = store.get(self.ir_digest, KIND, SUFFIX)
+            path = found or store.keep(
+                self.source_digest,
+                self.ir_digest,
+                self.ir_settings,
+                self._quantize,
+                kind=KIND,
+                suffix=SUFFIX,
+            )
+            _files[self.ir_digest] = path
+            return path
+
+    def check(self) -> Any:
+        """Refuse, in one line and before anything is written, what cannot run here: CUDA,
+        a missing extra, bf16 on a CPU without it. Returns an OpenVINO ``Core``."""
+        if self.device == "cuda":  # EmbeddingSpec refuses it; an embedder built directly too
+            raise ConfigError("embedding.device: cuda is not available with backend: openvino")
+        core = require_openvino().Core()
+        if self.precision == "bf16" and not cpu_has_bf16(core):
+            raise ConfigError(
+                "embedding.precision: bf16 needs a CPU with bfloat16 support (AVX512_BF16 or "
+                "AMX), which OpenVINO does not find on this one; use precision: f32"
+            )
+        return core
 
     def prepare(self) -> Path:
+        """The checks of :meth:`check`, then the file this model runs (made or fetched)."""
+        self.check()
         return self.ir_file() if self.quantize == "int8" else self.model_file()
 
     def _quantize(self, out: Path) -> None:
@@ -249,15 +282,7 @@ class OpenVinoEmbedder(OnnxEmbedder):
             )
 
     def _open(self) -> Any:
-        if self.device == "cuda":  # EmbeddingSpec refuses it; an embedder built directly too
-            raise ConfigError("embedding.device: cuda is not available with backend: openvino")
-        ov = require_openvino(self.quantize)
-        core = ov.Core()
-        if self.precision == "bf16" and not cpu_has_bf16(core):
-            raise ConfigError(
-                "embedding.precision: bf16 needs a CPU with bfloat16 support (AVX512_BF16 or "
-                "AMX), which OpenVINO does not find on this one; use precision: f32"
-            )
+        core = self.check()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.precision}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from genreg.errors import ConfigError, IntegrityError
+from genreg.errors import ConfigError, GenregError, IntegrityError
 from genreg.retrieval.blocks import block_size, embed_order, plan_blocks, row_blocks
 
 __all__ = ["RayOptions", "embed_missing", "embed_order", "embed_rows", "plan_blocks", "row_blocks"]
@@ -280,6 +280,7 @@ def embed_missing(
     "seconds", "actors"}``. Raises :class:`ConfigError` for a missing extra or an unreachable
     cluster before anything is written."""
     preflight(options)  # before planning: one line, nothing written
+    _prepare(emb)
     blocks = plan_blocks(digests, texts, set(missing), block_size(options.batch_size))
     total = sum(len(b["digests"]) for b in blocks)
     return _run_blocks(settings, emb, options, blocks, total, {}, progress)
@@ -309,6 +310,7 @@ def embed_rows(
     import numpy as np
 
     preflight(options)
+    _prepare(emb)
     order, ranges = row_blocks(rows, lengths, missing, block_size(options.batch_size))
     if not ranges:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
@@ -317,6 +319,15 @@ def embed_rows(
         # in a list: not resolved early
         extra = {"table": table, "order": [ray.put(order), ray.put(expected)]}
         return _run_blocks(settings, emb, options, ranges, len(order), extra, progress)
+
+
+def _prepare(emb: Any) -> None:
+    """Before any cluster starts: the refusals an actor would hit (a missing extra, bf16 on
+    a CPU without it -- one line, nothing written), then the export / int8 quantization
+    made (or fetched) once, here, into the registry, so the actors all fetch that one
+    instead of each making its own."""
+    if embedder_spec(emb) is not None and hasattr(emb, "prepare"):
+        emb.prepare()
 
 
 def _run_blocks(
@@ -333,10 +344,6 @@ def _run_blocks(
     if not blocks:
         return {"shards": 0, "embedded": 0, "seconds": 0.0, "actors": 0}
     spec = embedder_spec(emb)
-    if spec is not None and hasattr(emb, "prepare"):
-        # an export / int8 quantization is made (or fetched) once, here, into the registry:
-        # every actor then fetches it instead of each making its own
-        emb.prepare()
     t0 = time.perf_counter()
     with ray_session(options) as ray:
         from ray.data import DataContext
@@ -374,11 +381,12 @@ def _run_blocks(
                 shards += 1
                 if progress is not None:
                     progress("embedding", done, total)
-        except Exception as exc:  # an actor's IntegrityError arrives wrapped by Ray Data
-            bad = _integrity_error(exc)
-            if bad is None:
+        except Exception as exc:  # an actor's genreg error arrives wrapped by Ray Data
+            found = _actor_error(exc)
+            if found is None:
                 raise
-            raise IntegrityError(bad) from None
+            cls, message = found
+            raise cls(message) from None
     return {
         "shards": shards,
         "embedded": done,
@@ -387,23 +395,33 @@ def _run_blocks(
     }
 
 
-def _integrity_error(exc: BaseException) -> str | None:
-    """The message of the :class:`IntegrityError` an actor raised, found in what Ray Data
-    raised (the error itself, or the remote traceback text of a ``RayTaskError``)."""
+_ACTOR_ERRORS: dict[str, type[GenregError]] = {
+    "IntegrityError": IntegrityError,  # a text that does not match its digest...
+    "ConfigError": ConfigError,  # ...or the model cannot run there (extra, CPU, compile)
+}
+
+
+def _actor_error(exc: BaseException) -> tuple[type[GenregError], str] | None:
+    """The class and one-line message of the genreg error an actor raised
+    (:data:`_ACTOR_ERRORS`), found in what Ray Data raised (the error itself, or the remote
+    traceback text of a ``RayTaskError``)."""
     import re
 
+    pattern = re.compile(r"genreg\.errors\.(" + "|".join(_ACTOR_ERRORS) + r"): ([^\n]+)")
     seen: set[int] = set()
     todo: list[Any] = [exc]
-    found: str | None = None
+    found: tuple[type[GenregError], str] | None = None
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if type(e) is IntegrityError:
-            return str(e)
-        hits = re.findall(r"genreg\.errors\.IntegrityError: ([^\n]+)", str(e))
-        found = found or (hits[-1].strip() if hits else None)
+        if type(e) in _ACTOR_ERRORS.values():
+            return type(e), str(e)
+        hits = pattern.findall(str(e))
+        if hits and found is None:
+            name, message = hits[-1]
+            found = (_ACTOR_ERRORS[name], message.strip())
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
     return found
 

@@ -41,7 +41,8 @@ and deletes it (``GcReport.leases``).
 gc also reclaims **staging files** (``objects/tmp``, ``<home>/tmp``: the temp files of writes
 and snapshots killed half-way) untouched for longer than the grace period, the **work
 directories of builds that are not running** (``<home>/cache/tmp/ann-*/``: an on-disk index
-build's chunk-text side file and units, left by a build killed with ``kill -9``; its
+build's chunk-text side file and units, left by a build killed with ``kill -9``;
+``<home>/cache/tmp/export-*/``: a killed ONNX export's or NNCF quantization's files; its
 :class:`~genreg.store.objects.StagingDir` lock tells a running build from a dead one at any
 age, the grace period applies only to a directory without a lock file), and **derived
 local caches** of ``<home>/cache/ann/`` (:meth:`Admin._ann_caches`): the materialised copy of
@@ -354,7 +355,8 @@ class Admin:
     def _staging(self, now: float, grace: float) -> list[dict[str, Any]]:
         """Temp files of writes that never finished (a killed snapshot's ``pack-*``...) and
         the work directories of builds that are not running (a killed on-disk index build's
-        ``cache/tmp/ann-*/``, with the corpus's whole chunk text in it)."""
+        ``cache/tmp/ann-*/``, with the corpus's whole chunk text in it; a killed export's
+        ``cache/tmp/export-*/``)."""
         from genreg.store.objects import staging_dir_state, staging_in_use
 
         out = []
