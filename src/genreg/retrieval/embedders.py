@@ -316,10 +316,16 @@ class Embedder:
         return out
 
 
+def first_line(exc: BaseException) -> str:
+    """A library error's message as one line for a :class:`ConfigError`: its first line, at
+    most 200 characters (``no message`` when it has none)."""
+    return (str(exc).strip().split("\n", 1)[0] or "no message")[:200]
+
+
 def load_error(name: str, path: Path, exc: BaseException) -> ConfigError:
     """The one line for a model directory the loader (sentence-transformers, transformers,
     safetensors, torch) refuses: which model, where, and the loader's first line."""
-    first = (str(exc).strip().split("\n", 1)[0] or "no message")[:200]
+    first = first_line(exc)
     return ConfigError(f"embedding model {name}: cannot load {path}: {type(exc).__name__}: {first}")
 
 

@@ -35,6 +35,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
@@ -110,9 +112,8 @@ def cpu_isa() -> str:
 
 def isa_of(machine: str, cpuinfo: str) -> str:
     """:func:`cpu_isa` of a machine name and the text of its ``/proc/cpuinfo``."""
-    text = cpuinfo
     flags: set[str] = set()
-    for line in text.splitlines():
+    for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             flags |= set(value.split())
@@ -332,32 +333,6 @@ class ExportStore:
         self._keep_file(p, lambda tmp: tmp.write_bytes(data))
         return p
 
-    def make(self, root: Path, source_digest: str, digest: str, settings: dict[str, Any]) -> Path:
-        """Export, record in the registry, keep the local copy; returns the local file."""
-        return self.keep(
-            source_digest, digest, settings, lambda tmp: export_model(root, settings, tmp)
-        )
-
-    def adopt(
-        self,
-        source_digest: str,
-        digest: str,
-        settings: dict[str, Any],
-        file: Path,
-        kind: str = KIND,
-        suffix: str = ".onnx",
-    ) -> Path:
-        """Record an export this process already has (``file``, made for another registry)
-        in this registry, as :meth:`make` would have."""
-        return self.keep(
-            source_digest,
-            digest,
-            settings,
-            lambda tmp: shutil.copyfile(file, tmp),
-            kind=kind,
-            suffix=suffix,
-        )
-
     def keep(
         self,
         source_digest: str,
@@ -404,6 +379,19 @@ class ExportStore:
             tmp = work / p.name
             write(tmp)
             os.replace(tmp, p)
+
+
+@dataclass(frozen=True)
+class Made:
+    """A file an embedder runs, made once per registry and kept by :class:`ExportStore`:
+    its key (``digest``), what it is made from (``settings``, the row's meta), its derived
+    ``kind`` and local ``suffix``, and ``make(tmp)``, which writes it."""
+
+    digest: str
+    settings: dict[str, Any]
+    make: Callable[[Path], None]
+    kind: str = KIND
+    suffix: str = ".onnx"
 
 
 class OnnxEmbedder:
@@ -495,21 +483,44 @@ class OnnxEmbedder:
     def _session_key(self) -> str:
         return f"{self.digest}|{self.device}|{self.threads}"
 
-    def model_file(self) -> Path:
-        """The exported model file (exported once; afterwards fetched)."""
+    def _export(self) -> Made:
+        """The ONNX export (``backend: openvino`` makes its int8 model from the float32 one)."""
+        settings = self.export_settings
+        return Made(
+            self.export_digest, settings, lambda tmp: export_model(self.path, settings, tmp)
+        )
+
+    def _runs(self) -> Made:
+        """The file this backend runs: here its ONNX export."""
+        return self._export()
+
+    def _file(self, made: Made) -> Path:
+        """The local file of ``made`` (made once per registry; afterwards fetched)."""
         with _making:  # one thread makes it; the others then find it
             store = self._store()
-            found = store.get(self.export_digest)
-            path = found or store.make(
-                self.path, self.source_digest, self.export_digest, self.export_settings
+            path = store.get(made.digest, made.kind, made.suffix) or store.keep(
+                self.source_digest,
+                made.digest,
+                made.settings,
+                made.make,
+                kind=made.kind,
+                suffix=made.suffix,
             )
-            _files[self.export_digest] = path
+            _files[made.digest] = path
             return path
+
+    def model_file(self) -> Path:
+        """The exported model file (exported once; afterwards fetched)."""
+        return self._file(self._export())
+
+    def run_file(self) -> Path:
+        """The file this backend runs (:meth:`_runs`), made or fetched."""
+        return self._file(self._runs())
 
     def prepare(self) -> Path:
         """Make (or fetch) the file this backend runs, without loading a runtime: the Ray
         driver calls it so that its actors all fetch one export instead of each exporting."""
-        return self.model_file()
+        return self.run_file()
 
     def _store(self) -> ExportStore:
         if self.exports is not None:
@@ -518,13 +529,21 @@ class OnnxEmbedder:
         return ExportStore(None, None, local, local / "tmp")
 
     def _adopt(self) -> None:
-        """Record in this embedder's registry the export this process loaded for another
-        one (exported once per registry, not once per process)."""
-        if self.exports is None or self.exports.get(self.export_digest) is not None:
+        """Record in this embedder's registry the file this process loaded for another one
+        (made once per registry, not once per process): a copy of it, kept as made would be."""
+        runs = self._runs()
+        if self.exports is None or self.exports.get(runs.digest, runs.kind, runs.suffix):
             return
-        made = _files.get(self.export_digest)
-        if made is not None and made.is_file():
-            self.exports.adopt(self.source_digest, self.export_digest, self.export_settings, made)
+        have = _files.get(runs.digest)
+        if have is not None and have.is_file():
+            self.exports.keep(
+                self.source_digest,
+                runs.digest,
+                runs.settings,
+                lambda tmp: shutil.copyfile(have, tmp),
+                kind=runs.kind,
+                suffix=runs.suffix,
+            )
 
     @property
     def session(self) -> Any:
@@ -556,7 +575,7 @@ class OnnxEmbedder:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        return ort.InferenceSession(str(self.model_file()), opts, providers=providers)
+        return ort.InferenceSession(str(self.run_file()), opts, providers=providers)
 
     def _device_of(self, sess: Any) -> str:
         return "cuda" if sess.get_providers()[0].startswith("CUDA") else "cpu"

@@ -58,7 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 from genreg.core.hashing import digest_json
 from genreg.errors import ConfigError
-from genreg.retrieval.onnx_backend import OnnxEmbedder, _files, _making, _version, cpu_isa
+from genreg.retrieval.embedders import first_line
+from genreg.retrieval.onnx_backend import Made, OnnxEmbedder, _version, cpu_isa
 
 if TYPE_CHECKING:
     import numpy as np
@@ -196,21 +197,11 @@ class OpenVinoEmbedder(OnnxEmbedder):
         """The key of the quantized IR's derived object (int8 only)."""
         return digest_json({"backend": "openvino", "ir": self.ir_settings})
 
-    def ir_file(self) -> Path:
-        """The NNCF-quantized IR pack (quantized once per registry; afterwards fetched)."""
-        with _making:  # one thread quantizes; the others then find it
-            store = self._store()
-            found = store.get(self.ir_digest, KIND, SUFFIX)
-            path = found or store.keep(
-                self.source_digest,
-                self.ir_digest,
-                self.ir_settings,
-                self._quantize,
-                kind=KIND,
-                suffix=SUFFIX,
-            )
-            _files[self.ir_digest] = path
-            return path
+    def _runs(self) -> Made:
+        """For int8 the NNCF-quantized IR pack; else the float32 ONNX export."""
+        if self.quantize != "int8":
+            return self._export()
+        return Made(self.ir_digest, self.ir_settings, self._quantize, KIND, SUFFIX)
 
     def check(self) -> Any:
         """Refuse, in one line and before anything is written, what cannot run here: CUDA,
@@ -228,7 +219,7 @@ class OpenVinoEmbedder(OnnxEmbedder):
     def prepare(self) -> Path:
         """The checks of :meth:`check`, then the file this model runs (made or fetched)."""
         self.check()
-        return self.ir_file() if self.quantize == "int8" else self.model_file()
+        return self.run_file()
 
     def _quantize(self, out: Path) -> None:
         """NNCF int8 of the float32 export into ``out`` (an IR pack); one line on failure."""
@@ -265,21 +256,10 @@ class OpenVinoEmbedder(OnnxEmbedder):
             raise
         except Exception as exc:  # noqa: BLE001 - the quantizer's errors are one line
             out.unlink(missing_ok=True)
-            first = (str(exc).strip().split("\n", 1)[0] or "no message")[:200]
+            first = first_line(exc)
             raise ConfigError(
                 f"model {self.path}: OpenVINO int8 quantization failed ({type(exc).__name__}: {first})"
             ) from None
-
-    def _adopt(self) -> None:
-        if self.quantize != "int8":
-            return super()._adopt()
-        if self.exports is None or self.exports.get(self.ir_digest, KIND, SUFFIX) is not None:
-            return
-        made = _files.get(self.ir_digest)
-        if made is not None and made.is_file():
-            self.exports.adopt(
-                self.source_digest, self.ir_digest, self.ir_settings, made, kind=KIND, suffix=SUFFIX
-            )
 
     def _open(self) -> Any:
         core = self.check()
@@ -291,14 +271,14 @@ class OpenVinoEmbedder(OnnxEmbedder):
             # machine shared one core (measured: 30 texts/s each vs 60 unpinned)
             config["ENABLE_CPU_PINNING"] = False
         # export/fetch/quantize errors are their own (not compile errors)
-        path = self.ir_file() if self.quantize == "int8" else self.model_file()
+        path = self.run_file()
         try:
             model = read_ir(core, path) if self.quantize == "int8" else core.read_model(str(path))
             compiled = core.compile_model(model, "CPU", config)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - the runtime's errors are one line
-            first = (str(exc).strip().split("\n", 1)[0] or "no message")[:200]
+            first = first_line(exc)
             raise ConfigError(
                 f"model {self.path}: OpenVINO cannot compile {path.name} "
                 f"({type(exc).__name__}: {first})"
